@@ -1,0 +1,1 @@
+"""Trading engine: calendar, clock, money, brokers, market data, algorithms, orchestration. No widgets."""

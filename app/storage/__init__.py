@@ -1,0 +1,1 @@
+"""SQLite stores: the only package that writes SQL."""

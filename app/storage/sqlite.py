@@ -1,0 +1,80 @@
+"""Opening SQLite files the one way this project does, and the write-transaction helper.
+
+Every thread opens its own connection with :func:`connect`; connections never cross threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 10_000
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with foreign keys on, ``synchronous=NORMAL`` and a busy timeout.
+
+    The connection is in autocommit mode (``isolation_level=None``); group writes with
+    :func:`transaction`. ``readonly`` opens an existing file without write access.
+    """
+    path = Path(path)
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=True)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """Run the block in one SQLite transaction: commit on success, roll back on any exception.
+
+    ``BEGIN IMMEDIATE`` takes the write lock up front so two writers wait on the busy
+    timeout instead of failing half-way with ``database is locked``.
+    """
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
+    """Apply the migrations this file has not seen yet, tracked in ``PRAGMA user_version``.
+
+    ``migrations[i]`` upgrades a database from version ``i`` to ``i + 1``. Each runs in its own
+    transaction together with the version bump, so a crash leaves a consistent version.
+    Returns the resulting version. A file newer than this code is refused.
+    """
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > len(migrations):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this AutoTrader understands "
+            f"({len(migrations)}); upgrade AutoTrader")
+    for version in range(current, len(migrations)):
+        with transaction(conn):
+            migrations[version](conn)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+    return len(migrations)
+
+
+def integrity_ok(conn: sqlite3.Connection) -> tuple[bool, str]:
+    """Run ``PRAGMA integrity_check``; return (ok, first problem or 'ok')."""
+    rows = conn.execute("PRAGMA integrity_check").fetchall()
+    first = rows[0][0] if rows else "no answer"
+    return first == "ok", first

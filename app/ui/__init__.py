@@ -1,0 +1,1 @@
+"""Kiosk widgets. No SQL and no network: everything goes through the engine client."""
