@@ -1,0 +1,67 @@
+"""Immutable records the stores return. Safe to pass between threads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Bar(NamedTuple):
+    """One minute bar. ``ts`` is the bar's opening minute in UTC epoch seconds.
+
+    A NamedTuple rather than a dataclass: reading 200 of them must stay well under 150 µs.
+    """
+
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """A row of ``algorithm_instances``: one card."""
+
+    id: int
+    display_name: str
+    algorithm_type: str
+    ticker: str
+    initial_capital: float
+    status: str  # 'running' | 'stopped'
+    created_at: str  # UTC text
+    stopped_at: str | None
+    params_json: str  # algorithm parameters as JSON object text
+    faulted_reason: str | None  # set when the engine stopped calling this algorithm
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """A row of ``transactions``: one recorded fill."""
+
+    id: int
+    algorithm_id: int
+    type: str  # 'buy' | 'sell'
+    shares: int
+    price: float
+    timestamp: str  # UTC text
+    client_order_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """A row of the ``orders`` journal: one decision sent (or about to be sent) to the broker."""
+
+    client_order_id: str
+    algorithm_id: int
+    symbol: str
+    side: str  # 'buy' | 'sell'
+    shares: int
+    status: str  # see SystemStore.ORDER_STATUSES
+    submitted_at: str
+    broker_order_id: str | None
+    filled_qty: int
+    filled_avg_price: float | None
+    filled_at: str | None
+    error: str | None
