@@ -1,0 +1,48 @@
+"""Simple moving-average crossover: buy when the fast SMA crosses above the slow one, sell all
+when it crosses back below."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.engine.algorithm_api import AlgorithmBase, AlgorithmParamError, Param
+
+
+class Algorithm(AlgorithmBase):
+    """Fast/slow SMA crossover on minute closes; all in on a cross up, all out on a cross down."""
+
+    name = "SMA crossover"
+    description = "Buys when the fast moving average crosses above the slow one; sells everything on the cross back."
+    parameters = {
+        "fast": Param(20, int, "bars in the fast moving average", min=1),
+        "slow": Param(50, int, "bars in the slow moving average", min=2),
+    }
+
+    def check_params(self) -> None:
+        """The fast average must be shorter than the slow one."""
+        if self.params["fast"] >= self.params["slow"]:
+            raise AlgorithmParamError(
+                f"fast ({self.params['fast']}) must be smaller than slow ({self.params['slow']})")
+
+    def run(self, current_time: datetime, algo_id: int) -> tuple[str, int]:
+        """Compare both averages over the previous window and the current one."""
+        fast, slow = self.params["fast"], self.params["slow"]
+        bars = self.bars_before(slow + 1)
+        if len(bars) < slow + 1:
+            return ("hold", 0)
+        closes = [bar.close for bar in bars]
+        fast_before = sum(closes[-fast - 1:-1]) / fast
+        slow_before = sum(closes[:-1]) / slow
+        fast_now = sum(closes[-fast:]) / fast
+        slow_now = sum(closes[1:]) / slow
+
+        if fast_before <= slow_before and fast_now > slow_now:
+            if self.position() == 0:
+                shares = self.affordable_shares(closes[-1])
+                if shares > 0:
+                    return ("buy", shares)
+        elif fast_before >= slow_before and fast_now < slow_now:
+            held = self.position()
+            if held > 0:
+                return ("sell", held)
+        return ("hold", 0)

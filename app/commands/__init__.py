@@ -1,0 +1,1 @@
+"""Sub-commands of the ``autotrader`` command line, one module per group."""

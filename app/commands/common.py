@@ -1,0 +1,62 @@
+"""Helpers shared by the sub-commands: settings, dates, and the exit-code convention."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from app.engine.runtime import DataPaths, data_paths
+from app.engine.settings import Settings, SettingsError, load_settings
+
+NEW_YORK = ZoneInfo("America/New_York")
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A problem the person must fix; printed as one line, exit code 2."""
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """Load settings (``--sim`` on the command forces sim mode)."""
+    try:
+        return load_settings(force_sim=bool(getattr(args, "sim", False)))
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def paths_for(args: argparse.Namespace) -> tuple[Settings, DataPaths]:
+    """Settings and the created data folder of their mode."""
+    settings = settings_for(args)
+    paths = data_paths(settings)
+    try:
+        paths.create()
+    except OSError as exc:
+        raise CommandError(f"cannot create the data folder {paths.root}: {exc.strerror}") from None
+    return settings, paths
+
+
+def parse_day(text: str, what: str = "date") -> date:
+    """A New York calendar day ``YYYY-MM-DD``."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{what} {text!r} is not a date YYYY-MM-DD") from None
+
+
+def day_range_utc(start: date, end: date) -> tuple[datetime, datetime]:
+    """UTC instants covering New York days ``start``..``end`` inclusive (end is exclusive midnight)."""
+    if end < start:
+        raise CommandError(f"the end date {end} is before the start date {start}")
+    begin = datetime.combine(start, time(0), NEW_YORK)
+    finish = datetime.combine(end + timedelta(days=1), time(0), NEW_YORK)
+    return begin.astimezone(ZoneInfo("UTC")), finish.astimezone(ZoneInfo("UTC"))
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    """Print one line to stderr and return the exit code."""
+    print(f"autotrader: {message}", file=sys.stderr)
+    return code

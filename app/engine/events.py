@@ -1,0 +1,102 @@
+"""Immutable values the engine emits to the UI (carried by Qt signals across threads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TradeMarker:
+    """A fill shown on a card's sparkline."""
+
+    ts: int  # epoch seconds of the fill minute
+    side: str  # 'buy' | 'sell'
+    shares: int
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CardSnapshot:
+    """Everything one card shows, computed by the engine from system.db and the latest bar."""
+
+    instance_id: int
+    display_name: str
+    ticker: str
+    algorithm_type: str
+    algorithm_name: str
+    initial_capital: Decimal
+    shares: int
+    trade_count: int
+    price: Decimal | None  # None: waiting for data
+    price_time: datetime | None
+    value: Decimal
+    uninvested: Decimal
+    pnl: Decimal
+    pnl_pct: Decimal
+    last_action: str | None = None  # e.g. "BUY 12 @ 101.20 at 14:32"
+    faulted_reason: str | None = None
+    refused_reason: str | None = None
+    sparkline: tuple[float, ...] = ()  # closes of the ticker's current/last session
+    sparkline_start: int | None = None  # epoch seconds of sparkline[0]
+    markers: tuple[TradeMarker, ...] = ()
+
+    @property
+    def waiting_for_data(self) -> bool:
+        """True until the first price for this ticker has arrived."""
+        return self.price is None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketStatus:
+    """Whether the exchange is open now, and the next transitions (aware UTC)."""
+
+    is_open: bool
+    now: datetime
+    next_open: datetime
+    next_close: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """Live bar feed state: 'idle', 'connecting', 'live', 'reconnecting', 'failed'; reason when degraded."""
+
+    state: str
+    reason: str | None = None
+    simulated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """Header figures: mode badge, available cash for new cards, total P&L, halt switch."""
+
+    mode: str  # 'sim' | 'paper' | 'live'
+    available_cash: Decimal | None  # None when the broker could not be reached
+    total_pnl: Decimal
+    halted: bool
+    broker_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """What one minute cycle did (for status, logs and benchmarks)."""
+
+    minute: datetime
+    scheduled_at: datetime
+    started_at: datetime
+    duration_ms: float
+    instances_run: int
+    orders: int
+    refused: int
+    faults: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message for the person at the wall: an engine error, an order refused, an instance faulted."""
+
+    kind: str  # 'error' | 'refused' | 'fault' | 'info'
+    message: str
+    instance_id: int | None = None
+    at: datetime | None = field(default=None)

@@ -1,0 +1,118 @@
+"""Card maths: position, invested, uninvested, value and P&L derived from transactions (DESIGN.md "Money").
+
+All arithmetic is Decimal; floats are converted through ``str`` so 150.5 stays 150.5.
+Nothing is rounded here except by the display formatters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Iterable
+
+ZERO = Decimal(0)
+_CENT = Decimal("0.01")
+_HUNDRED = Decimal(100)
+
+
+def to_decimal(value: Any, what: str = "amount") -> Decimal:
+    """``value`` as a finite Decimal; floats go through ``str`` so they keep their short form."""
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, bool):
+        raise TypeError(f"{what} must be a number, got a bool")
+    elif isinstance(value, (int, float, str)):
+        try:
+            result = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"{what} is not a number: {value!r}") from None
+    else:
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError(f"{what} must be a finite number (got {value!r})")
+    return result
+
+
+@dataclass(frozen=True)
+class CardFigures:
+    """What one card shows. ``has_price`` False means "waiting for data": P&L is 0 and value is the capital."""
+
+    shares: int
+    trade_count: int
+    invested: Decimal
+    uninvested: Decimal
+    price: Decimal | None
+    value: Decimal
+    pnl: Decimal
+    pnl_pct: Decimal
+    has_price: bool
+
+
+def card_figures(initial_capital: Any, transactions: Iterable[Any], price: Any | None) -> CardFigures:
+    """Derive a card's figures from its capital, its fills (objects with ``type``, ``shares``, ``price``) and the last price.
+
+    ``price`` None or 0 means no price yet for the ticker.
+    """
+    capital = to_decimal(initial_capital, "initial capital")
+    if capital < 0:
+        raise ValueError(f"initial capital must not be negative (got {capital})")
+    shares = 0
+    trade_count = 0
+    invested = ZERO
+    for tx in transactions:
+        qty = tx.shares
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty < 0:
+            raise ValueError(f"transaction shares must be a whole number >= 0 (got {qty!r})")
+        fill_price = to_decimal(tx.price, "transaction price")
+        if fill_price < 0:
+            raise ValueError(f"transaction price must not be negative (got {fill_price})")
+        if tx.type == "buy":
+            shares += qty
+            invested += qty * fill_price
+        elif tx.type == "sell":
+            shares -= qty
+            invested -= qty * fill_price
+        else:
+            raise ValueError(f"transaction type must be 'buy' or 'sell' (got {tx.type!r})")
+        trade_count += 1
+    uninvested = capital - invested
+
+    last = None if price is None else to_decimal(price, "price")
+    if last is not None and last < 0:
+        raise ValueError(f"price must not be negative (got {last})")
+    if last is None or last == 0:
+        return CardFigures(shares, trade_count, invested, uninvested, None, capital, ZERO, ZERO, False)
+
+    value = shares * last + uninvested
+    pnl = value - capital
+    pnl_pct = pnl / capital * _HUNDRED if capital else ZERO
+    return CardFigures(shares, trade_count, invested, uninvested, last, value, pnl, pnl_pct, True)
+
+
+def available_cash(broker_cash: Any, running_uninvested: Iterable[Any]) -> Decimal:
+    """Cash a new card may take: broker cash − Σ uninvested of running cards, never below 0.
+
+    Money already invested by a card has left the broker's cash, so subtracting whole
+    allocations (the seed's rule) would count it twice.
+    """
+    cash = to_decimal(broker_cash, "broker cash")
+    reserved = sum((to_decimal(u, "uninvested") for u in running_uninvested), ZERO)
+    return max(ZERO, cash - reserved)
+
+
+def format_money(amount: Any, *, signed: bool = False) -> str:
+    """``$1,234.56`` / ``-$12.00`` rounded half-up to cents; ``signed`` adds ``+`` to positive amounts."""
+    cents = to_decimal(amount).quantize(_CENT, rounding=ROUND_HALF_UP)
+    if cents == 0:
+        return "$0.00"  # never "-$0.00"
+    sign = "-" if cents < 0 else ("+" if signed else "")
+    return f"{sign}${abs(cents):,.2f}"
+
+
+def format_pct(pct: Any, *, signed: bool = True) -> str:
+    """``+2.91%`` / ``-0.50%`` / ``0.00%`` (two decimals, half-up); ``signed=False`` drops the ``+``."""
+    hundredths = to_decimal(pct, "percentage").quantize(_CENT, rounding=ROUND_HALF_UP)
+    if hundredths == 0:
+        return "0.00%"
+    sign = "-" if hundredths < 0 else ("+" if signed else "")
+    return f"{sign}{abs(hundredths):,.2f}%"

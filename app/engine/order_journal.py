@@ -1,0 +1,185 @@
+"""Journal-first order placement and reconciliation with the broker by client order id.
+
+Every decision is written to the ``orders`` journal *before* it is sent, and a fill is recorded
+(transaction + journal update) in one SQLite transaction. After a crash, every journal row that is
+not final is resolved with the broker by its client order id, so a trade is never lost and never
+counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from app.engine.broker import (Broker, BrokerError, BrokerUnavailable, NotFound, OrderRejected,
+                               OrderState)
+from app.storage.records import OrderRecord
+from app.storage.system_store import SystemStore
+from app.storage.timefmt import parse_utc_text, utc_text
+
+log = logging.getLogger("autotrader.engine.orders")
+
+JOURNAL_ID_KEY = "journal_id"
+# A pending order the broker has never heard of after this long was never received.
+UNKNOWN_ORDER_GRACE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """A fill that was just recorded as a transaction."""
+
+    instance_id: int
+    client_order_id: str
+    side: str
+    shares: int
+    price: Decimal
+    transaction_id: int
+
+
+class OrderJournal:
+    """Places orders journal-first and settles them; owned by the engine thread."""
+
+    def __init__(self, store: SystemStore, broker: Broker, now: Callable[[], datetime]):
+        self._store = store
+        self._broker = broker
+        self._now = now
+        self._prefix = self._journal_prefix()
+
+    def _journal_prefix(self) -> str:
+        # A random id per system.db keeps client order ids unique across database resets
+        # against the same brokerage account (Alpaca rejects a reused id).
+        jid = self._store.get_config(JOURNAL_ID_KEY)
+        if not jid:
+            jid = secrets.token_hex(3)
+            self._store.set_config(JOURNAL_ID_KEY, jid)
+        return f"at{jid}"
+
+    def client_order_id(self, instance_id: int, minute: datetime, side: str) -> str:
+        """The one id of the decision (instance, minute, side): the same decision is never sent twice."""
+        return f"{self._prefix}-{instance_id}-{minute.astimezone(timezone.utc):%Y%m%dT%H%M}-{side}"
+
+    def place(self, instance_id: int, symbol: str, side: str, shares: int,
+              minute: datetime) -> tuple[OrderRecord | None, str | None]:
+        """Journal then submit one market order. Returns (journal row, problem sentence or None).
+
+        A transient failure leaves the row open for :meth:`settle`; a rejection closes it.
+        """
+        coid = self.client_order_id(instance_id, minute, side)
+        if not self._store.journal_order(coid, instance_id, symbol, side, shares, utc_text(self._now())):
+            return self._store.get_order(coid), "this decision was already sent"
+        try:
+            state = self._broker.submit_market_order(coid, symbol, side, shares)
+        except OrderRejected as exc:
+            self._store.mark_final(coid, "rejected", str(exc))
+            log.warning("order %s rejected: %s", coid, exc)
+            return self._store.get_order(coid), f"broker rejected the order: {exc}"
+        except BrokerUnavailable as exc:
+            log.warning("order %s not confirmed (%s); will check by client id", coid, exc)
+            return self._store.get_order(coid), f"broker did not confirm the order yet: {exc}"
+        except BrokerError as exc:
+            self._store.mark_final(coid, "failed", str(exc))
+            log.error("order %s failed: %s", coid, exc)
+            return self._store.get_order(coid), f"order failed: {exc}"
+        self._store.mark_submitted(coid, state.broker_order_id or "")
+        self.apply(state)
+        return self._store.get_order(coid), None
+
+    def apply(self, state: OrderState) -> Fill | None:
+        """Record a broker state in the journal; a final state with shares filled becomes a transaction."""
+        if not state.is_final:
+            return None
+        if state.filled_qty > 0 and state.filled_avg_price is not None:
+            filled_at = utc_text(state.filled_at or self._now())
+            order = self._store.get_order(state.client_order_id)
+            already = order is not None and order.status in ("filled", "partial")
+            status = "filled" if state.filled_qty >= state.qty else "partial"
+            tx_id = self._store.record_fill(state.client_order_id, state.filled_qty,
+                                            float(state.filled_avg_price), filled_at, status)
+            if tx_id is None or already or order is None:
+                return None
+            log.info("filled %s: %s %d %s @ %s", state.client_order_id, state.side,
+                     state.filled_qty, state.symbol, state.filled_avg_price)
+            return Fill(order.algorithm_id, state.client_order_id, state.side, state.filled_qty,
+                        Decimal(state.filled_avg_price), tx_id)
+        status = state.status if state.status in ("rejected", "canceled") else "failed"
+        self._store.mark_final(state.client_order_id, status, state.reason)
+        return None
+
+    def open_orders(self) -> list[OrderRecord]:
+        """Journal rows not yet final."""
+        return self._store.open_orders()
+
+    def settle(self, wait_s: float = 0.0) -> list[Fill]:
+        """Ask the broker about every open journal row and record what became final.
+
+        ``wait_s`` > 0 polls each open order up to that long (live brokers fill within a second or
+        two); 0 only looks. Orders the broker never received are closed as failed after a grace
+        period.
+        """
+        fills: list[Fill] = []
+        for order in self._store.open_orders():
+            try:
+                if wait_s > 0:
+                    state = self._broker.wait_for_final(order.client_order_id, wait_s)
+                else:
+                    state = self._broker.get_order(order.client_order_id)
+            except NotFound:
+                state = None
+            except BrokerError as exc:
+                log.warning("could not check order %s: %s", order.client_order_id, exc)
+                continue
+            if state is None:
+                age = self._now() - parse_utc_text(order.submitted_at)
+                if age >= UNKNOWN_ORDER_GRACE:
+                    self._store.mark_final(order.client_order_id, "failed",
+                                           "the broker never received this order")
+                    log.warning("order %s unknown to the broker: marked failed", order.client_order_id)
+                continue
+            if order.status == "pending" and state.broker_order_id:
+                self._store.mark_submitted(order.client_order_id, state.broker_order_id)
+            fill = self.apply(state)
+            if fill:
+                fills.append(fill)
+        return fills
+
+    def reconcile_at_start(self) -> list[Fill]:
+        """Resolve every open journal row before the first cycle (after a crash or power cut).
+
+        At start a pending order the broker does not know was never sent: it is failed at once.
+        """
+        fills: list[Fill] = []
+        for order in self._store.open_orders():
+            try:
+                state = self._broker.get_order(order.client_order_id)
+            except NotFound:
+                state = None
+            except BrokerError as exc:
+                log.warning("could not reconcile order %s yet: %s", order.client_order_id, exc)
+                continue
+            if state is None:
+                self._store.mark_final(order.client_order_id, "failed",
+                                       "not found at the broker after restart")
+                continue
+            if order.status == "pending" and state.broker_order_id:
+                self._store.mark_submitted(order.client_order_id, state.broker_order_id)
+            fill = self.apply(state)
+            if fill:
+                fills.append(fill)
+        return fills
+
+    def reserved(self, instance_id: int, price: Decimal | None) -> tuple[Decimal, int]:
+        """Cash (buys at ``price``) and shares (sells) tied up in this instance's open orders."""
+        cash = Decimal(0)
+        shares = 0
+        for order in self._store.open_orders():
+            if order.algorithm_id != instance_id:
+                continue
+            if order.side == "buy":
+                cash += (price or Decimal(0)) * order.shares
+            else:
+                shares += order.shares
+        return cash, shares

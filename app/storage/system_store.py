@@ -1,0 +1,450 @@
+"""system.db: algorithm instances (cards), their transactions, the orders journal and config.
+
+The seed schema with its CHECK and FOREIGN KEY constraints, plus the orders journal. Cards are
+only ever soft-stopped, nothing is deleted, and positions/P&L are never stored: they are derived
+from transactions. Timestamps are UTC text ``YYYY-MM-DDTHH:MM:SSZ``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+from app.storage.records import InstanceRecord, OrderRecord, TransactionRecord
+from app.storage.sqlite import connect, integrity_ok, migrate, transaction
+from app.storage.timefmt import parse_utc_text, utc_text
+
+
+class StoreError(ValueError):
+    """Input a store refuses, with a sentence saying why. Nothing was written."""
+
+
+ORDER_STATUSES = ("pending", "submitted", "filled", "partial", "rejected", "canceled", "failed")
+OPEN_ORDER_STATUSES = ("pending", "submitted")
+FINAL_ORDER_STATUSES = ("filled", "partial", "rejected", "canceled", "failed")
+INSTANCE_STATUSES = ("running", "stopped")
+SIDES = ("buy", "sell")
+
+_TICKER = re.compile(r"[A-Z][A-Z0-9.]{0,9}")
+_ALGO_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+MAX_CLIENT_ORDER_ID = 128  # Alpaca's limit
+
+
+def _migration_1_seed(conn: sqlite3.Connection) -> None:
+    # The seed's tables verbatim (IF NOT EXISTS: a seed-built system.db upgrades in place),
+    # except the plaintext PIN row, which the PIN guard replaces with a salted hash.
+    conn.execute("""CREATE TABLE IF NOT EXISTS algorithm_instances (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        display_name TEXT NOT NULL,
+        algorithm_type TEXT NOT NULL,
+        ticker TEXT NOT NULL,
+        initial_capital REAL NOT NULL CHECK(initial_capital > 0),
+        status TEXT NOT NULL DEFAULT 'running' CHECK(status IN ('running', 'stopped')),
+        created_at TEXT NOT NULL,
+        stopped_at TEXT
+    )""")
+    conn.execute("""CREATE TABLE IF NOT EXISTS transactions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        algorithm_id INTEGER NOT NULL,
+        type TEXT NOT NULL CHECK(type IN ('buy', 'sell')),
+        shares INTEGER NOT NULL CHECK(shares > 0),
+        price REAL NOT NULL CHECK(price > 0),
+        timestamp TEXT NOT NULL,
+        FOREIGN KEY (algorithm_id) REFERENCES algorithm_instances(id)
+    )""")
+    conn.execute("""CREATE TABLE IF NOT EXISTS system_config (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""")
+
+
+def _migration_2_journal(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE algorithm_instances ADD COLUMN params_json TEXT NOT NULL DEFAULT '{}'")
+    conn.execute("ALTER TABLE algorithm_instances ADD COLUMN faulted_reason TEXT")
+    # ALTER TABLE cannot add a UNIQUE column; a unique index is the same constraint
+    # (NULLs stay distinct, so manual records without an order id are unaffected).
+    conn.execute("ALTER TABLE transactions ADD COLUMN client_order_id TEXT")
+    conn.execute("CREATE UNIQUE INDEX transactions_client_order_id ON transactions(client_order_id)")
+    conn.execute("CREATE INDEX transactions_algo_time ON transactions(algorithm_id, timestamp)")
+    conn.execute("""CREATE TABLE orders (
+        client_order_id TEXT PRIMARY KEY,
+        algorithm_id INTEGER NOT NULL REFERENCES algorithm_instances(id),
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL CHECK(side IN ('buy', 'sell')),
+        shares INTEGER NOT NULL CHECK(shares > 0),
+        status TEXT NOT NULL CHECK(status IN
+            ('pending', 'submitted', 'filled', 'partial', 'rejected', 'canceled', 'failed')),
+        submitted_at TEXT NOT NULL,
+        broker_order_id TEXT,
+        filled_qty INTEGER NOT NULL DEFAULT 0 CHECK(filled_qty >= 0),
+        filled_avg_price REAL,
+        filled_at TEXT,
+        error TEXT
+    )""")
+    conn.execute("CREATE INDEX orders_status ON orders(status)")
+    conn.execute("CREATE INDEX orders_algorithm ON orders(algorithm_id)")
+
+
+MIGRATIONS = (_migration_1_seed, _migration_2_journal)
+
+_INSTANCE_COLUMNS = ("id, display_name, algorithm_type, ticker, initial_capital, status, "
+                     "created_at, stopped_at, params_json, faulted_reason")
+_TRANSACTION_COLUMNS = "id, algorithm_id, type, shares, price, timestamp, client_order_id"
+_ORDER_COLUMNS = ("client_order_id, algorithm_id, symbol, side, shares, status, submitted_at, "
+                  "broker_order_id, filled_qty, filled_avg_price, filled_at, error")
+
+
+# -- validation (cheap checks before SQL, so errors read as sentences) ---------------------------
+
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise StoreError(f"{what} must be a whole number above 0, got {value!r}")
+    return value
+
+
+def _positive_money(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise StoreError(f"{what} must be a positive amount, got {value!r}")
+    return float(value)
+
+
+def _ticker(value: object) -> str:
+    if not isinstance(value, str) or _TICKER.fullmatch(value) is None:
+        raise StoreError(f"invalid ticker symbol {repr(value)[:24]}: use 1-10 capital letters, "
+                         "digits or dots, starting with a letter")
+    return value
+
+
+def _side(value: object) -> str:
+    if value not in SIDES:
+        raise StoreError(f"order side must be 'buy' or 'sell', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _timestamp(value: object, what: str) -> str:
+    """Normalise to ``YYYY-MM-DDTHH:MM:SSZ``; refuse anything without a time zone."""
+    if not isinstance(value, str):
+        raise StoreError(f"{what} must be UTC text like '2024-06-04T14:30:00Z', got {value!r}")
+    try:
+        return utc_text(parse_utc_text(value))
+    except ValueError:
+        raise StoreError(
+            f"{what} must be UTC text like '2024-06-04T14:30:00Z', got {value[:40]!r}") from None
+
+
+def _client_order_id(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_CLIENT_ORDER_ID:
+        raise StoreError(f"client order id must be 1-{MAX_CLIENT_ORDER_ID} characters of text, "
+                         f"got {repr(value)[:40]}")
+    return value
+
+
+def _display_name(ticker: str, algo_type: str, moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime from now(): pass an aware UTC clock")
+    return f"{ticker}_{algo_type}_{moment.astimezone(timezone.utc):%Y%m%d_%H%M%S}"
+
+
+class SystemStore:
+    """Cards, transactions, the orders journal and settings in system.db. One per thread.
+
+    ``now`` is the only source of the current time (the engine passes its Clock's ``now`` so sim
+    mode stamps simulated time); it must return an aware datetime.
+    """
+
+    def __init__(self, path: str | Path, *, now: Callable[[], datetime] | None = None) -> None:
+        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._conn = connect(path)
+        try:
+            migrate(self._conn, MIGRATIONS)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> SystemStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The underlying connection: for tests and maintenance only, not for queries elsewhere."""
+        return self._conn
+
+    def integrity_check(self) -> tuple[bool, str]:
+        """``PRAGMA integrity_check`` result as (ok, first problem or 'ok')."""
+        return integrity_ok(self._conn)
+
+    def _now_text(self) -> str:
+        return utc_text(self._now())
+
+    # -- instances -----------------------------------------------------------------------------
+
+    def generate_display_name(self, ticker: str, algo_type: str) -> str:
+        """``TICKER_type_YYYYMMDD_HHMMSS`` from now() in UTC, e.g. ``NVDA_sma_crossover_20240604_143022``."""
+        return _display_name(ticker, algo_type, self._now())
+
+    def create_instance(self, ticker: str, algorithm_type: str, initial_capital: float,
+                        params: Mapping[str, object] | None = None) -> int:
+        """Add a running card and return its id. ``params`` must be JSON-serialisable."""
+        _ticker(ticker)
+        if not isinstance(algorithm_type, str) or _ALGO_TYPE.fullmatch(algorithm_type) is None:
+            raise StoreError(f"algorithm type must be a Python module name, got "
+                             f"{repr(algorithm_type)[:40]}")
+        capital = _positive_money(initial_capital, "initial capital")
+        try:
+            params_json = json.dumps(dict(params or {}), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"algorithm parameters must be JSON values: {exc}") from None
+        now = self._now()
+        with transaction(self._conn):
+            cursor = self._conn.execute(
+                "INSERT INTO algorithm_instances (display_name, algorithm_type, ticker, "
+                "initial_capital, status, created_at, params_json) VALUES (?, ?, ?, ?, 'running', ?, ?)",
+                (_display_name(ticker, algorithm_type, now), algorithm_type, ticker, capital, utc_text(now), params_json))
+        return cursor.lastrowid  # type: ignore[return-value]
+
+    def stop_instance(self, instance_id: int) -> bool:
+        """Soft-stop a card; True only if it was running (nothing is ever deleted)."""
+        with transaction(self._conn):
+            cursor = self._conn.execute(
+                "UPDATE algorithm_instances SET status = 'stopped', stopped_at = ? "
+                "WHERE id = ? AND status = 'running'", (self._now_text(), instance_id))
+        return cursor.rowcount == 1
+
+    def get_instance(self, instance_id: int) -> InstanceRecord | None:
+        """One card by id, or None."""
+        row = self._conn.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM algorithm_instances WHERE id = ?",
+            (instance_id,)).fetchone()
+        return None if row is None else InstanceRecord(*row)
+
+    def all_instances(self, status: str | None = None) -> list[InstanceRecord]:
+        """All cards, or those with ``status`` ('running' / 'stopped'), ordered by id."""
+        if status is None:
+            rows = self._conn.execute(
+                f"SELECT {_INSTANCE_COLUMNS} FROM algorithm_instances ORDER BY id").fetchall()
+        else:
+            if status not in INSTANCE_STATUSES:
+                raise StoreError(f"card status must be 'running' or 'stopped', got {status!r}")
+            rows = self._conn.execute(
+                f"SELECT {_INSTANCE_COLUMNS} FROM algorithm_instances WHERE status = ? ORDER BY id",
+                (status,)).fetchall()
+        return [InstanceRecord(*row) for row in rows]
+
+    def set_faulted(self, instance_id: int, reason: str | None) -> None:
+        """Record why the engine stopped calling a card's algorithm (None clears it)."""
+        with transaction(self._conn):
+            cursor = self._conn.execute(
+                "UPDATE algorithm_instances SET faulted_reason = ? WHERE id = ?",
+                (reason, instance_id))
+            if cursor.rowcount != 1:
+                raise StoreError(f"no card with id {instance_id!r}")
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def _insert_transaction(self, algo_id: int, side: str, shares: int, price: float,
+                            timestamp: str, client_order_id: str | None) -> int:
+        """Insert inside the caller's transaction, after its validation."""
+        if self._conn.execute("SELECT 1 FROM algorithm_instances WHERE id = ?",
+                              (algo_id,)).fetchone() is None:
+            raise StoreError(f"no card with id {algo_id!r}: transaction not recorded")
+        try:
+            cursor = self._conn.execute(
+                "INSERT INTO transactions (algorithm_id, type, shares, price, timestamp, "
+                "client_order_id) VALUES (?, ?, ?, ?, ?, ?)",
+                (algo_id, side, shares, price, timestamp, client_order_id))
+        except sqlite3.IntegrityError as exc:
+            if client_order_id is not None and "client_order_id" in str(exc):
+                raise StoreError(f"a transaction for order {client_order_id!r} is already "
+                                 "recorded") from None
+            raise
+        return cursor.lastrowid  # type: ignore[return-value]
+
+    def _record(self, algo_id: int, side: str, shares: int, price: float,
+                timestamp: str | None, client_order_id: str | None) -> int:
+        _positive_int(shares, "share count")
+        value = _positive_money(price, "price")
+        stamp = self._now_text() if timestamp is None else _timestamp(timestamp, "timestamp")
+        coid = None if client_order_id is None else _client_order_id(client_order_id)
+        with transaction(self._conn):
+            return self._insert_transaction(algo_id, side, shares, value, stamp, coid)
+
+    def record_buy(self, algo_id: int, shares: int, price: float, *, timestamp: str | None = None,
+                   client_order_id: str | None = None) -> int:
+        """Record a bought fill for a card; returns the transaction id. Timestamp defaults to now."""
+        return self._record(algo_id, "buy", shares, price, timestamp, client_order_id)
+
+    def record_sell(self, algo_id: int, shares: int, price: float, *, timestamp: str | None = None,
+                    client_order_id: str | None = None) -> int:
+        """Record a sold fill for a card; returns the transaction id. Timestamp defaults to now."""
+        return self._record(algo_id, "sell", shares, price, timestamp, client_order_id)
+
+    def get_transactions(self, algo_id: int, *, oldest_first: bool = False) -> list[TransactionRecord]:
+        """A card's transactions, newest first (the seed's order) unless ``oldest_first``."""
+        order = "ASC" if oldest_first else "DESC"
+        rows = self._conn.execute(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE algorithm_id = ? "
+            f"ORDER BY timestamp {order}, id {order}", (algo_id,)).fetchall()
+        return [TransactionRecord(*row) for row in rows]
+
+    def all_transactions(self) -> list[TransactionRecord]:
+        """Every transaction of every card, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions ORDER BY timestamp, id").fetchall()
+        return [TransactionRecord(*row) for row in rows]
+
+    # -- orders journal ------------------------------------------------------------------------
+
+    def journal_order(self, client_order_id: str, algorithm_id: int, symbol: str, side: str,
+                      shares: int, submitted_at: str) -> bool:
+        """Write a decision to the journal as 'pending' before it is sent to the broker.
+
+        Returns False (and changes nothing) if that client order id is already journaled.
+        """
+        coid = _client_order_id(client_order_id)
+        _ticker(symbol)
+        _side(side)
+        _positive_int(shares, "share count")
+        stamp = _timestamp(submitted_at, "submitted_at")
+        with transaction(self._conn):
+            if self._conn.execute("SELECT 1 FROM algorithm_instances WHERE id = ?",
+                                  (algorithm_id,)).fetchone() is None:
+                raise StoreError(f"no card with id {algorithm_id!r}: order not journaled")
+            cursor = self._conn.execute(
+                "INSERT INTO orders (client_order_id, algorithm_id, symbol, side, shares, status, "
+                "submitted_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) "
+                "ON CONFLICT (client_order_id) DO NOTHING",
+                (coid, algorithm_id, symbol, side, shares, stamp))
+        return cursor.rowcount == 1
+
+    def _require_order(self, client_order_id: str) -> OrderRecord:
+        order = self.get_order(client_order_id)
+        if order is None:
+            raise StoreError(f"no journaled order with client order id {client_order_id!r}")
+        return order
+
+    def mark_submitted(self, client_order_id: str, broker_order_id: str) -> bool:
+        """Note that the broker acknowledged a pending order. False if it was no longer pending."""
+        with transaction(self._conn):
+            self._require_order(client_order_id)
+            cursor = self._conn.execute(
+                "UPDATE orders SET status = 'submitted', broker_order_id = ? "
+                "WHERE client_order_id = ? AND status = 'pending'",
+                (broker_order_id, client_order_id))
+        return cursor.rowcount == 1
+
+    def record_fill(self, client_order_id: str, filled_qty: int, avg_price: float | None,
+                    filled_at: str, final_status: str) -> int | None:
+        """Close an order and record its fill as a transaction, both in one SQLite transaction.
+
+        Exactly once: if a transaction for this order exists already, nothing changes and its id
+        is returned. With ``filled_qty == 0`` only the order is closed and None is returned.
+        A partial fill records the filled quantity only.
+        """
+        if final_status not in FINAL_ORDER_STATUSES:
+            raise StoreError(f"final status must be one of {', '.join(FINAL_ORDER_STATUSES)}, "
+                             f"got {final_status!r}")
+        if isinstance(filled_qty, bool) or not isinstance(filled_qty, int) or filled_qty < 0:
+            raise StoreError(f"filled quantity must be a whole number >= 0, got {filled_qty!r}")
+        price = _positive_money(avg_price, "average fill price") if filled_qty else None
+        stamp = _timestamp(filled_at, "filled_at")
+        with transaction(self._conn):
+            order = self._require_order(client_order_id)
+            existing = self._conn.execute(
+                "SELECT id FROM transactions WHERE client_order_id = ?",
+                (client_order_id,)).fetchone()
+            if existing is not None:
+                return existing[0]
+            if filled_qty > order.shares:
+                raise StoreError(f"order {client_order_id!r} was for {order.shares} shares; "
+                                 f"a fill of {filled_qty} is impossible")
+            self._conn.execute(
+                "UPDATE orders SET status = ?, filled_qty = ?, filled_avg_price = ?, filled_at = ? "
+                "WHERE client_order_id = ?",
+                (final_status, filled_qty, price, stamp, client_order_id))
+            if not filled_qty:
+                return None
+            return self._insert_transaction(order.algorithm_id, order.side, filled_qty,
+                                            price, stamp, client_order_id)  # type: ignore[arg-type]
+
+    def mark_final(self, client_order_id: str, status: str, error: str | None) -> bool:
+        """Close an open order with no fill (rejected, canceled, failed …) and why.
+
+        Returns False if the order was already final: a recorded outcome is never overwritten.
+        """
+        if status not in FINAL_ORDER_STATUSES:
+            raise StoreError(f"final status must be one of {', '.join(FINAL_ORDER_STATUSES)}, "
+                             f"got {status!r}")
+        with transaction(self._conn):
+            self._require_order(client_order_id)
+            cursor = self._conn.execute(
+                "UPDATE orders SET status = ?, error = ? "
+                "WHERE client_order_id = ? AND status IN ('pending', 'submitted')",
+                (status, error, client_order_id))
+        return cursor.rowcount == 1
+
+    def get_order(self, client_order_id: str) -> OrderRecord | None:
+        """One journal entry by client order id, or None."""
+        row = self._conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?",
+            (client_order_id,)).fetchone()
+        return None if row is None else OrderRecord(*row)
+
+    def open_orders(self) -> list[OrderRecord]:
+        """Orders not final yet (pending or submitted), oldest first: to reconcile at start."""
+        rows = self._conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status IN ('pending', 'submitted') "
+            "ORDER BY submitted_at, client_order_id").fetchall()
+        return [OrderRecord(*row) for row in rows]
+
+    def orders_for(self, algo_id: int) -> list[OrderRecord]:
+        """A card's journal entries, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE algorithm_id = ? "
+            "ORDER BY submitted_at, client_order_id", (algo_id,)).fetchall()
+        return [OrderRecord(*row) for row in rows]
+
+    # -- config --------------------------------------------------------------------------------
+
+    def get_config(self, key: str) -> str | None:
+        """A setting's text value, or None if unset."""
+        row = self._conn.execute("SELECT value FROM system_config WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_config(self, key: str, value: str) -> None:
+        """Set one setting."""
+        self.set_configs({key: value})
+
+    def set_configs(self, mapping: Mapping[str, str | None]) -> None:
+        """Set several settings atomically; a value of None deletes that key."""
+        items = list(mapping.items())
+        for key, value in items:
+            if not isinstance(key, str) or not key:
+                raise StoreError(f"setting names must be non-empty text, got {key!r}")
+            if value is not None and not isinstance(value, str):
+                # The value is not echoed: settings may hold secrets.
+                raise StoreError(f"setting {key!r} must be text, got {type(value).__name__}")
+        with transaction(self._conn):
+            for key, value in items:
+                if value is None:
+                    self._conn.execute("DELETE FROM system_config WHERE key = ?", (key,))
+                else:
+                    self._conn.execute(
+                        "INSERT INTO system_config (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
