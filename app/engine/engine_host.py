@@ -1,0 +1,81 @@
+"""Starting and stopping the engine thread from the UI (main) thread."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread
+
+from app.engine.clock import Clock, RealClock, SimClock
+from app.engine.engine_client import CallBridge, EngineClient
+from app.engine.engine_parts import EngineOptions
+from app.engine.engine_service import EngineService
+from app.engine.orchestrator import EngineSignals, Orchestrator
+from app.engine.settings import Settings
+
+log = logging.getLogger("autotrader.engine.host")
+
+
+class EngineStartError(RuntimeError):
+    """The engine could not start (database, broker, data folder); the text says why."""
+
+
+class EngineHost:
+    """Owns the engine QThread, its Orchestrator and the call bridge; gives the UI a client."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, *,
+                 options: EngineOptions | None = None, skip_closed_hours: bool | None = None):
+        self.settings = settings
+        self.clock = clock or RealClock()
+        self.signals = EngineSignals()
+        self.thread = QThread()
+        self.thread.setObjectName("engine")
+        self.orchestrator = Orchestrator(settings, self.clock, self.signals, options=options,
+                                         skip_closed_hours=skip_closed_hours)
+        self.bridge = CallBridge()
+        self.orchestrator.moveToThread(self.thread)
+        self.bridge.moveToThread(self.thread)
+        self.signals.moveToThread(self.thread)
+        self.client = EngineClient(self.bridge)
+        self._running = False
+
+    @classmethod
+    def for_tests(cls, data_root: Path, *, speed: float = 60.0, start=None, **options) -> "EngineHost":
+        """A started sim-mode engine over ``data_root`` on an accelerated simulated clock."""
+        from datetime import datetime, timezone
+        settings = Settings(data_root=Path(data_root), sim_forced=True)
+        start = start or datetime(2024, 6, 3, 13, 30, tzinfo=timezone.utc)
+        host = cls(settings, SimClock(start, speed=speed), options=EngineOptions(**options))
+        host.start()
+        return host
+
+    @property
+    def service(self) -> EngineService:
+        """The engine service (call its methods only through ``client.call``)."""
+        return self.orchestrator.service
+
+    @property
+    def mode(self) -> str:
+        """'sim', 'paper' or 'live'."""
+        return self.settings.mode
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the thread and wait until the engine has opened its stores and reconciled orders."""
+        self.thread.start()
+        QMetaObject.invokeMethod(self.orchestrator, "start", Qt.ConnectionType.QueuedConnection)
+        if not self.orchestrator.started.wait(timeout_s):
+            raise EngineStartError("the engine did not start within a minute")
+        if self.orchestrator.start_error is not None:
+            exc = self.orchestrator.start_error
+            self.stop()
+            raise EngineStartError(f"the engine could not start: {exc}") from exc
+        self._running = True
+
+    def stop(self) -> None:
+        """Stop the orchestrator on its thread, then end the thread."""
+        if self.thread.isRunning():
+            QMetaObject.invokeMethod(self.orchestrator, "stop", Qt.ConnectionType.BlockingQueuedConnection)
+            self.thread.quit()
+            self.thread.wait(10_000)
+        self._running = False

@@ -1,0 +1,111 @@
+"""Building one mode's engine objects on the thread that will own them (SQLite connections are per thread)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from app.engine.algorithm_loader import default_dirs
+from app.engine.algorithm_runner import GuardedRunner
+from app.engine.broker import Broker
+from app.engine.clock import Clock, RealClock
+from app.engine.market_calendar import MarketCalendar
+from app.engine.market_feed import MarketFeed, SimFeed
+from app.engine.order_journal import OrderJournal
+from app.engine.pin import PinGuard
+from app.engine.runtime import DataPaths, open_market_store, open_system_store
+from app.engine.settings import Settings
+from app.engine.trading_cycle import TradingCycle
+from app.storage.market_store import MarketStore
+from app.storage.system_store import SystemStore
+
+log = logging.getLogger("autotrader.engine")
+
+SIM_BOOK_FILE = "sim_broker.db"
+
+
+@dataclass
+class EngineOptions:
+    """Tunables of one engine (defaults are the product's)."""
+
+    time_budget_s: float = 5.0
+    wake_offset_s: float = 2.0
+    fill_wait_s: float | None = None  # None: 0 for sim (fills at next bar), 5 s for Alpaca
+    sim_starting_cash: Decimal = Decimal("100000")
+    sim_slippage_bps: float = 0.0
+    sim_seed: int = 0
+
+
+@dataclass
+class EngineParts:
+    """Everything one engine thread owns: stores, broker, journal, feed, cycle, PIN guard."""
+
+    mode: str
+    settings: Settings
+    paths: DataPaths
+    clock: Clock
+    calendar: MarketCalendar
+    system: SystemStore
+    market: MarketStore
+    broker: Broker
+    journal: OrderJournal
+    feed: MarketFeed
+    cycle: TradingCycle
+    pin: PinGuard
+    runner: GuardedRunner
+    algorithm_dirs: list[Path]
+    options: EngineOptions = field(default_factory=EngineOptions)
+    _closers: list = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock | None = None, paths: DataPaths | None = None,
+              options: EngineOptions | None = None, broker: Broker | None = None) -> "EngineParts":
+        """Open the mode's stores and broker on the calling thread."""
+        options = options or EngineOptions()
+        clock = clock or RealClock()
+        mode = settings.mode
+        paths = (paths or DataPaths.for_folder(settings.data_dir(mode))).create()
+        calendar = MarketCalendar()
+        system = open_system_store(paths, now=clock.now)
+        market = open_market_store(paths, calendar)
+        closers: list = [system.close, market.close]
+        if mode == "sim":
+            from app.engine.sim_broker import SimBroker
+            from app.engine.sim_market import SimMarket
+            from app.storage.sim_book_store import SimBookStore
+            sim_market = SimMarket(calendar, market, seed=options.sim_seed)
+            feed: MarketFeed = SimFeed(sim_market)
+            if broker is None:
+                book = SimBookStore(paths.root / SIM_BOOK_FILE, starting_cash=options.sim_starting_cash)
+                closers.append(book.close)
+                broker = SimBroker(book, market, calendar, clock.now, slippage_bps=options.sim_slippage_bps)
+            fill_wait = 0.0 if options.fill_wait_s is None else options.fill_wait_s
+        else:
+            from app.engine.alpaca_broker import AlpacaBroker
+            from app.engine.alpaca_feed import AlpacaFeed
+            if broker is None:
+                broker = AlpacaBroker.from_settings(settings)
+            feed = AlpacaFeed.from_settings(settings, market, calendar)
+            fill_wait = 5.0 if options.fill_wait_s is None else options.fill_wait_s
+        journal = OrderJournal(system, broker, clock.now)
+        runner = GuardedRunner(time_budget_s=options.time_budget_s)
+        closers.append(runner.close)
+        dirs = default_dirs(settings.algorithm_dirs)
+        cycle = TradingCycle(system=system, market=market, broker=broker, journal=journal, calendar=calendar,
+                             runner=runner, algorithm_dirs=dirs, fill_wait_s=fill_wait)
+        log.info("engine ready: mode %s, data in %s", mode.upper(), paths.root)
+        return cls(mode=mode, settings=settings, paths=paths, clock=clock, calendar=calendar, system=system,
+                   market=market, broker=broker, journal=journal, feed=feed, cycle=cycle,
+                   pin=PinGuard(system, now=clock.now), runner=runner, algorithm_dirs=dirs, options=options,
+                   _closers=closers)
+
+    def close(self) -> None:
+        """Close connections and worker threads (reverse order of opening)."""
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - closing must go on
+                log.exception("error while closing")
+        self._closers.clear()

@@ -1,0 +1,278 @@
+"""What the seed's Flask API did, as plain method calls on the engine thread.
+
+The kiosk calls these through :class:`~app.engine.engine_client.EngineClient`; the headless CLI
+(``autotrader add/stop/status``) calls them directly in its own process. Every refusal is a
+:class:`ServiceError` whose text says what to fix, and a refused request writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Protocol
+
+from app.engine.algorithm_api import AlgorithmParamError
+from app.engine.algorithm_loader import AlgorithmInfo, AlgorithmLoadError, create_algorithm, discover
+from app.engine.broker import BrokerError, BrokerUnavailable, InvalidSymbol
+from app.engine.card_builder import build_cards
+from app.engine.engine_client import ServiceError
+from app.engine.engine_parts import EngineParts
+from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
+from app.engine.money import available_cash, card_figures, format_money
+from app.engine.pin import PinError, PinResult
+from app.engine.trading_cycle import HALT_KEY
+from app.storage.records import TransactionRecord
+
+log = logging.getLogger("autotrader.engine.service")
+
+MAX_CAPITAL = Decimal("100000000")
+
+
+class Publisher(Protocol):
+    """Where state changes go (the Qt signals in the kiosk; nowhere for the CLI)."""
+
+    def cards(self, cards: tuple[CardSnapshot, ...]) -> None: ...
+    def market(self, status: MarketStatus) -> None: ...
+    def stream(self, status: StreamStatus) -> None: ...
+    def account(self, summary: AccountSummary) -> None: ...
+    def notice(self, notice: Notice) -> None: ...
+
+
+class NullPublisher:
+    """Publishes nothing (headless use)."""
+
+    def cards(self, cards): pass
+    def market(self, status): pass
+    def stream(self, status): pass
+    def account(self, summary): pass
+    def notice(self, notice): pass
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What stopping an instance did, in words."""
+
+    instance_id: int
+    message: str
+
+
+class EngineService:
+    """The engine's public operations over one mode's stores and broker (engine thread only)."""
+
+    def __init__(self, parts: EngineParts, publisher: Publisher | None = None):
+        self.parts = parts
+        self.publisher = publisher or NullPublisher()
+        self.mode = parts.mode
+        self._catalogue: tuple[AlgorithmInfo, ...] | None = None
+        self._last_cash: Decimal | None = None
+        self._last_cash_error: str | None = None
+
+    # --- PIN ---------------------------------------------------------------------------
+
+    def verify_pin(self, pin: str) -> PinResult:
+        """Check the PIN (lockout after 5 wrong tries, persisted)."""
+        return self.parts.pin.verify(pin)
+
+    def pin_is_default(self) -> bool:
+        """True while the PIN is still the factory 2020."""
+        return self.parts.pin.is_default()
+
+    def change_pin(self, new_pin: str) -> None:
+        """Set a new 4-8 digit PIN."""
+        try:
+            self.parts.pin.change(new_pin)
+        except PinError as exc:
+            raise ServiceError(str(exc)) from None
+
+    # --- reading -----------------------------------------------------------------------
+
+    def available_algorithms(self, refresh: bool = False) -> tuple[AlgorithmInfo, ...]:
+        """Every algorithm file found, broken ones with their error."""
+        if refresh or self._catalogue is None:
+            self._catalogue = tuple(discover(self.parts.algorithm_dirs))
+        return self._catalogue
+
+    def _names(self) -> dict[str, str]:
+        return {info.algorithm_type: info.name for info in self.available_algorithms() if info.ok}
+
+    def cards(self) -> tuple[CardSnapshot, ...]:
+        """Every running instance with its card figures."""
+        p = self.parts
+        return build_cards(p.system, p.market, p.calendar, p.clock.now(), p.system.all_instances("running"),
+                           self._names(), p.cycle.refused)
+
+    def market_status(self) -> MarketStatus:
+        """Open/closed now and the next transitions."""
+        p = self.parts
+        now = p.clock.now()
+        return MarketStatus(is_open=p.calendar.is_open(now), now=now,
+                            next_open=p.calendar.next_open(now), next_close=p.calendar.next_close(now))
+
+    def broker_cash(self) -> Decimal | None:
+        """The broker's cash, or None (with the reason kept) when it cannot be reached."""
+        try:
+            self._last_cash = self.parts.broker.account_cash()
+            self._last_cash_error = None
+        except BrokerError as exc:
+            self._last_cash_error = str(exc)
+            return None
+        return self._last_cash
+
+    def available_cash(self) -> Decimal:
+        """Cash a new card may take: broker cash − Σ uninvested cash of running cards."""
+        cash = self.broker_cash()
+        if cash is None:
+            raise ServiceError(f"cannot reach the broker: {self._last_cash_error}")
+        return self._available_from(cash)
+
+    def _available_from(self, cash: Decimal) -> Decimal:
+        system = self.parts.system
+        uninvested = []
+        for inst in system.all_instances("running"):
+            figures = card_figures(inst.initial_capital, system.get_transactions(inst.id, oldest_first=True), None)
+            uninvested.append(figures.uninvested)
+        return available_cash(cash, uninvested)
+
+    def account(self, cards: tuple[CardSnapshot, ...] | None = None) -> AccountSummary:
+        """Header figures: mode, available cash, total P&L, halt switch."""
+        cards = self.cards() if cards is None else cards
+        cash = self.broker_cash()
+        return AccountSummary(mode=self.mode,
+                              available_cash=None if cash is None else self._available_from(cash),
+                              total_pnl=sum((c.pnl for c in cards), Decimal(0)),
+                              halted=self.parts.cycle.halted(), broker_error=self._last_cash_error)
+
+    def transactions(self, instance_id: int) -> tuple[TransactionRecord, ...]:
+        """An instance's transactions, newest first."""
+        return tuple(self.parts.system.get_transactions(instance_id))
+
+    # --- changing ----------------------------------------------------------------------
+
+    def validate_ticker(self, text: str) -> str:
+        """The normalised ticker if the broker knows it as active and tradable."""
+        symbol = (text or "").strip().upper()
+        try:
+            return self.parts.broker.validate_symbol(symbol)
+        except InvalidSymbol as exc:
+            raise ServiceError(str(exc)) from None
+        except BrokerUnavailable as exc:
+            raise ServiceError(f"cannot check {symbol} right now: {exc}") from None
+        except BrokerError as exc:
+            raise ServiceError(f"{symbol}: {exc}") from None
+
+    def create_instance(self, ticker: str, algorithm_type: str, initial_capital, params=None) -> int:
+        """Start a card. Validates ticker, algorithm, parameters and capital; writes nothing on failure."""
+        symbol = self.validate_ticker(ticker)
+        try:
+            capital = Decimal(str(initial_capital).replace(",", "").replace("$", "").strip())
+        except InvalidOperation:
+            raise ServiceError(f"capital {initial_capital!r} is not an amount of dollars") from None
+        if not capital.is_finite() or capital <= 0:
+            raise ServiceError("capital must be more than $0")
+        if capital > MAX_CAPITAL:
+            raise ServiceError(f"capital must be at most {format_money(MAX_CAPITAL)}")
+        capital = capital.quantize(Decimal("0.01"))
+        params = dict(params or {})
+        try:
+            algo = create_algorithm(algorithm_type, symbol, capital, params, self.parts.algorithm_dirs)
+        except AlgorithmParamError as exc:
+            raise ServiceError(str(exc)) from None
+        except AlgorithmLoadError as exc:
+            raise ServiceError(str(exc)) from None
+        available = self.available_cash()
+        if capital > available:
+            raise ServiceError(f"capital {format_money(capital)} is more than the "
+                               f"{format_money(available)} available")
+        instance_id = self.parts.system.create_instance(symbol, algorithm_type, float(capital),
+                                                        {k: v for k, v in algo.params.items()})
+        log.info("created instance %d: %s %s with %s", instance_id, symbol, algorithm_type, format_money(capital))
+        self.parts.feed.ensure_ready([symbol], self.parts.clock.now())
+        self.publish_all()
+        return instance_id
+
+    def stop_instance(self, instance_id: int, liquidate: bool = False) -> StopResult:
+        """Stop a card (soft stop). ``liquidate`` sells its shares at market first, only while open."""
+        p = self.parts
+        inst = p.system.get_instance(instance_id)
+        if inst is None or inst.status != "running":
+            raise ServiceError(f"no running instance with id {instance_id}")
+        shares = card_figures(inst.initial_capital, p.system.get_transactions(instance_id, oldest_first=True),
+                              None).shares
+        message = f"stopped {inst.display_name}"
+        if liquidate and shares > 0:
+            now = p.clock.now()
+            if not p.calendar.is_open(now):
+                opens = p.calendar.next_open(now).astimezone().strftime("%a %H:%M")
+                raise ServiceError(f"the market is closed: shares can be sold from {opens}. "
+                                   f"Stop without selling, or try again then")
+            _, problem = p.journal.place(instance_id, inst.ticker, "sell", shares, now)
+            if problem:
+                raise ServiceError(f"could not sell {shares} {inst.ticker}: {problem}")
+            message += f"; selling {shares} {inst.ticker} at market"
+        elif shares > 0:
+            message += f"; its {shares} {inst.ticker} shares stay in the account"
+        p.system.stop_instance(instance_id)
+        p.cycle.forget(instance_id)
+        log.info(message)
+        self.publish_all()
+        return StopResult(instance_id, message)
+
+    def resume_instance(self, instance_id: int) -> None:
+        """Clear a fault so the instance runs again from the next minute."""
+        inst = self.parts.system.get_instance(instance_id)
+        if inst is None or inst.status != "running":
+            raise ServiceError(f"no running instance with id {instance_id}")
+        self.parts.system.set_faulted(instance_id, None)
+        self.parts.cycle.forget(instance_id)
+        self.publish_all()
+
+    def halt(self) -> None:
+        """Stop all trading account-wide (decisions are still computed, no order is sent)."""
+        self.parts.system.set_config(HALT_KEY, "1")
+        log.warning("trading halted")
+        self.publish_all()
+
+    def resume_trading(self) -> None:
+        """Lift the account-wide halt."""
+        self.parts.system.set_config(HALT_KEY, "0")
+        log.warning("trading resumed")
+        self.publish_all()
+
+    # --- publishing --------------------------------------------------------------------
+
+    def publish_all(self) -> tuple[CardSnapshot, ...]:
+        """Send cards, account and market status to the publisher."""
+        cards = self.cards()
+        self.publisher.cards(cards)
+        self.publisher.account(self.account(cards))
+        self.publisher.market(self.market_status())
+        return cards
+
+    def status(self) -> dict:
+        """Everything ``autotrader status`` prints, as plain JSON-able values."""
+        p = self.parts
+        market = self.market_status()
+        cards = self.cards()
+        cash = self.broker_cash()
+        return {
+            "mode": self.mode,
+            "market_open": market.is_open,
+            "next_open": market.next_open.isoformat(),
+            "next_close": market.next_close.isoformat(),
+            "halted": p.cycle.halted(),
+            "broker_cash": None if cash is None else str(cash),
+            "available_cash": None if cash is None else str(self._available_from(cash)),
+            "broker_error": self._last_cash_error,
+            "last_cycle": json.loads(p.system.get_config("last_cycle") or "null"),
+            "stream": json.loads(p.system.get_config("stream_state") or "null"),
+            "instances": [
+                {"id": c.instance_id, "display_name": c.display_name, "ticker": c.ticker,
+                 "algorithm": c.algorithm_type, "shares": c.shares, "trade_count": c.trade_count,
+                 "price": None if c.price is None else str(c.price), "value": str(c.value.quantize(Decimal("0.01"))),
+                 "pnl": str(c.pnl.quantize(Decimal("0.01"))), "pnl_pct": str(c.pnl_pct.quantize(Decimal("0.01"))),
+                 "faulted": c.faulted_reason}
+                for c in cards],
+        }

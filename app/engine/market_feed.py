@@ -1,0 +1,60 @@
+"""Where new bars come from, behind one small interface: the simulated market or Alpaca.
+
+The orchestrator tells the feed which symbols running cards need, asks it to make history ready
+for new symbols, and polls it once a minute. The simulated feed writes bars itself; the Alpaca feed
+gets live bars from the websocket stream on the UI thread and fills gaps over REST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Protocol
+
+from app.engine.sim_market import SimMarket
+from app.storage.records import Bar
+
+HISTORY_SESSIONS = 5  # enough for any shipped algorithm's warm-up (sma 50 needs 50 minutes)
+
+
+class MarketFeed(Protocol):
+    """A source of minute bars for the running cards' symbols."""
+
+    simulated: bool
+
+    def set_symbols(self, symbols: Iterable[str]) -> None:
+        """The symbols running cards trade (reference counting happens in the caller)."""
+
+    def ensure_ready(self, symbols: Iterable[str], now: datetime) -> None:
+        """Make recent history available for ``symbols`` (fetch or generate what is missing)."""
+
+    def poll(self, now: datetime) -> list[tuple[str, Bar]]:
+        """Bars that became available since the last poll (stored already), oldest first."""
+
+
+class SimFeed:
+    """Synthetic bars on the simulated clock, written into the sim data folder's stocks.db."""
+
+    simulated = True
+
+    def __init__(self, market: SimMarket, history_sessions: int = HISTORY_SESSIONS):
+        self._market = market
+        self._symbols: tuple[str, ...] = ()
+        self._history_sessions = history_sessions
+
+    def set_symbols(self, symbols: Iterable[str]) -> None:
+        """Publish bars for these symbols from now on."""
+        self._symbols = tuple(sorted(set(symbols)))
+
+    def ensure_ready(self, symbols: Iterable[str], now: datetime) -> None:
+        """Generate the previous sessions and today's bars so far."""
+        symbols = tuple(symbols)
+        for symbol in symbols:
+            self._market.ensure_history(symbol, self._history_sessions, now)
+        self._market.publish_until(symbols, now)
+
+    def poll(self, now: datetime) -> list[tuple[str, Bar]]:
+        """Bars completed by ``now`` for the current symbols."""
+        if not self._symbols:
+            return []
+        return list(self._market.publish_until(self._symbols, now))

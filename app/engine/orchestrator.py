@@ -1,0 +1,218 @@
+"""The minute scheduler: a QObject on the engine QThread that wakes shortly after each market minute.
+
+During a session it wakes at ``minute + wake_offset`` (default 2 s) on the engine's Clock, runs the
+trading cycle, publishes the cards and sleeps until the next minute. Outside sessions it sleeps until
+the next open with one timer (no polling). In sim mode it jumps the simulated clock over closed
+hours so the simulated market is always trading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Callable
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+
+from app.engine.clock import Clock, SimClock
+from app.engine.engine_parts import EngineOptions, EngineParts
+from app.engine.engine_service import EngineService
+from app.engine.events import CycleReport, Notice, StreamStatus
+from app.engine.settings import Settings
+from app.storage.timefmt import utc_text
+
+log = logging.getLogger("autotrader.engine.orchestrator")
+
+MAX_TIMER_MS = 60 * 60 * 1000  # re-check at least hourly: clock changes, sleeps, DST
+
+
+class EngineSignals(QObject):
+    """Signals from the engine thread; each carries a frozen dataclass (or a tuple of them)."""
+
+    cards_changed = Signal(object)
+    market_changed = Signal(object)
+    stream_changed = Signal(object)
+    account_changed = Signal(object)
+    notice = Signal(object)
+    symbols_changed = Signal(object)  # frozenset[str]: the symbols the live stream must carry
+    cycle_done = Signal(object)  # CycleReport
+    bars_arrived = Signal(object)  # tuple[(symbol, Bar), ...]
+
+
+class QtPublisher:
+    """EngineService publisher that emits the engine signals."""
+
+    def __init__(self, signals: EngineSignals):
+        self._s = signals
+
+    def cards(self, cards): self._s.cards_changed.emit(cards)
+    def market(self, status): self._s.market_changed.emit(status)
+    def stream(self, status): self._s.stream_changed.emit(status)
+    def account(self, summary): self._s.account_changed.emit(summary)
+    def notice(self, notice): self._s.notice.emit(notice)
+
+
+def ceil_minute(moment: datetime) -> datetime:
+    """The first whole minute at or after ``moment``."""
+    floor = moment.replace(second=0, microsecond=0)
+    return floor if floor == moment else floor + timedelta(minutes=1)
+
+
+def next_cycle_minute(calendar, now: datetime, offset_s: float) -> datetime:
+    """The next session minute T whose wake-up instant T + offset is not yet past."""
+    candidate = ceil_minute(now - timedelta(seconds=offset_s))
+    if calendar.is_open(candidate):
+        return candidate
+    return calendar.next_open(candidate - timedelta(microseconds=1))
+
+
+class Orchestrator(QObject):
+    """Owns the engine parts on its thread and runs the minute cycle on schedule."""
+
+    ready = Signal()
+
+    def __init__(self, settings: Settings, clock: Clock, signals: EngineSignals, *,
+                 options: EngineOptions | None = None, skip_closed_hours: bool | None = None,
+                 parts_factory: Callable[[], EngineParts] | None = None):
+        super().__init__()
+        self.settings = settings
+        self.clock = clock
+        self.signals = signals
+        self.options = options or EngineOptions()
+        self.skip_closed_hours = isinstance(clock, SimClock) if skip_closed_hours is None else skip_closed_hours
+        self._parts_factory = parts_factory
+        self.parts: EngineParts | None = None
+        self.service: EngineService | None = None
+        self._timer: QTimer | None = None
+        self._scheduled: datetime | None = None
+        self._symbols: frozenset[str] = frozenset()
+        self.started = threading.Event()
+        self.start_error: BaseException | None = None
+        self.reports: list[CycleReport] = []  # recent cycles (bounded), for status and benchmarks
+        self.cycles_late = 0
+
+    # --- life cycle (engine thread) ----------------------------------------------------
+
+    @Slot()
+    def start(self) -> None:
+        """Build the parts on this thread, reconcile open orders, restore feeds, then schedule."""
+        try:
+            self.parts = (self._parts_factory() if self._parts_factory else
+                          EngineParts.build(self.settings, clock=self.clock, options=self.options))
+            self.service = EngineService(self.parts, QtPublisher(self.signals))
+            self._timer = QTimer(self)
+            self._timer.setSingleShot(True)
+            self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+            self._timer.timeout.connect(self._on_wake)
+            fills = self.parts.journal.reconcile_at_start()
+            if fills:
+                log.info("reconciled %d fill(s) left open by the last run", len(fills))
+            if self.parts.feed.simulated:
+                self.signals.stream_changed.emit(StreamStatus("live", simulated=True))
+            self._sync_symbols(initial=True)
+            self.service.publish_all()
+        except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
+            log.exception("engine failed to start")
+            self.start_error = exc
+            self.started.set()
+            return
+        self.started.set()
+        self.ready.emit()
+        self._schedule()
+
+    @Slot()
+    def stop(self) -> None:
+        """Cancel the timer and close the parts (called on the engine thread)."""
+        if self._timer:
+            self._timer.stop()
+        if self.parts:
+            self.parts.close()
+            self.parts = None
+
+    # --- scheduling --------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        parts = self.parts
+        if parts is None or self._timer is None:
+            return
+        now = self.clock.now()
+        minute = next_cycle_minute(parts.calendar, now, self.options.wake_offset_s)
+        wake = minute + timedelta(seconds=self.options.wake_offset_s)
+        if self.skip_closed_hours and isinstance(self.clock, SimClock) and wake - now > timedelta(minutes=5):
+            # Sim mode: nobody wants to wait for a simulated night; land just before the open.
+            self.clock.jump_to(minute - timedelta(seconds=1))
+            self.signals.market_changed.emit(self.service.market_status())
+            now = self.clock.now()
+        self._scheduled = minute
+        delay_ms = min(MAX_TIMER_MS, max(0, math.ceil(self.clock.real_seconds_until(wake) * 1000)))
+        self._timer.start(int(delay_ms))
+
+    @Slot()
+    def _on_wake(self) -> None:
+        parts = self.parts
+        if parts is None or self._scheduled is None:
+            return
+        now = self.clock.now()
+        minute = self._scheduled
+        wake_at = minute + timedelta(seconds=self.options.wake_offset_s)
+        if now < wake_at - timedelta(milliseconds=5):
+            self._schedule()  # a capped long sleep: not there yet
+            return
+        if now - wake_at > timedelta(seconds=60):
+            # Missed minutes (machine asleep, clock jump): trade the current minute only.
+            self.cycles_late += 1
+            log.warning("woke %.0f s late for %s; running the current minute instead",
+                        (now - wake_at).total_seconds(), utc_text(minute))
+            minute = next_cycle_minute(parts.calendar, now - timedelta(seconds=60), self.options.wake_offset_s)
+            if minute > now:
+                self._schedule()
+                return
+        try:
+            self.run_cycle(minute, scheduled_at=wake_at)
+        except Exception as exc:  # noqa: BLE001 - one bad minute must not stop the terminal
+            log.exception("cycle for %s failed", utc_text(minute))
+            self.signals.notice.emit(Notice("error", f"engine error: {type(exc).__name__}: {exc}", at=now))
+        self._schedule()
+
+    def run_cycle(self, minute: datetime, scheduled_at: datetime | None = None) -> CycleReport:
+        """Poll the feed, run the trading cycle for ``minute`` and publish the results."""
+        parts = self.parts
+        started = self.clock.now()
+        t0 = time.perf_counter()
+        self._sync_symbols()
+        bars = parts.feed.poll(started)
+        if bars:
+            self.signals.bars_arrived.emit(tuple(bars))
+        result = parts.cycle.run_minute(minute)
+        duration_ms = (time.perf_counter() - t0) * 1000
+        report = CycleReport(minute=minute, scheduled_at=scheduled_at or started, started_at=started,
+                             duration_ms=duration_ms, instances_run=len(result.outcomes),
+                             orders=result.orders, refused=len(result.refused), faults=len(result.faults))
+        self.reports.append(report)
+        del self.reports[:-500]
+        parts.system.set_config("last_cycle", json.dumps({
+            "minute": utc_text(minute), "started": utc_text(started), "duration_ms": round(duration_ms, 1),
+            "orders": result.orders, "refused": len(result.refused), "faults": len(result.faults)}))
+        for outcome in result.faults:
+            self.signals.notice.emit(Notice("fault", outcome.reason or "fault", outcome.instance_id, started))
+        for outcome in result.refused:
+            self.signals.notice.emit(Notice("refused", outcome.reason or "refused", outcome.instance_id, started))
+        self.service.publish_all()
+        self.signals.cycle_done.emit(report)
+        return report
+
+    def _sync_symbols(self, initial: bool = False) -> None:
+        parts = self.parts
+        symbols = frozenset(inst.ticker for inst in parts.system.all_instances("running"))
+        if symbols == self._symbols and not initial:
+            return
+        added = symbols - self._symbols
+        self._symbols = symbols
+        parts.feed.set_symbols(symbols)
+        if added:
+            parts.feed.ensure_ready(sorted(added), self.clock.now())
+        self.signals.symbols_changed.emit(symbols)

@@ -1,0 +1,220 @@
+"""One market minute of work: run every running instance, guard, journal and place its orders.
+
+Qt-free so that the orchestrator, the benchmark and the tests drive exactly the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from app.engine.algorithm_api import AlgorithmBase
+from app.engine.algorithm_loader import AlgorithmLoadError, create_algorithm
+from app.engine.algorithm_runner import AlgorithmFault, Decision, GuardedRunner
+from app.engine.broker import Broker, BrokerError
+from app.engine.market_calendar import MarketCalendar
+from app.engine.money import card_figures
+from app.engine.order_journal import Fill, OrderJournal
+from app.engine.risk_guard import OrderRequest, refusal
+from app.storage.market_store import MarketStore
+from app.storage.records import Bar, InstanceRecord
+from app.storage.system_store import SystemStore
+from app.storage.timefmt import to_epoch
+
+log = logging.getLogger("autotrader.engine.cycle")
+
+HALT_KEY = "trading_halted"
+
+
+class StoreContext:
+    """The data an algorithm may see, served from this thread's stores (AlgorithmContext)."""
+
+    def __init__(self, market: MarketStore, system: SystemStore):
+        self._market = market
+        self._system = system
+
+    def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
+        """Last ``n`` stored bars strictly before ``before_ts``."""
+        return self._market.last_bars(symbol, n, before_ts)
+
+    def bars_between(self, symbol: str, start_ts: int, end_ts: int) -> list[Bar]:
+        """Stored bars in the closed range."""
+        return self._market.bars_between(symbol, start_ts, end_ts)
+
+    def transactions(self, algo_id: int):
+        """This instance's transactions, oldest first."""
+        return self._system.get_transactions(algo_id, oldest_first=True)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one instance this minute."""
+
+    instance_id: int
+    action: str  # 'hold' | 'buy' | 'sell' | 'fault' | 'refused' | 'order-problem'
+    shares: int = 0
+    reason: str | None = None
+
+
+@dataclass
+class CycleResult:
+    """A minute's work: outcomes per instance and the fills recorded meanwhile."""
+
+    minute: datetime
+    outcomes: list[Outcome] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    orders: int = 0
+
+    @property
+    def faults(self) -> list[Outcome]:
+        """Instances that faulted this minute."""
+        return [o for o in self.outcomes if o.action == "fault"]
+
+    @property
+    def refused(self) -> list[Outcome]:
+        """Orders the risk guard refused."""
+        return [o for o in self.outcomes if o.action == "refused"]
+
+
+class TradingCycle:
+    """Runs the minute cycle against one set of stores, one broker and one journal."""
+
+    def __init__(self, *, system: SystemStore, market: MarketStore, broker: Broker, journal: OrderJournal,
+                 calendar: MarketCalendar, runner: GuardedRunner,
+                 algorithm_dirs: Sequence[Path] | None = None, fill_wait_s: float = 0.0,
+                 check_broker_position: bool = True):
+        self.system = system
+        self.market = market
+        self.broker = broker
+        self.journal = journal
+        self.calendar = calendar
+        self.runner = runner
+        self.algorithm_dirs = list(algorithm_dirs) if algorithm_dirs else None
+        self.fill_wait_s = fill_wait_s
+        self.check_broker_position = check_broker_position
+        self.context = StoreContext(market, system)
+        self._algos: dict[int, AlgorithmBase] = {}
+        self.refused: dict[int, str] = {}  # latest refusal per instance, shown on its card
+
+    # --- instances ---------------------------------------------------------------------
+
+    def halted(self) -> bool:
+        """The account-wide halt switch."""
+        return self.system.get_config(HALT_KEY) == "1"
+
+    def algorithm_for(self, inst: InstanceRecord) -> AlgorithmBase:
+        """The live algorithm object of an instance, created on first use and then reused."""
+        algo = self._algos.get(inst.id)
+        if algo is None:
+            algo = create_algorithm(inst.algorithm_type, inst.ticker, inst.initial_capital,
+                                    json.loads(inst.params_json or "{}"), self.algorithm_dirs,
+                                    context=self.context)
+            self._algos[inst.id] = algo
+        return algo
+
+    def forget(self, instance_id: int) -> None:
+        """Drop a cached algorithm object (stopped or resumed instance)."""
+        self._algos.pop(instance_id, None)
+        self.refused.pop(instance_id, None)
+
+    def fault(self, inst: InstanceRecord, reason: str) -> Outcome:
+        """Stop calling an instance until it is resumed; the reason shows on its card."""
+        log.warning("instance %d (%s) faulted: %s", inst.id, inst.display_name, reason)
+        self.system.set_faulted(inst.id, reason)
+        self.forget(inst.id)
+        return Outcome(inst.id, "fault", reason=reason)
+
+    # --- the minute --------------------------------------------------------------------
+
+    def run_minute(self, minute: datetime, instances: Sequence[InstanceRecord] | None = None) -> CycleResult:
+        """Decide and trade for ``minute`` (bars up to minute − 1 are visible to algorithms)."""
+        result = CycleResult(minute)
+        result.fills.extend(self.journal.settle(0))
+        if instances is None:
+            instances = self.system.all_instances("running")
+        live_ids = {inst.id for inst in instances}
+        for stale in [i for i in self._algos if i not in live_ids]:
+            self.forget(stale)
+
+        batch: list[tuple[AlgorithmBase, datetime, int]] = []
+        batch_instances: list[InstanceRecord] = []
+        for inst in instances:
+            if inst.faulted_reason:
+                continue
+            try:
+                algo = self.algorithm_for(inst)
+            except (AlgorithmLoadError, ValueError) as exc:
+                result.outcomes.append(self.fault(inst, f"cannot load algorithm: {exc}"))
+                continue
+            batch.append((algo, minute, inst.id))
+            batch_instances.append(inst)
+
+        decisions = self.runner.run_many(batch) if batch else []
+        market_open = self.calendar.is_open(minute)
+        halted = self.halted()
+        minute_ts = to_epoch(minute)
+        prices: dict[str, Decimal | None] = {}
+        for inst, decision in zip(batch_instances, decisions):
+            if isinstance(decision, AlgorithmFault):
+                result.outcomes.append(self.fault(inst, decision.reason))
+                continue
+            if decision.action == "hold":
+                result.outcomes.append(Outcome(inst.id, "hold"))
+                continue
+            if inst.ticker not in prices:
+                bars = self.market.last_bars(inst.ticker, 1, minute_ts)
+                prices[inst.ticker] = Decimal(str(bars[-1].close)) if bars else None
+            outcome = self._trade(inst, decision, minute, prices[inst.ticker], market_open, halted)
+            result.outcomes.append(outcome)
+            if outcome.action in ("buy", "sell"):
+                result.orders += 1
+        if result.orders and self.fill_wait_s > 0:
+            result.fills.extend(self.journal.settle(self.fill_wait_s))
+        return result
+
+    def _trade(self, inst: InstanceRecord, decision: Decision, minute: datetime, price: Decimal | None,
+               market_open: bool, halted: bool) -> Outcome:
+        transactions = self.system.get_transactions(inst.id, oldest_first=True)
+        figures = card_figures(inst.initial_capital, transactions, price)
+        reserved_cash, reserved_shares = self.journal.reserved(inst.id, price)
+        if reserved_cash or reserved_shares:
+            reason = "an earlier order of this card is still open"
+            self.refused[inst.id] = reason
+            return Outcome(inst.id, "refused", decision.shares, reason)
+        broker_position = None
+        all_shares = 0
+        if decision.action == "sell" and self.check_broker_position:
+            all_shares = self._shares_all_instances(inst.ticker)
+            try:
+                broker_position = self.broker.position(inst.ticker)
+            except BrokerError as exc:
+                log.warning("position check for %s failed: %s", inst.ticker, exc)
+        req = OrderRequest(side=decision.action, shares=decision.shares, price=price,
+                           instance_uninvested=figures.uninvested, instance_shares=figures.shares,
+                           market_open=market_open, halted=halted,
+                           symbol_shares_all_instances=all_shares, broker_position=broker_position)
+        reason = refusal(req)
+        if reason:
+            log.info("refused %s %d %s for instance %d: %s", decision.action, decision.shares,
+                     inst.ticker, inst.id, reason)
+            self.refused[inst.id] = reason
+            return Outcome(inst.id, "refused", decision.shares, reason)
+        _, problem = self.journal.place(inst.id, inst.ticker, decision.action, decision.shares, minute)
+        if problem:
+            self.refused[inst.id] = problem
+            return Outcome(inst.id, "order-problem", decision.shares, problem)
+        self.refused.pop(inst.id, None)
+        return Outcome(inst.id, decision.action, decision.shares)
+
+    def _shares_all_instances(self, ticker: str) -> int:
+        total = 0
+        for inst in self.system.all_instances():
+            if inst.ticker == ticker:
+                total += card_figures(inst.initial_capital,
+                                      self.system.get_transactions(inst.id, oldest_first=True), None).shares
+        return total
