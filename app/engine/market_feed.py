@@ -50,7 +50,7 @@ class SimFeed:
         """Generate the previous sessions and today's bars so far."""
         symbols = tuple(symbols)
         for symbol in symbols:
-            self._market.ensure_history(symbol, self._history_sessions, now)
+            self._market.ensure_history(symbol, self._history_sessions, before=now)
         self._market.publish_until(symbols, now)
 
     def poll(self, now: datetime) -> list[tuple[str, Bar]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,23 +33,36 @@ HALT_KEY = "trading_halted"
 
 
 class StoreContext:
-    """The data an algorithm may see, served from this thread's stores (AlgorithmContext)."""
+    """The data an algorithm may see (AlgorithmContext), read through per-thread connections.
 
-    def __init__(self, market: MarketStore, system: SystemStore):
-        self._market = market
-        self._system = system
+    Algorithms run in the runner's worker threads, and a SQLite connection belongs to the thread
+    that opened it, so each worker lazily opens its own connections to the same files (WAL lets
+    them read while the engine thread writes).
+    """
+
+    def __init__(self, market_path: Path, system_path: Path):
+        self._market_path = Path(market_path)
+        self._system_path = Path(system_path)
+        self._local = threading.local()
+
+    def _stores(self) -> tuple[MarketStore, SystemStore]:
+        stores = getattr(self._local, "stores", None)
+        if stores is None:
+            stores = (MarketStore(self._market_path), SystemStore(self._system_path))
+            self._local.stores = stores
+        return stores
 
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """Last ``n`` stored bars strictly before ``before_ts``."""
-        return self._market.last_bars(symbol, n, before_ts)
+        return self._stores()[0].last_bars(symbol, n, before_ts)
 
     def bars_between(self, symbol: str, start_ts: int, end_ts: int) -> list[Bar]:
         """Stored bars in the closed range."""
-        return self._market.bars_between(symbol, start_ts, end_ts)
+        return self._stores()[0].bars_between(symbol, start_ts, end_ts)
 
     def transactions(self, algo_id: int):
         """This instance's transactions, oldest first."""
-        return self._system.get_transactions(algo_id, oldest_first=True)
+        return self._stores()[1].get_transactions(algo_id, oldest_first=True)
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,7 @@ class TradingCycle:
         self.algorithm_dirs = list(algorithm_dirs) if algorithm_dirs else None
         self.fill_wait_s = fill_wait_s
         self.check_broker_position = check_broker_position
-        self.context = StoreContext(market, system)
+        self.context = StoreContext(market.path, system.path)
         self._algos: dict[int, AlgorithmBase] = {}
         self.refused: dict[int, str] = {}  # latest refusal per instance, shown on its card
 

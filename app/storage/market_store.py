@@ -134,6 +134,7 @@ class MarketStore:
 
     def __init__(self, path: str | Path, *,
                  minute_filter: Callable[[int], bool] | None = None) -> None:
+        self._path = Path(path)
         self._conn = connect(path)
         self._minute_filter = minute_filter
         self._known_symbols: set[str] = set()
@@ -161,6 +162,11 @@ class MarketStore:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
 
     @property
     def connection(self) -> sqlite3.Connection:

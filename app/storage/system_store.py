@@ -161,6 +161,7 @@ class SystemStore:
 
     def __init__(self, path: str | Path, *, now: Callable[[], datetime] | None = None) -> None:
         self._now = now or (lambda: datetime.now(timezone.utc))
+        self._path = Path(path)
         self._conn = connect(path)
         try:
             migrate(self._conn, MIGRATIONS)
@@ -180,6 +181,11 @@ class SystemStore:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
 
     @property
     def connection(self) -> sqlite3.Connection:

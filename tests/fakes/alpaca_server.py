@@ -1760,13 +1760,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--cash", default="100000")
     parser.add_argument("--fill-delay", type=float, default=0.1)
     args = parser.parse_args(argv)
+    stopped = threading.Event()
+    # Handlers first: a parent may send SIGTERM as soon as it reads the origin.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
     fake = FakeAlpaca(args.key, args.secret, cash=args.cash, fill_delay=args.fill_delay)
     fake.start(args.port)
     print(fake.origin, flush=True)
     print(fake.stream_url, flush=True)
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
     while not stopped.wait(0.5):
         pass
     fake.stop()

@@ -1,0 +1,137 @@
+"""Headless administration over SSH: ``algorithms``, ``add``, ``stop``, ``status``.
+
+Same validation as the kiosk, no PIN (the shell is already trusted). They open the mode's files
+directly; SQLite WAL lets them work while the kiosk runs, and the kiosk picks up changes at its
+next cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import contextmanager
+from decimal import Decimal
+
+from app.commands.common import EXIT_OK, CommandError, settings_for
+from app.engine.algorithm_loader import default_dirs, discover
+from app.engine.engine_client import ServiceError
+from app.engine.engine_parts import EngineParts
+from app.engine.engine_service import EngineService
+from app.engine.money import format_money, format_pct
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the admin commands to the parser."""
+    p = sub.add_parser("algorithms", help="list algorithm files, broken ones with their error")
+    p.set_defaults(func=cmd_algorithms)
+
+    p = sub.add_parser("add", help="start a card: SYMBOL ALGORITHM CAPITAL")
+    p.add_argument("symbol")
+    p.add_argument("algorithm")
+    p.add_argument("capital")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="algorithm parameter")
+    p.add_argument("--sim", action="store_true", help="act on the simulated market")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("stop", help="stop a card by id")
+    p.add_argument("id", type=int)
+    p.add_argument("--liquidate", action="store_true", help="sell its shares at market first")
+    p.add_argument("--sim", action="store_true", help="act on the simulated market")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("status", help="mode, market, stream, last cycle and every running card")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--sim", action="store_true", help="the simulated market's status")
+    p.set_defaults(func=cmd_status)
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """``["fast=10", "slow=30"]`` → dict; malformed pairs are a CommandError."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"--param {pair!r} must look like name=value")
+        params[key.strip()] = value.strip()
+    return params
+
+
+@contextmanager
+def service_for(args: argparse.Namespace):
+    """An EngineService over the mode's files for this process."""
+    settings = settings_for(args)
+    try:
+        parts = EngineParts.build(settings)
+    except OSError as exc:
+        raise CommandError(f"cannot open the data folder: {exc}") from None
+    try:
+        yield EngineService(parts)
+    finally:
+        parts.close()
+
+
+def cmd_algorithms(args: argparse.Namespace) -> int:
+    """Print the catalogue."""
+    settings = settings_for(args)
+    for info in discover(default_dirs(settings.algorithm_dirs)):
+        if info.ok:
+            params = ", ".join(f"{name}={p.default}" for name, p in info.parameters.items())
+            print(f"{info.algorithm_type:<16} {info.name} — {info.description}" + (f" [{params}]" if params else ""))
+        else:
+            print(f"{info.algorithm_type:<16} BROKEN: {info.error} ({info.path})")
+    return EXIT_OK
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Create an instance; prints its id."""
+    params = parse_params(args.param)
+    with service_for(args) as service:
+        try:
+            instance_id = service.create_instance(args.symbol, args.algorithm, args.capital, params)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from None
+    print(instance_id)
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop an instance, optionally selling its shares."""
+    with service_for(args) as service:
+        try:
+            result = service.stop_instance(args.id, liquidate=args.liquidate)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from None
+    print(result.message)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the status, human-readable or JSON."""
+    with service_for(args) as service:
+        status = service.status()
+    if args.json:
+        print(json.dumps(status, indent=None))
+        return EXIT_OK
+    print(f"mode      {status['mode'].upper()}{'  (HALTED)' if status['halted'] else ''}")
+    state = "OPEN" if status["market_open"] else "closed"
+    print(f"market    {state}; next open {status['next_open']}, next close {status['next_close']}")
+    stream = status["stream"] or {"state": "unknown"}
+    print(f"stream    {stream.get('state')}{(': ' + stream['reason']) if stream.get('reason') else ''}")
+    cycle = status["last_cycle"]
+    print("last cycle " + (f"{cycle['minute']} ({cycle['duration_ms']} ms)" if cycle else "none yet"))
+    if status["available_cash"] is not None:
+        print(f"cash      {format_money(Decimal(status['broker_cash']))} in the account, "
+              f"{format_money(Decimal(status['available_cash']))} available for new cards")
+    else:
+        print(f"cash      unknown: {status['broker_error']}")
+    if not status["instances"]:
+        print("no running cards")
+    for c in status["instances"]:
+        price = c["price"] or "waiting for data"
+        line = (f"#{c['id']:<4} {c['display_name']:<40} {c['shares']:>6} sh  {c['trade_count']:>4} trades  "
+                f"price {price}  value {format_money(Decimal(c['value']))}  "
+                f"P&L {format_money(Decimal(c['pnl']), signed=True)} ({format_pct(Decimal(c['pnl_pct']))})")
+        if c["faulted"]:
+            line += f"  FAULTED: {c['faulted']}"
+        print(line)
+    return EXIT_OK

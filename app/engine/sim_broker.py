@@ -1,0 +1,218 @@
+"""The in-process simulated broker: market orders fill at the open of the next bar in the market store.
+
+An order decided in minute M (``now()`` floored to the minute at submission) fills completely at
+the open of the first stored bar with ``ts >= M`` — the bar after the last one the algorithm could
+see — moved against the trader by ``slippage_bps``. Fills happen lazily: every read first settles
+the open orders whose fill bar has arrived. Books (cash, orders, positions) live in a
+:class:`SimBookStore`, so a killed sim engine reconciles on restart exactly as with Alpaca.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+
+from app.engine.broker import (
+    InsufficientFunds,
+    InvalidSymbol,
+    MarketClosed,
+    NotFound,
+    OrderRejected,
+    OrderState,
+    check_symbol_format,
+)
+from app.engine.market_calendar import CalendarRangeError, MarketCalendar
+from app.engine.money import format_money
+from app.storage.market_store import MarketStore
+from app.storage.records import Bar
+from app.storage.sim_book_store import MAX_CLIENT_ORDER_ID, SimBookStore, SimOrderRow
+from app.storage.timefmt import parse_utc_text, to_epoch
+
+_BPS = Decimal(10_000)
+_POLL_S = 0.05
+# Where to look for an order's fill bar: the next minute normally, the next session after a close
+# (a long weekend plus a holiday is 4 days; 10 leaves room for gaps in the data).
+_NEAR_WINDOW_S = 3_600
+_FAR_WINDOW_S = 10 * 86_400
+
+
+def _state(row: SimOrderRow) -> OrderState:
+    return OrderState(
+        client_order_id=row.client_order_id,
+        broker_order_id=row.id,
+        symbol=row.symbol,
+        side=row.side,
+        qty=row.qty,
+        status=row.status,
+        filled_qty=row.filled_qty,
+        filled_avg_price=row.filled_avg_price,
+        filled_at=None if row.filled_at is None else parse_utc_text(row.filled_at),
+        reason=row.reason,
+    )
+
+
+class SimBroker:
+    """The Broker protocol against simulated books and the market store's bars (``name = 'sim'``).
+
+    ``now`` is the engine clock's ``now``; ``slippage_bps`` moves buys up and sells down.
+    One instance per thread (it uses the thread's store connections).
+    """
+
+    name = "sim"
+
+    def __init__(self, book: SimBookStore, market: MarketStore, calendar: MarketCalendar,
+                 now: Callable[[], datetime], *, slippage_bps: float = 0.0) -> None:
+        if isinstance(slippage_bps, bool) or not isinstance(slippage_bps, (int, float)) \
+                or not math.isfinite(slippage_bps) or not 0 <= slippage_bps < 10_000:
+            raise ValueError(f"slippage must be between 0 and 10000 basis points, got {slippage_bps!r}")
+        self._book = book
+        self._market = market
+        self._calendar = calendar
+        self._now = now
+        self._slippage = Decimal(str(slippage_bps)) / _BPS
+
+    # -- settling --------------------------------------------------------------------------
+
+    def fill_price(self, side: str, bar_open: float) -> Decimal:
+        """The price an order of ``side`` gets at a bar opening at ``bar_open``."""
+        base = Decimal(str(bar_open))
+        return base * (1 + self._slippage) if side == "buy" else base * (1 - self._slippage)
+
+    def _fill_bar(self, symbol: str, decision_ts: int) -> Bar | None:
+        near = self._market.bars_between(symbol, decision_ts, decision_ts + _NEAR_WINDOW_S)
+        if near:
+            return near[0]
+        far = self._market.bars_between(symbol, decision_ts, decision_ts + _FAR_WINDOW_S)
+        return far[0] if far else None
+
+    def settle(self) -> int:
+        """Fill every open order whose fill bar is now in the market store; returns how many."""
+        filled = 0
+        for order in self._book.open_orders():
+            bar = self._fill_bar(order.symbol, order.submitted_ts)
+            if bar is None:
+                continue
+            self._book.record_fill(order.client_order_id, self.fill_price(order.side, bar.open), bar.ts)
+            filled += 1
+        return filled
+
+    # -- Broker protocol -------------------------------------------------------------------
+
+    def account_cash(self) -> Decimal:
+        """The simulated account's cash after settling due fills."""
+        self.settle()
+        return self._book.cash()
+
+    def validate_symbol(self, symbol: str) -> str:
+        """Any well-formed ticker trades in the simulator (SimMarket makes bars for every symbol)."""
+        return check_symbol_format(symbol)
+
+    def position(self, symbol: str) -> int:
+        """Whole shares held in ``symbol`` after settling due fills."""
+        check_symbol_format(symbol)
+        self.settle()
+        return self._book.position(symbol)
+
+    def get_order(self, client_order_id: str) -> OrderState | None:
+        """The order with this client id (after settling due fills), or None."""
+        self.settle()
+        row = self._book.get_order(client_order_id)
+        return None if row is None else _state(row)
+
+    def wait_for_final(self, client_order_id: str, timeout_s: float) -> OrderState:
+        """Poll until the order is final or ``timeout_s`` real seconds pass (0: look once).
+
+        Raises NotFound for an unknown client id. In the simulator a fill needs the next bar,
+        which the engine itself publishes a minute later, so the engine should not wait long here.
+        """
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            state = self.get_order(client_order_id)
+            if state is None:
+                raise NotFound(f"the simulator has no order with client id {client_order_id!r}")
+            remaining = deadline - time.monotonic()
+            if state.is_final or remaining <= 0:
+                return state
+            time.sleep(min(_POLL_S, remaining))
+
+    def cancel(self, client_order_id: str) -> OrderState | None:
+        """Cancel the order if it has not filled yet; returns its resulting state (None if unknown)."""
+        self.settle()
+        row = self._book.close_order(client_order_id, "canceled", "canceled on request")
+        return None if row is None else _state(row)
+
+    def submit_market_order(self, client_order_id: str, symbol: str, side: str, qty: int) -> OrderState:
+        """Accept a whole-share market order that fills at the next bar's open.
+
+        A client id already used returns that order's state and places nothing (Alpaca answers
+        422 instead, and the engine then looks the order up by client id: same outcome).
+        Raises OrderRejected (bad id, symbol, side or quantity; selling more than held),
+        InsufficientFunds (buy costs more than the free cash at the latest price) or
+        MarketClosed.
+        """
+        if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
+            raise OrderRejected(f"client order id must be 1-{MAX_CLIENT_ORDER_ID} characters of text")
+        existing = self._book.get_order(client_order_id)
+        if existing is not None:
+            self.settle()
+            return _state(self._book.get_order(client_order_id) or existing)
+        try:
+            check_symbol_format(symbol)
+        except InvalidSymbol as exc:
+            raise OrderRejected(str(exc)) from None
+        if side not in ("buy", "sell"):
+            raise OrderRejected(f"order side must be 'buy' or 'sell', not {side!r}")
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
+            raise OrderRejected(f"an order needs a whole number of shares, at least 1 (got {qty!r})")
+        now = self._now()
+        try:
+            is_open = self._calendar.is_open(now)
+        except CalendarRangeError:
+            is_open = False
+        if not is_open:
+            raise MarketClosed(f"the market is closed at {now:%Y-%m-%d %H:%M} UTC: order not placed")
+        decision_ts = to_epoch(now) // 60 * 60
+        self.settle()
+        if side == "buy":
+            self._check_funds(symbol, qty, decision_ts)
+        else:
+            self._check_shares(symbol, qty)
+        self._book.add_order(client_order_id, symbol, side, qty, decision_ts)
+        self.settle()  # the fill bar may already be stored (e.g. when replaying history)
+        row = self._book.get_order(client_order_id)
+        assert row is not None
+        return _state(row)
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def _latest_price(self, symbol: str, decision_ts: int) -> Decimal | None:
+        bars = self._market.last_bars(symbol, 1, decision_ts)
+        return Decimal(str(bars[0].close)) if bars else None
+
+    def _check_funds(self, symbol: str, qty: int, decision_ts: int) -> None:
+        price = self._latest_price(symbol, decision_ts)
+        if price is None:
+            raise OrderRejected(f"no price for {symbol} yet: the simulator cannot value the order")
+        cost = qty * price * (1 + self._slippage)
+        # Cash promised to buys still waiting for their fill is not free.
+        reserved = Decimal(0)
+        for order in self._book.open_orders():
+            if order.side == "buy":
+                other = self._latest_price(order.symbol, order.submitted_ts) or Decimal(0)
+                reserved += order.qty * other * (1 + self._slippage)
+        free = self._book.cash() - reserved
+        if cost > free:
+            raise InsufficientFunds(
+                f"buying {qty} {symbol} costs about {format_money(cost)} but the simulated account "
+                f"has {format_money(max(free, Decimal(0)))} free")
+
+    def _check_shares(self, symbol: str, qty: int) -> None:
+        selling = sum(o.qty for o in self._book.open_orders() if o.side == "sell" and o.symbol == symbol)
+        free = self._book.position(symbol) - selling
+        if qty > free:
+            raise OrderRejected(
+                f"cannot sell {qty} {symbol}: the account holds {max(free, 0)} not already being sold "
+                "(no short selling in the simulator)")
