@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
 from app.engine.clock import Clock, RealClock, SimClock
@@ -27,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exit-after", type=float, default=None, metavar="SECONDS",
                    help="quit after this many real seconds (soak runs, demos)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("screenshot", help="render the kiosk with a few simulated cards to a PNG (no screen needed)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--size", default="800x480", help="WIDTHxHEIGHT (default 800x480)")
+    p.set_defaults(func=cmd_screenshot)
 
 
 def sim_start(calendar: MarketCalendar, now: datetime | None = None) -> datetime:
@@ -77,14 +83,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     window = None
     stream = None
-    if not args.headless:
-        from app.ui.kiosk_window import KioskWindow
-        window = KioskWindow(host.service, host.client, host.signals, windowed=args.windowed)
-        window.show()
-    if settings.mode != "sim":
-        from app.engine.bar_stream import BarStream
-        stream = BarStream.from_settings(settings, paths, host.signals)
-        stream.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: app.quit())
     if args.exit_after:
@@ -96,6 +94,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     pulse.start(500)
     try:
         with loop:
+            if not args.headless:
+                from app.ui.kiosk_window import KioskWindow
+                # The last known cards from system.db, before the first bar arrives.
+                cards, account, market = loop.run_until_complete(asyncio.gather(
+                    host.client.call(host.service.cards), host.client.call(host.service.account),
+                    host.client.call(host.service.market_status)))
+                window = KioskWindow(host.service, host.client, host.signals, windowed=args.windowed,
+                                     cards=cards, account=account, market=market)
+                window.present()
+            if settings.mode != "sim":
+                from app.engine.bar_stream import BarStream
+                stream = BarStream.from_settings(settings, paths, host.signals)
+                stream.start()
             loop.run_until_complete(_until_quit(app))
     finally:
         if stream:
@@ -108,3 +119,69 @@ async def _until_quit(app) -> None:
     done = asyncio.get_event_loop().create_future()
     app.aboutToQuit.connect(lambda: done.done() or done.set_result(None))
     await done
+
+
+SCREENSHOT_CARDS = (("NVDA", "sma_crossover", "10000", {"fast": "5", "slow": "20"}),
+                    ("AAPL", "buy_and_hold", "8000", {}),
+                    ("MSFT", "lot_exits", "12000", {}),
+                    ("TSLA", "sma_crossover", "6000", {}))
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise CommandError(f"--size {text!r} must look like 800x480") from None
+    if not (200 <= width <= 8000 and 200 <= height <= 8000):
+        raise CommandError("--size must be between 200 and 8000 pixels each way")
+    return width, height
+
+
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    """Run a throw-away sim engine for a simulated hour with a few cards, then render the kiosk."""
+    import os
+    import tempfile
+    import time
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    width, height = _parse_size(args.size)
+    from PySide6.QtCore import QSize
+    from PySide6.QtWidgets import QApplication
+    import qasync
+
+    from app.engine.engine_host import EngineHost
+    from app.engine.settings import Settings
+    from app.ui.kiosk_window import KioskWindow
+    from app.ui.screenshot import render_png
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    calendar = MarketCalendar()
+    today = datetime.now(timezone.utc).date()
+    day = calendar.previous_session(today)
+    start = calendar.session_open(day)
+    with tempfile.TemporaryDirectory(prefix="autotrader-shot-") as folder:
+        host = EngineHost(Settings(data_root=Path(folder), sim_forced=True), SimClock(start, speed=3000))
+        host.start()
+        try:
+            with loop:
+                for ticker, algorithm, capital, params in SCREENSHOT_CARDS:
+                    loop.run_until_complete(host.client.call(host.service.create_instance, ticker, algorithm,
+                                                             capital, params))
+                deadline = time.monotonic() + 4.0  # ~3 simulated hours of trading
+                while time.monotonic() < deadline:
+                    app.processEvents()
+                    time.sleep(0.02)
+                cards, account, market = loop.run_until_complete(asyncio.gather(
+                    host.client.call(host.service.cards), host.client.call(host.service.account),
+                    host.client.call(host.service.market_status)))
+                window = KioskWindow(None, None, None, windowed=True, cards=cards, account=account,
+                                     market=market)
+                from app.engine.events import StreamStatus
+                window.on_stream(StreamStatus("live", simulated=True))
+                render_png(window, QSize(width, height), args.file)
+        finally:
+            host.stop()
+    print(f"wrote {args.file} ({width}x{height})")
+    return EXIT_OK

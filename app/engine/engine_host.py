@@ -41,10 +41,11 @@ class EngineHost:
         self._running = False
 
     @classmethod
-    def for_tests(cls, data_root: Path, *, speed: float = 60.0, start=None, **options) -> "EngineHost":
+    def for_tests(cls, data_root: Path, *, speed: float = 60.0, start=None, algorithm_dirs=(),
+                  **options) -> "EngineHost":
         """A started sim-mode engine over ``data_root`` on an accelerated simulated clock."""
         from datetime import datetime, timezone
-        settings = Settings(data_root=Path(data_root), sim_forced=True)
+        settings = Settings(data_root=Path(data_root), sim_forced=True, algorithm_dirs=tuple(algorithm_dirs))
         start = start or datetime(2024, 6, 3, 13, 30, tzinfo=timezone.utc)
         host = cls(settings, SimClock(start, speed=speed), options=EngineOptions(**options))
         host.start()

@@ -23,6 +23,7 @@ from app.engine.engine_parts import EngineParts
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
 from app.engine.money import available_cash, card_figures, format_money
 from app.engine.pin import PinError, PinResult
+from app.engine.risk_guard import OrderRequest, refusal
 from app.engine.trading_cycle import HALT_KEY
 from app.storage.records import TransactionRecord
 
@@ -208,9 +209,20 @@ class EngineService:
                 opens = p.calendar.next_open(now).astimezone().strftime("%a %H:%M")
                 raise ServiceError(f"the market is closed: shares can be sold from {opens}. "
                                    f"Stop without selling, or try again then")
-            _, problem = p.journal.place(instance_id, inst.ticker, "sell", shares, now)
-            if problem:
-                raise ServiceError(f"could not sell {shares} {inst.ticker}: {problem}")
+            # Shares an open sell of this card already covers must not be sold twice.
+            _, selling = p.journal.reserved(instance_id, None)
+            to_sell = shares - selling
+            if to_sell > 0:
+                # A liquidation is an order like any other: the risk guard (halt switch) applies.
+                reason = refusal(OrderRequest(side="sell", shares=to_sell, price=None,
+                                              instance_uninvested=Decimal(0), instance_shares=to_sell,
+                                              market_open=True, halted=p.cycle.halted()))
+                if reason:
+                    raise ServiceError(f"cannot sell {to_sell} {inst.ticker}: {reason}. "
+                                       "Stop without selling, or try again later")
+                _, problem = p.journal.place(instance_id, inst.ticker, "sell", to_sell, now)
+                if problem:
+                    raise ServiceError(f"could not sell {to_sell} {inst.ticker}: {problem}")
             message += f"; selling {shares} {inst.ticker} at market"
         elif shares > 0:
             message += f"; its {shares} {inst.ticker} shares stay in the account"

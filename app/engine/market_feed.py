@@ -8,7 +8,7 @@ gets live bars from the websocket stream on the UI thread and fills gaps over RE
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, time, timezone
 from typing import Protocol
 
 from app.engine.sim_market import SimMarket
@@ -41,6 +41,7 @@ class SimFeed:
         self._market = market
         self._symbols: tuple[str, ...] = ()
         self._history_sessions = history_sessions
+        self._last_poll: datetime | None = None
 
     def set_symbols(self, symbols: Iterable[str]) -> None:
         """Publish bars for these symbols from now on."""
@@ -57,4 +58,14 @@ class SimFeed:
         """Bars completed by ``now`` for the current symbols."""
         if not self._symbols:
             return []
-        return list(self._market.publish_until(self._symbols, now))
+        bars = []
+        last = self._last_poll
+        self._last_poll = now
+        if last is not None and last.astimezone(timezone.utc).date() != now.astimezone(timezone.utc).date():
+            # The last cycle of a session polls before its final bar completes and nothing polls
+            # after the close: publish that bar now, so the order decided in the session's last
+            # minute fills at its open, not at the next session's.
+            day_end = datetime.combine(last.astimezone(timezone.utc).date(), time(23, 59), tzinfo=timezone.utc)
+            bars.extend(self._market.publish_until(self._symbols, day_end))
+        bars.extend(self._market.publish_until(self._symbols, now))
+        return bars

@@ -208,6 +208,8 @@ class Orchestrator(QObject):
     def _sync_symbols(self, initial: bool = False) -> None:
         parts = self.parts
         symbols = frozenset(inst.ticker for inst in parts.system.all_instances("running"))
+        # A stopped card's last order (e.g. its liquidation) still needs its symbol's bars to fill.
+        symbols |= {order.symbol for order in parts.journal.open_orders()}
         if symbols == self._symbols and not initial:
             return
         added = symbols - self._symbols

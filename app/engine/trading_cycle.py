@@ -162,8 +162,11 @@ class TradingCycle:
                 continue
             try:
                 algo = self.algorithm_for(inst)
-            except (AlgorithmLoadError, ValueError) as exc:
-                result.outcomes.append(self.fault(inst, f"cannot load algorithm: {exc}"))
+            except AlgorithmLoadError as exc:  # its text already says the file cannot be loaded
+                result.outcomes.append(self.fault(inst, str(exc)))
+                continue
+            except ValueError as exc:  # stored parameters the algorithm no longer accepts
+                result.outcomes.append(self.fault(inst, f"cannot start the algorithm: {exc}"))
                 continue
             batch.append((algo, minute, inst.id))
             batch_instances.append(inst)

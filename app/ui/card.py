@@ -1,0 +1,191 @@
+"""One card: a running algorithm instance, its figures, its session sparkline, its state.
+
+The border follows the seed's rule: green while in profit, red at a loss, white at break-even.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from PySide6.QtCore import QPoint, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
+
+from app.engine.events import CardSnapshot
+from app.engine.money import format_money, format_pct
+from app.ui import theme
+from app.ui.sparkline import Sparkline
+from app.ui.widgets import ElidedLabel, local_time, separator
+
+WAITING_TEXT = "waiting for data"
+_TAP_SLOP_PX = 12
+
+
+def pnl_state(pnl: Decimal) -> str:
+    """'profit', 'loss' or 'even' for a P&L amount, judged at display precision (cents)."""
+    cents = pnl.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)  # the same cents format_money shows
+    if cents > 0:
+        return "profit"
+    if cents < 0:
+        return "loss"
+    return "even"
+
+
+STATE_COLORS = {"profit": theme.GREEN, "loss": theme.RED, "even": theme.WHITE}
+
+
+def _price_text(price: Decimal) -> str:
+    return format_money(price) if price >= 1 else f"${price:.4f}"
+
+
+class Card(QWidget):
+    """Shows one :class:`CardSnapshot`; ``update_snapshot`` touches only what changed."""
+
+    tapped = Signal(int)
+
+    def __init__(self, snapshot: CardSnapshot, metrics: theme.Metrics, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.instance_id = snapshot.instance_id
+        self._snapshot: CardSnapshot | None = None
+        self._state = "even"
+        self._border_px = 2
+        self._press: QPoint | None = None
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+
+        self.title = ElidedLabel(size="large")
+        self.subtitle = ElidedLabel(size="small")
+        self.subtitle.set_color(theme.DIM)
+        self.price = ElidedLabel()
+        self.price_time = ElidedLabel(size="small", align=Qt.AlignmentFlag.AlignRight)
+        self.price_time.set_color(theme.DIM)
+        self.sparkline = Sparkline()
+        self.pnl = ElidedLabel(size="huge")
+        self.pnl_pct = ElidedLabel(size="large", align=Qt.AlignmentFlag.AlignRight)
+        self.value = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
+        self.shares = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
+        self.trades = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
+        self.last_action = ElidedLabel(size="small")
+        self.last_action.set_color(theme.DIM)
+        self.status = ElidedLabel(size="small", lines=2)
+
+        self._layout = layout = QVBoxLayout(self)
+        layout.setSpacing(2)
+        layout.addWidget(self.title)
+        layout.addWidget(self.subtitle)
+        row = QHBoxLayout()
+        row.addWidget(self.price, 3)
+        row.addWidget(self.price_time, 2)
+        layout.addLayout(row)
+        layout.addWidget(self.sparkline, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.pnl, 3)
+        row.addWidget(self.pnl_pct, 2)
+        layout.addLayout(row)
+        layout.addWidget(separator())
+        for caption, widget in (("VALUE", self.value), ("SHARES", self.shares), ("TRADES", self.trades)):
+            row = QHBoxLayout()
+            cap = ElidedLabel(caption, size="small")
+            cap.set_color(theme.DIM)
+            row.addWidget(cap, 1)
+            row.addWidget(widget, 2)
+            layout.addLayout(row)
+        layout.addWidget(self.last_action)
+        layout.addWidget(self.status)
+        self.apply_metrics(metrics)
+        self.update_snapshot(snapshot)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> CardSnapshot | None:
+        """The snapshot on screen."""
+        return self._snapshot
+
+    @property
+    def pnl_state(self) -> str:
+        """'profit', 'loss' or 'even' (drives the border colour)."""
+        return self._state
+
+    def border_color(self) -> QColor:
+        """The colour the border is painted in."""
+        return STATE_COLORS[self._state]
+
+    def apply_metrics(self, metrics: theme.Metrics) -> None:
+        """Resize for a new window size."""
+        self._border_px = max(2, round(2 * metrics.scale))
+        inset = self._border_px + metrics.pad_px
+        self._layout.setContentsMargins(inset, inset, inset, inset)
+        self.setFixedWidth(metrics.card_width)
+
+    def update_snapshot(self, snap: CardSnapshot) -> None:
+        """Show ``snap``: sets only labels whose text changed, repaints the border only on a state change."""
+        old = self._snapshot
+        if old == snap:
+            return
+        self._snapshot = snap
+        # The ticker and algorithm are what a glance across the room needs; the seed's long
+        # display name (with its creation stamp) stays readable underneath.
+        self.title.setText(f"{snap.ticker} · {snap.algorithm_name or snap.algorithm_type}")
+        self.subtitle.setText(f"#{snap.instance_id} {snap.display_name}")
+        if snap.waiting_for_data:
+            self.price.setText(WAITING_TEXT)
+            self.price.set_color(theme.AMBER)
+            self.price_time.setText("")
+        else:
+            self.price.setText(_price_text(snap.price))
+            self.price.set_color(theme.WHITE)
+            self.price_time.setText(local_time(snap.price_time))
+        self.sparkline.set_data(snap.sparkline, snap.sparkline_start, snap.markers)
+
+        state = pnl_state(snap.pnl)
+        color = STATE_COLORS[state]
+        self.pnl.setText(format_money(snap.pnl, signed=True))
+        self.pnl_pct.setText(format_pct(snap.pnl_pct))
+        self.pnl.set_color(color)
+        self.pnl_pct.set_color(color)
+        self.value.setText(format_money(snap.value))
+        self.shares.setText(f"{snap.shares:,}")
+        self.trades.setText(f"{snap.trade_count:,}")
+        self.last_action.setText(snap.last_action or "no trades yet")
+
+        if snap.faulted_reason:
+            self.status.setText(f"FAULTED: {snap.faulted_reason}")
+            self.status.set_color(theme.RED)
+        elif snap.refused_reason:
+            self.status.setText(f"ORDER REFUSED: {snap.refused_reason}")
+            self.status.set_color(theme.AMBER)
+        else:
+            self.status.setText("")
+        if state != self._state or old is None or bool(old.faulted_reason) != bool(snap.faulted_reason):
+            self._state = state
+            self.update()
+
+    @property
+    def status_text(self) -> str:
+        """The faulted / refused line ("" when the card is healthy)."""
+        return self.status.text()
+
+    # -- painting and touch ----------------------------------------------------------------------
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), theme.BLACK)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        half = self._border_px / 2
+        rect = QRectF(self.rect()).adjusted(half, half, -half, -half)
+        pen = QPen(self.border_color(), self._border_px)
+        if self._snapshot is not None and self._snapshot.faulted_reason:
+            pen.setStyle(Qt.PenStyle.DashLine)  # a stopped-by-fault card must not look like a healthy one
+        painter.setPen(pen)
+        painter.drawRoundedRect(rect, 4, 4)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self._press = event.position().toPoint()
+        event.accept()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        start, self._press = self._press, None
+        if start is None or not self.rect().contains(event.position().toPoint()):
+            return
+        if (event.position().toPoint() - start).manhattanLength() <= _TAP_SLOP_PX:
+            self.tapped.emit(self.instance_id)

@@ -1,0 +1,281 @@
+"""The kiosk window: header, halt banner, card strip and notice line, plus the PIN/add/detail/settings panels.
+
+It updates only from the engine's signals and does every user action as an asyncio task through the
+engine client, so the UI thread never waits on SQL or the network, and a failure becomes a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
+from app.ui import theme
+from app.ui.add_dialog import AddDialog
+from app.ui.card_strip import CardStrip
+from app.ui.detail_view import DetailView
+from app.ui.engine_calls import EngineCalls
+from app.ui.header import Header
+from app.ui.notice_bar import NoticeBar
+from app.ui.pin_dialog import PinDialog
+from app.ui.settings_view import SettingsView
+from app.ui.tasks import TaskRunner, error_text
+from app.ui.widgets import separator
+
+WINDOWED_SIZE = QSize(1024, 600)
+HALT_TEXT = "TRADING HALTED — no orders are sent until RESUME"
+
+
+class KioskWindow(QWidget):
+    """The whole kiosk. ``service``/``client``/``signals`` may be None for a display-only window (screenshots).
+
+    ``cards``, ``market``, ``stream`` and ``account`` are the host's last known values, shown at once.
+    """
+
+    def __init__(self, service: Any, client: Any, signals: Any, *, windowed: bool = False,
+                 cards: Iterable[CardSnapshot] = (), market: MarketStatus | None = None,
+                 stream: StreamStatus | None = None, account: AccountSummary | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("kioskWindow")
+        self.setWindowTitle("AutoTrader")
+        self.windowed = windowed
+        if not windowed:
+            self.setWindowFlag(Qt.WindowType.FramelessWindowHint, True)
+        self.calls = EngineCalls(service, client)
+        self.tasks = TaskRunner(self.show_error)
+        self._snapshots: dict[int, CardSnapshot] = {}
+        self._stream: StreamStatus | None = None
+        self._broker_error: str | None = None
+        self._flow_busy = False
+        self._stopping: int | None = None
+
+        self.metrics = theme.Metrics.for_size(QSize(800, 480))
+        theme.install_palette()
+        self.setPalette(theme.base_palette())
+        self.setAutoFillBackground(True)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+
+        mode = account.mode if account is not None else self.calls.mode
+        self.header = Header(mode)
+        self.halt_banner = QLabel(HALT_TEXT)
+        self.halt_banner.setObjectName("haltBanner")
+        self.halt_banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.halt_banner.hide()
+        self.strip = CardStrip(self.metrics)
+        self.notice_bar = NoticeBar()
+
+        self._layout = layout = QVBoxLayout(self)
+        layout.setSpacing(0)
+        layout.addWidget(self.header)
+        layout.addWidget(separator())
+        layout.addWidget(self.halt_banner)
+        layout.addWidget(self.strip, 1)
+        layout.addWidget(separator())
+        layout.addWidget(self.notice_bar)
+
+        self.detail = DetailView(self, self.metrics)
+        self.add_dialog = AddDialog(self, self.metrics, self.calls)
+        self.settings = SettingsView(self, self.metrics, mode)
+        self.pin = PinDialog(self, self.metrics, verify=self.calls.verify_pin, change=self.calls.change_pin)
+
+        self.header.halt_requested.connect(lambda: self._flow(self._halt, "halting"))
+        self.header.resume_requested.connect(lambda: self._flow(self._resume_trading, "resuming trading"))
+        self.header.settings_requested.connect(lambda: self._flow(self._open_settings, "opening settings"))
+        self.settings.change_pin_requested.connect(lambda: self._flow(self._change_pin, "changing the PIN"))
+        self.strip.add_requested.connect(lambda: self._flow(self._add, "adding a card"))
+        self.strip.card_tapped.connect(self.open_detail)
+        self.detail.stop_requested.connect(lambda i: self._flow(lambda: self._authorise_stop(i), "stopping"))
+        self.detail.stop_chosen.connect(lambda i, sell: self._flow(lambda: self._stop(i, sell), "stopping"))
+        self.detail.resume_requested.connect(lambda i: self._flow(lambda: self._resume_instance(i), "resuming"))
+
+        if signals is not None:
+            signals.cards_changed.connect(self.on_cards)
+            signals.market_changed.connect(self.on_market)
+            signals.stream_changed.connect(self.on_stream)
+            signals.account_changed.connect(self.on_account)
+            signals.notice.connect(self.on_notice)
+
+        self._apply_metrics(self.metrics, force=True)
+        self.on_cards(tuple(cards))
+        self.on_market(market)
+        self.on_stream(stream)
+        if account is not None:
+            self.on_account(account)
+
+    # -- showing ---------------------------------------------------------------------------------
+
+    def present(self) -> None:
+        """Show full screen without a frame (kiosk), or as a normal 1024×600 window when ``windowed``."""
+        if self.windowed:
+            self.resize(WINDOWED_SIZE)
+            self.show()
+        else:
+            self.setCursor(Qt.CursorShape.BlankCursor)  # a touch panel: no stray arrow on the wall
+            self.showFullScreen()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        self._apply_metrics(theme.Metrics.for_size(event.size()))
+        super().resizeEvent(event)
+
+    def _apply_metrics(self, metrics: theme.Metrics, *, force: bool = False) -> None:
+        if metrics == self.metrics and not force:
+            return
+        self.metrics = metrics
+        self.setStyleSheet(theme.stylesheet(metrics))
+        pad = metrics.pad_px
+        self._layout.setContentsMargins(pad, pad // 2, pad, pad // 2)
+        self.header.setContentsMargins(0, 0, 0, pad // 2)
+        self.strip.apply_metrics(metrics)
+        for overlay in (self.detail, self.add_dialog, self.settings, self.pin):
+            overlay.apply_metrics(metrics)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.tasks.cancel_all()
+        super().closeEvent(event)
+
+    # -- engine signals --------------------------------------------------------------------------
+
+    def on_cards(self, snapshots: Iterable[CardSnapshot]) -> None:
+        """cards_changed: update cards in place; refresh the detail view if its card is among them."""
+        snapshots = tuple(snapshots)
+        self._snapshots = {s.instance_id: s for s in snapshots}
+        self.strip.set_cards(snapshots)
+        shown = self.detail.instance_id
+        if shown is None or not self.detail.isVisible():
+            return
+        snap = self._snapshots.get(shown)
+        if snap is None:
+            self.detail.close_view()
+            if shown != self._stopping:  # stopped elsewhere (CLI); our own stop reports its sentence
+                self.notice_bar.show_message(f"Card #{shown} is no longer running.")
+            return
+        self.detail.show_snapshot(snap)
+        if self.detail.needs_transactions:
+            self.tasks.start(self._load_transactions(shown), name="loading transactions")
+
+    def on_market(self, status: MarketStatus | None) -> None:
+        """market_changed."""
+        self.header.set_market(status)
+
+    def on_stream(self, status: StreamStatus | None) -> None:
+        """stream_changed: header line; a new failure or reconnect also goes to the notice line with its reason."""
+        previous, self._stream = self._stream, status
+        self.header.set_stream(status)
+        if status is None or (previous is not None and previous.state == status.state
+                              and previous.reason == status.reason):
+            return
+        if status.state in ("failed", "reconnecting"):
+            reason = f": {status.reason}" if status.reason else ""
+            self.notice_bar.show_message(f"Live price feed {status.state}{reason}",
+                                         "error" if status.state == "failed" else "refused")
+
+    def on_account(self, account: AccountSummary | None) -> None:
+        """account_changed: mode, P&L, cash, halt banner; a new broker error goes to the notice line."""
+        self.header.set_account(account)
+        self.halt_banner.setVisible(bool(account and account.halted))
+        error = account.broker_error if account else None
+        if error and error != self._broker_error:
+            self.notice_bar.show_message(f"Broker unreachable: {error}", "error")
+        self._broker_error = error
+
+    def on_notice(self, notice: Notice) -> None:
+        """notice: shown on the bottom line."""
+        self.notice_bar.show_notice(notice)
+
+    def show_error(self, text: str) -> None:
+        """Any failed action ends here: shown, never raised."""
+        self.notice_bar.show_message(text, "error")
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while a PIN-protected action runs (further taps on actions are ignored)."""
+        return self._flow_busy
+
+    def _flow(self, action: Callable[[], Awaitable[Any]], name: str) -> None:
+        if self._flow_busy:
+            return
+
+        async def run() -> None:
+            self._flow_busy = True
+            try:
+                await action()
+            finally:
+                self._flow_busy = False
+
+        self.tasks.start(run(), name=name)
+
+    async def _halt(self) -> None:
+        if await self.pin.authorise("halt all trading"):
+            await self.calls.halt()
+            self.notice_bar.show_message("Trading halted: no new orders will be sent.")
+
+    async def _resume_trading(self) -> None:
+        if await self.pin.authorise("resume trading"):
+            await self.calls.resume_trading()
+            self.notice_bar.show_message("Trading resumed.")
+
+    async def _open_settings(self) -> None:
+        if await self.pin.authorise("open settings"):
+            self.settings.set_message("")
+            self.settings.open_overlay()
+
+    async def _change_pin(self) -> None:
+        if await self.pin.choose_new_pin():
+            self.settings.set_message("PIN changed.")
+
+    async def _add(self) -> None:
+        if not await self.pin.authorise("add a card"):
+            return
+        instance_id = await self.add_dialog.run()
+        if instance_id is not None:
+            self.notice_bar.show_message(f"Card #{instance_id} created.")
+
+    def open_detail(self, instance_id: int) -> None:
+        """Show a card's details and start loading its transactions."""
+        snap = self._snapshots.get(instance_id)
+        if snap is None:
+            return
+        self.detail.show_snapshot(snap)
+        self.detail.open_overlay()
+        self.tasks.start(self._load_transactions(instance_id), name="loading transactions")
+
+    async def _load_transactions(self, instance_id: int) -> None:
+        try:
+            transactions = await self.calls.transactions(instance_id)
+        except Exception as exc:  # noqa: BLE001
+            if self.detail.instance_id == instance_id:
+                self.detail.set_transactions_error(error_text(exc))
+            return
+        if self.detail.instance_id == instance_id:
+            self.detail.set_transactions(transactions)
+
+    async def _authorise_stop(self, instance_id: int) -> None:
+        if await self.pin.authorise("stop this card") and self.detail.instance_id == instance_id:
+            self.detail.show_stop_choice()
+
+    async def _stop(self, instance_id: int, liquidate: bool) -> None:
+        self.detail.setEnabled(False)
+        self._stopping = instance_id
+        try:
+            sentence = await self.calls.stop_instance(instance_id, liquidate)
+        except Exception as exc:  # noqa: BLE001 - the card keeps running; say why
+            self.detail.show_info()
+            self.show_error(error_text(exc))
+            return
+        finally:
+            self.detail.setEnabled(True)
+            self._stopping = None
+        if self.detail.instance_id == instance_id:
+            self.detail.close_view()
+        self.notice_bar.show_message(sentence)
+
+    async def _resume_instance(self, instance_id: int) -> None:
+        if await self.pin.authorise("resume this card"):
+            await self.calls.resume_instance(instance_id)
+            self.notice_bar.show_message(f"Card #{instance_id} resumed.")

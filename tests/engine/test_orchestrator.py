@@ -1,0 +1,217 @@
+"""The real Orchestrator on its engine QThread, on an accelerated SimClock (EngineHost.for_tests).
+
+Cards are created in the data folder first (through the same EngineService, on a ManualClock rig
+that is then closed) so the engine trades from its very first cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from app.engine.engine_client import ServiceError
+from app.engine.engine_host import EngineHost
+from app.engine.money import card_figures
+from app.engine.orchestrator import ceil_minute, next_cycle_minute
+from app.engine.market_calendar import MarketCalendar
+from app.storage.market_store import MarketStore
+from app.storage.system_store import SystemStore
+from app.storage.timefmt import to_epoch, utc_text
+from tests.engine.crash_child import FLIPPER_SOURCE, PEEKER_SOURCE, SimRig, coid_minute, write_algorithm
+
+OFFSET = timedelta(seconds=2)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def algos(tmp_path: Path) -> Path:
+    folder = write_algorithm(tmp_path / "algos", "flipper", FLIPPER_SOURCE)
+    return write_algorithm(folder, "peeker", PEEKER_SOURCE)
+
+
+@pytest.fixture
+def hosts(qtbot):
+    """Start hosts with ``hosts.start(...)``; every one is stopped at teardown, even on failure."""
+    started: list[EngineHost] = []
+
+    class Hosts:
+        def start(self, *args, **kwargs) -> EngineHost:
+            host = EngineHost.for_tests(*args, **kwargs)
+            started.append(host)
+            return host
+
+    yield Hosts()
+    for host in started:
+        host.stop()
+
+
+def seed_cards(root: Path, algos: Path, when: datetime, cards: list[tuple]) -> list[int]:
+    """Create cards (ticker, type, capital, params) in ``root``'s sim folder at ``when``."""
+    rig = SimRig(root, when, algorithm_dirs=(algos,))
+    try:
+        return [rig.add(t, a, c, **p) for t, a, c, p in cards]
+    finally:
+        rig.close()
+
+
+def engine_call(host: EngineHost, fn, *args, timeout: float = 20.0):
+    """Run ``fn`` on the engine thread through the EngineClient and return (or raise) its result."""
+    loop = asyncio.new_event_loop()
+    try:
+        async def go():
+            return await asyncio.wait_for(host.client.call(fn, *args), timeout)
+        return loop.run_until_complete(go())
+    finally:
+        loop.close()
+
+
+def report_minutes(host: EngineHost) -> list[datetime]:
+    return [r.minute for r in host.orchestrator.reports]
+
+
+def test_next_cycle_minute_and_ceil_minute():
+    cal = MarketCalendar()
+    assert ceil_minute(utc(2024, 6, 4, 14, 0)) == utc(2024, 6, 4, 14, 0)
+    assert ceil_minute(utc(2024, 6, 4, 14, 0, 0, 1)) == utc(2024, 6, 4, 14, 1)
+    # Before the wake instant of minute T the next cycle is T; just after it, T + 1.
+    assert next_cycle_minute(cal, utc(2024, 6, 4, 14, 0, 1), 2.0) == utc(2024, 6, 4, 14, 0)
+    assert next_cycle_minute(cal, utc(2024, 6, 4, 14, 0, 2, 1), 2.0) == utc(2024, 6, 4, 14, 1)
+    # The last minute of a full session, then the next morning; weekends skipped.
+    assert next_cycle_minute(cal, utc(2024, 6, 4, 19, 59, 1), 2.0) == utc(2024, 6, 4, 19, 59)
+    assert next_cycle_minute(cal, utc(2024, 6, 4, 19, 59, 3), 2.0) == utc(2024, 6, 5, 13, 30)
+    assert next_cycle_minute(cal, utc(2024, 6, 7, 20, 30), 2.0) == utc(2024, 6, 10, 13, 30)
+    # Winter time: the open is 14:30Z.
+    assert next_cycle_minute(cal, utc(2024, 12, 2, 3), 2.0) == utc(2024, 12, 2, 14, 30)
+
+
+def test_orchestrator_trades_on_the_right_minutes_and_cards_follow_the_money_rules(tmp_path, algos, qtbot, hosts):
+    start = utc(2024, 6, 4, 12, 0)  # before the open: the sim clock jumps to just before 13:30
+    flipper, peeker, holder = seed_cards(tmp_path, algos, start, [
+        ("AAPL", "flipper", 10_000, {}), ("AAPL", "peeker", 1_000, {}), ("MSFT", "buy_and_hold", 5_000, {})])
+    host = hosts.start(tmp_path, speed=600, start=start, algorithm_dirs=(algos,))
+    cards_seen = []
+    host.signals.cards_changed.connect(cards_seen.append)
+    qtbot.waitUntil(lambda: len(host.orchestrator.reports) >= 20, timeout=20_000)
+    status = engine_call(host, host.service.status)
+    host.stop()
+    qtbot.wait(50)  # deliver the last queued signals
+
+    reports = list(host.orchestrator.reports)
+    minutes = [r.minute for r in reports]
+    assert minutes[0] == utc(2024, 6, 4, 13, 30)
+    assert minutes == [minutes[0] + timedelta(minutes=i) for i in range(len(minutes))]
+    assert host.orchestrator.cycles_late == 0
+    for r in reports:
+        assert r.started_at >= r.minute + OFFSET  # never before bar T−1 is complete
+        assert r.started_at - r.scheduled_at < timedelta(seconds=30)  # 50 ms real at speed 600
+        assert r.faults == 0 and r.instances_run == 3
+    assert status["mode"] == "sim" and {c["id"] for c in status["instances"]} == {flipper, peeker, holder}
+    assert status["last_cycle"]["orders"] >= 1
+
+    system = SystemStore(tmp_path / "sim" / "system.db")
+    market = MarketStore(tmp_path / "sim" / "stocks.db")
+    try:
+        flips = system.orders_for(flipper)
+        assert [coid_minute(o.client_order_id) for o in flips] == minutes  # one decision a minute
+        assert all(o.status == "filled" for o in flips[:-1])
+        assert system.orders_for(peeker) == []
+        assert all(i.faulted_reason is None for i in system.all_instances())
+        for tx in system.all_transactions():
+            decided = coid_minute(tx.client_order_id)
+            ticker = system.get_instance(tx.algorithm_id).ticker
+            (bar,) = market.bars_between(ticker, to_epoch(decided), to_epoch(decided))
+            assert tx.timestamp == utc_text(decided)
+            assert Decimal(str(tx.price)) == Decimal(str(bar.open))
+        # The last published cards are what the money rules give from the recorded fills.
+        final = {c.instance_id: c for c in cards_seen[-1]}
+        for inst in system.all_instances("running"):
+            price = Decimal(str(market.latest_bar(inst.ticker).close))
+            expected = card_figures(inst.initial_capital, system.get_transactions(inst.id, oldest_first=True), price)
+            card = final[inst.id]
+            assert (card.shares, card.trade_count, card.price) == (expected.shares, expected.trade_count, price)
+            assert (card.value, card.uninvested, card.pnl) == (expected.value, expected.uninvested, expected.pnl)
+        assert final[flipper].trade_count >= len(minutes) - 1
+    finally:
+        system.close()
+        market.close()
+
+
+def test_no_cycle_on_independence_day(tmp_path, algos, qtbot, hosts):
+    start = utc(2024, 7, 3, 16, 50)  # July 3rd closes early, at 17:00Z
+    (card,) = seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
+    host = hosts.start(tmp_path, speed=600, start=start, algorithm_dirs=(algos,))
+    qtbot.waitUntil(lambda: utc(2024, 7, 5, 13, 31) in report_minutes(host), timeout=20_000)
+    host.stop()
+    minutes = report_minutes(host)
+    assert not any(m.date() == utc(2024, 7, 4).date() for m in minutes)
+    i = minutes.index(utc(2024, 7, 3, 16, 59))
+    assert minutes[i + 1:i + 3] == [utc(2024, 7, 5, 13, 30), utc(2024, 7, 5, 13, 31)]
+    system = SystemStore(tmp_path / "sim" / "system.db")
+    try:
+        assert not any(o.client_order_id.count("20240704") for o in system.orders_for(card))
+        last_of_3rd = [o for o in system.orders_for(card) if coid_minute(o.client_order_id) == utc(2024, 7, 3, 16, 59)]
+        assert last_of_3rd[0].status == "filled" and last_of_3rd[0].filled_at == "2024-07-03T16:59:00Z"
+    finally:
+        system.close()
+
+
+def test_early_close_runs_210_cycles_and_stops_at_1800z(tmp_path, algos, qtbot, hosts):
+    start = utc(2024, 11, 29, 12, 0)  # before the open: the sim clock jumps to just before 14:30
+    (card,) = seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
+    host = hosts.start(tmp_path, speed=2000, start=start, algorithm_dirs=(algos,))
+    qtbot.waitUntil(lambda: any(m.day == 2 for m in report_minutes(host)), timeout=30_000)
+    host.stop()
+    minutes = report_minutes(host)
+    friday = [m for m in minutes if m.date() == utc(2024, 11, 29).date()]
+    assert host.orchestrator.cycles_late == 0
+    assert len(friday) == 210
+    assert (friday[0], friday[-1]) == (utc(2024, 11, 29, 14, 30), utc(2024, 11, 29, 17, 59))
+    assert minutes[210] == utc(2024, 12, 2, 14, 30)
+    system = SystemStore(tmp_path / "sim" / "system.db")
+    try:
+        decided = [coid_minute(o.client_order_id) for o in system.orders_for(card)]
+        assert [m for m in decided if m.day == 29] == friday
+    finally:
+        system.close()
+
+
+def test_service_calls_run_on_the_engine_thread_and_errors_come_back(tmp_path, qtbot, hosts):
+    host = hosts.start(tmp_path, speed=600, start=utc(2024, 6, 4, 15, 0))
+    card = engine_call(host, host.service.create_instance, "NVDA", "sma_crossover", "2500", {"fast": "2", "slow": "3"})
+    with pytest.raises(ServiceError, match="did you mean 'fast'"):
+        engine_call(host, host.service.create_instance, "NVDA", "sma_crossover", "2500", {"fsat": "2"})
+    qtbot.waitUntil(lambda: len(host.orchestrator.reports) >= 3, timeout=20_000)
+    cards = engine_call(host, host.service.cards)
+    assert [c.instance_id for c in cards] == [card] and cards[0].price is not None
+    engine_call(host, host.service.stop_instance, card)
+    assert engine_call(host, host.service.cards) == ()
+    assert engine_call(host, host.service.status)["instances"] == []
+
+
+def test_restart_reconciles_and_continues_where_it_stopped(tmp_path, algos, qtbot, hosts):
+    start = utc(2024, 6, 4, 15, 0, 40)
+    (card,) = seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
+    first = hosts.start(tmp_path, speed=600, start=start, algorithm_dirs=(algos,))
+    qtbot.waitUntil(lambda: len(first.orchestrator.reports) >= 3, timeout=20_000)
+    first.stop()
+    last = first.orchestrator.reports[-1].minute
+    second = hosts.start(tmp_path, speed=300, start=last + timedelta(seconds=3), algorithm_dirs=(algos,))
+    qtbot.waitUntil(lambda: len(second.orchestrator.reports) >= 2, timeout=20_000)
+    second.stop()
+    assert second.orchestrator.reports[0].minute == last + timedelta(minutes=1)
+    system = SystemStore(tmp_path / "sim" / "system.db")
+    try:
+        orders = system.orders_for(card)
+        decided = [coid_minute(o.client_order_id) for o in orders]
+        assert decided == sorted(set(decided))  # one decision a minute, none repeated
+        assert all(o.status == "filled" for o in orders[:-1])
+        assert len({t.client_order_id for t in system.all_transactions()}) == len(system.all_transactions())
+    finally:
+        system.close()
