@@ -31,18 +31,18 @@ class Algorithm(AlgorithmBase):
         if len(bars) < slow + 1:
             return ("hold", 0)
         closes = [bar.close for bar in bars]
-        fast_before = sum(closes[-fast - 1:-1]) / fast
-        slow_before = sum(closes[:-1]) / slow
         fast_now = sum(closes[-fast:]) / fast
         slow_now = sum(closes[1:]) / slow
-
-        if fast_before <= slow_before and fast_now > slow_now:
-            if self.position() == 0:
+        if fast_now == slow_now:
+            return ("hold", 0)  # no cross either way
+        # Only one direction is possible now, and the position rules it out on most minutes:
+        # the averages of the minute before are computed only when a trade could follow.
+        held = self.position()
+        if fast_now > slow_now:
+            if held == 0 and sum(closes[-fast - 1:-1]) / fast <= sum(closes[:-1]) / slow:
                 shares = self.affordable_shares(closes[-1])
                 if shares > 0:
                     return ("buy", shares)
-        elif fast_before >= slow_before and fast_now < slow_now:
-            held = self.position()
-            if held > 0:
-                return ("sell", held)
+        elif held > 0 and sum(closes[-fast - 1:-1]) / fast >= sum(closes[:-1]) / slow:
+            return ("sell", held)
         return ("hold", 0)

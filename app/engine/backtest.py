@@ -1,0 +1,627 @@
+"""Backtests: replay an algorithm file, unchanged, over stored minute bars on a simulated clock.
+
+The replay mirrors the live path (TradingCycle + SimBroker) minute for minute: at every session
+minute T the algorithm sees bars with ``ts < T`` only (served from memory, truncated at T); a
+buy or sell passes the same risk guard on the same money rules; the market order fills at the
+open of the first bar with ``ts >= T`` moved by the slippage, and the fill becomes visible once
+that bar has closed. One order is open at a time, as live, where a card with an open order is
+refused. The algorithm runs directly in the calling thread (no time budget), and an exception
+stops the backtest with the algorithm's error.
+
+``run_backtest`` is the whole job (fetch missing bars, load, replay) and may run in a worker
+thread: it opens its own SQLite connections, reports progress and honours a cancel event.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from app.engine.algorithm_api import AlgorithmBase, AlgorithmParamError
+from app.engine.algorithm_loader import AlgorithmLoadError, create_algorithm, default_dirs
+from app.engine.algorithm_runner import AlgorithmFault, describe_exception, validate_decision
+from app.engine.broker import InvalidSymbol, check_symbol_format
+from app.engine.market_calendar import CalendarRangeError, MarketCalendar
+from app.engine.money import card_figures, to_decimal
+from app.engine.risk_guard import OrderRequest, refusal
+from app.engine.settings import Settings
+from app.storage.market_store import MarketStore
+from app.storage.records import Bar, TransactionRecord
+from app.storage.timefmt import epoch_text, from_epoch, to_epoch
+
+__all__ = [
+    "BacktestCancelled", "BacktestError", "BacktestRequest", "BacktestResult", "BacktestRunError",
+    "EquityPoint", "MemoryBars", "Refusal", "Trade", "replay_bars", "run_backtest",
+]
+
+ProgressFn = Callable[[float], None]
+
+DEFAULT_CAPITAL = Decimal("10000")
+DEFAULT_WARMUP_SESSIONS = 5
+DEFAULT_EQUITY_POINTS = 1000
+ALGO_ID = 1  # the replayed card's id, as algorithms see it in run(current_time, algo_id)
+MAX_REFUSALS_KEPT = 20
+SIM_SEED = 0  # the sim engine's default seed: a sim backtest sees the bars the sim cards trade on
+_BPS = Decimal(10_000)
+_HUNDRED = Decimal(100)
+_CENT = Decimal("0.01")
+_ONE_MINUTE = timedelta(minutes=1)
+_FETCH_SHARE = 0.3  # share of the progress bar given to fetching, when anything must be fetched
+
+
+class BacktestError(Exception):
+    """Bad input or no data: the message is one human sentence (the CLI exits with code 2)."""
+
+
+class BacktestRunError(BacktestError):
+    """The backtest started but could not finish: the algorithm failed, or data could not be fetched."""
+
+
+class BacktestCancelled(Exception):
+    """The cancel event was set; nothing was returned."""
+
+
+# --- request and results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    """What to replay: an algorithm type with parameters, one symbol, New York days ``start``..``end``
+    inclusive, the card's capital and the fill slippage in basis points.
+
+    ``warmup_sessions`` sessions before ``start`` are loaded too, so indicators are ready at the
+    first minute; ``equity_points`` caps the equity curve's length (it is downsampled).
+    Invalid values raise ``BacktestError``.
+    """
+
+    algorithm_type: str
+    symbol: str
+    start: date
+    end: date
+    capital: Decimal = DEFAULT_CAPITAL
+    params: Mapping[str, Any] = field(default_factory=dict)
+    slippage_bps: float = 0.0
+    warmup_sessions: int = DEFAULT_WARMUP_SESSIONS
+    equity_points: int = DEFAULT_EQUITY_POINTS
+
+    def __post_init__(self) -> None:
+        try:
+            check_symbol_format(self.symbol)
+        except InvalidSymbol as exc:
+            raise BacktestError(str(exc)) from None
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if isinstance(value, datetime) or not isinstance(value, date):
+                raise BacktestError(f"the {name} must be a date, got {value!r}")
+        if self.end < self.start:
+            raise BacktestError(f"the end date {self.end} is before the start date {self.start}")
+        try:
+            capital = to_decimal(self.capital, "capital")
+        except (TypeError, ValueError) as exc:
+            raise BacktestError(str(exc)) from None
+        if capital <= 0:
+            raise BacktestError(f"the capital must be positive, got {self.capital}")
+        object.__setattr__(self, "capital", capital)
+        slip = self.slippage_bps
+        if isinstance(slip, bool) or not isinstance(slip, (int, float)) or not math.isfinite(slip) \
+                or not 0 <= slip < 10_000:
+            raise BacktestError(f"slippage must be between 0 and 10000 basis points, got {slip!r}")
+        for name, low in (("warmup_sessions", 0), ("equity_points", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise BacktestError(f"{name} must be a whole number >= {low}, got {value!r}")
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One fill: at ``timestamp`` (the fill bar's minute), ``shares`` at ``price``; ``decided_at`` is
+    the decision minute. ``price`` is the recorded fill price, ``value`` = shares × price."""
+
+    timestamp: datetime
+    side: str
+    shares: int
+    price: Decimal
+    value: Decimal
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    """The card's value at ``timestamp`` (marked at the last closed bar), and the shares it held."""
+
+    timestamp: datetime
+    value: float
+    shares: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A decision the risk guard (or the one-open-order rule) refused, and why."""
+
+    decided_at: datetime
+    side: str
+    shares: int
+    reason: str
+
+
+def _num(value: Decimal) -> float:
+    return float(value)
+
+
+def _cents(value: Decimal) -> float:
+    return float(value.quantize(_CENT))
+
+
+def _z(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What the algorithm would have done, with the figures a person compares before trusting it.
+
+    Money is Decimal, derived by the live money rules (``card_figures``); statistics (drawdown,
+    win rate, exposure) are floats in percent. ``win_rate`` is None without a completed round trip.
+    """
+
+    algorithm_type: str
+    algorithm_name: str
+    symbol: str
+    start: date
+    end: date
+    params: Mapping[str, Any]
+    capital: Decimal
+    slippage_bps: float
+    trades: tuple[Trade, ...]
+    final_value: Decimal
+    final_shares: int
+    uninvested: Decimal
+    pnl: Decimal
+    pnl_pct: Decimal
+    max_drawdown: float  # dollars, peak to trough of the per-minute equity
+    max_drawdown_pct: float
+    round_trips: int
+    winning_trips: int
+    win_rate: float | None
+    exposure_pct: float  # share of decision minutes with shares held
+    buy_and_hold_pnl: Decimal
+    buy_and_hold_pnl_pct: Decimal
+    equity_curve: tuple[EquityPoint, ...]
+    bars: int  # bars in the range (warm-up excluded)
+    minutes: int  # decision minutes replayed
+    refused_orders: int
+    refusals: tuple[Refusal, ...]  # the first MAX_REFUSALS_KEPT
+    unfilled_order: str | None  # an order still open at the end, which had no bar to fill at
+    elapsed_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types: dates as text, instants as ``YYYY-MM-DDTHH:MM:SSZ``, money as numbers."""
+        return {
+            "algorithm_type": self.algorithm_type,
+            "algorithm_name": self.algorithm_name,
+            "symbol": self.symbol,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "params": dict(self.params),
+            "capital": _num(self.capital),
+            "slippage_bps": self.slippage_bps,
+            "final_value": _cents(self.final_value),
+            "final_shares": self.final_shares,
+            "uninvested": _cents(self.uninvested),
+            "pnl": _cents(self.pnl),
+            "pnl_pct": round(float(self.pnl_pct), 4),
+            "max_drawdown": round(self.max_drawdown, 2),
+            "max_drawdown_pct": round(self.max_drawdown_pct, 4),
+            "round_trips": self.round_trips,
+            "winning_trips": self.winning_trips,
+            "win_rate": None if self.win_rate is None else round(self.win_rate, 4),
+            "exposure_pct": round(self.exposure_pct, 4),
+            "buy_and_hold_pnl": _cents(self.buy_and_hold_pnl),
+            "buy_and_hold_pnl_pct": round(float(self.buy_and_hold_pnl_pct), 4),
+            "bars": self.bars,
+            "minutes": self.minutes,
+            "refused_orders": self.refused_orders,
+            "refusals": [{"decided_at": _z(r.decided_at), "side": r.side, "shares": r.shares,
+                          "reason": r.reason} for r in self.refusals],
+            "unfilled_order": self.unfilled_order,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "trades": [{"timestamp": _z(t.timestamp), "side": t.side, "shares": t.shares,
+                        "price": _num(t.price), "value": _num(t.value), "decided_at": _z(t.decided_at)}
+                       for t in self.trades],
+            "equity_curve": [{"timestamp": _z(p.timestamp), "value": round(p.value, 2), "shares": p.shares}
+                             for p in self.equity_curve],
+        }
+
+
+# --- the algorithm's data, from memory ------------------------------------------------------
+
+
+class MemoryBars:
+    """AlgorithmContext over one symbol's bars in memory, truncated at the replay's current minute.
+
+    ``now`` is the decision minute; ``visible`` the number of bars with ``ts < now``. Both are
+    moved forward by the replay only, so whatever the algorithm asks, no bar at or after ``now``
+    is ever returned.
+    """
+
+    __slots__ = ("symbol", "bars", "stamps", "now", "visible", "fills")
+
+    def __init__(self, symbol: str, bars: Sequence[Bar]) -> None:
+        self.symbol = symbol
+        self.bars = list(bars)
+        self.stamps = [b.ts for b in self.bars]
+        self.now = -1
+        self.visible = 0
+        self.fills: list[TransactionRecord] = []
+
+    def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
+        """The last ``n`` bars with ``ts < min(before_ts, now)``, oldest first."""
+        if symbol != self.symbol or n <= 0:
+            return []
+        end = self.visible if before_ts >= self.now else bisect_left(self.stamps, before_ts, 0, self.visible)
+        return self.bars[end - n if end > n else 0:end]
+
+    def bars_between(self, symbol: str, start_ts: int, end_ts: int) -> list[Bar]:
+        """Bars with ``start_ts <= ts <= end_ts`` and ``ts < now``, oldest first."""
+        if symbol != self.symbol or end_ts < start_ts:
+            return []
+        hi = self.visible if end_ts >= self.now else bisect_right(self.stamps, end_ts, 0, self.visible)
+        return self.bars[bisect_left(self.stamps, start_ts, 0, hi):hi]
+
+    def transactions(self, algo_id: int) -> tuple[TransactionRecord, ...]:
+        """The replayed card's fills so far, oldest first."""
+        return tuple(self.fills) if algo_id == ALGO_ID else ()
+
+
+# --- the replay ------------------------------------------------------------------------------
+
+
+class _Book:
+    """The card's money during a replay, updated per fill exactly as ``card_figures`` sums it."""
+
+    __slots__ = ("capital", "shares", "invested", "cash_f", "trades", "trip_cost", "trip_proceeds",
+                 "trips", "wins")
+
+    def __init__(self, capital: Decimal) -> None:
+        self.capital = capital
+        self.shares = 0
+        self.invested = Decimal(0)
+        self.cash_f = float(capital)  # uninvested as a float, for the per-minute equity only
+        self.trades: list[Trade] = []
+        self.trip_cost = Decimal(0)
+        self.trip_proceeds = Decimal(0)
+        self.trips = 0
+        self.wins = 0
+
+    @property
+    def uninvested(self) -> Decimal:
+        """capital − invested, as ``card_figures`` derives it."""
+        return self.capital - self.invested
+
+    def fill(self, ctx: MemoryBars, side: str, shares: int, price: Decimal, fill_ts: int, decided_ts: int) -> None:
+        # The journal stores the price as a float and the money rules read it back through str:
+        # go the same way so every figure equals the live card's.
+        recorded = float(price)
+        exact = to_decimal(recorded, "fill price")
+        amount = shares * exact
+        if side == "buy":
+            if self.shares == 0:
+                self.trip_cost = self.trip_proceeds = Decimal(0)
+            self.shares += shares
+            self.invested += amount
+            self.trip_cost += amount
+        else:
+            self.shares -= shares
+            self.invested -= amount
+            self.trip_proceeds += amount
+            if self.shares == 0:
+                self.trips += 1
+                self.wins += self.trip_proceeds > self.trip_cost
+        self.cash_f = float(self.capital - self.invested)
+        ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, side, shares, recorded,
+                                           epoch_text(fill_ts), None))
+        self.trades.append(Trade(from_epoch(fill_ts), side, shares, exact, amount, from_epoch(decided_ts)))
+
+
+def _serve_figures_from(algo: AlgorithmBase, book: _Book) -> None:
+    """Answer ``position()`` and ``uninvested_cash()`` from the replay's running book.
+
+    The base class re-sums every transaction through Decimal on each call, which makes a long
+    replay quadratic in its trade count. The book holds the same sums (same prices, same order,
+    same Decimal rules), so the answers are identical; a subclass that overrides either method
+    keeps its own.
+    """
+    if type(algo).position is AlgorithmBase.position:
+        algo.position = lambda: book.shares  # type: ignore[method-assign]
+    if type(algo).uninvested_cash is AlgorithmBase.uninvested_cash:
+        algo.uninvested_cash = lambda: book.uninvested  # type: ignore[method-assign]
+
+
+def _downsample(stamps: np.ndarray, values: np.ndarray, shares: np.ndarray, limit: int) -> tuple[EquityPoint, ...]:
+    n = len(stamps)
+    picks = range(n) if n <= limit else sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+    return tuple(EquityPoint(from_epoch(int(stamps[i])), float(values[i]), int(shares[i])) for i in picks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Curve:
+    points: tuple[EquityPoint, ...]
+    max_drawdown: float
+    max_drawdown_pct: float
+    exposure_pct: float
+
+
+def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capital: float,
+            changes: list[tuple[int, int, float]], end_ts: int, limit: int) -> _Curve:
+    """The value at every decision minute (marked at the last closed bar) and at the end, vectorised.
+
+    ``changes`` are (minute ts from which it holds, shares, uninvested) after each fill, in order.
+    """
+    n = len(minutes)
+    stamps = np.append(minutes, end_ts)
+    starts = np.searchsorted(stamps, np.array([c[0] for c in changes], dtype=np.int64), "left")
+    # For each point, how many changes have happened by then: an index into the states.
+    state = np.searchsorted(starts, np.arange(n + 1), "right")
+    held = np.array([0] + [c[1] for c in changes], dtype=np.int64)[state]
+    cash = np.array([capital] + [c[2] for c in changes], dtype=np.float64)[state]
+    seen = np.append(visible, len(closes))
+    marks = np.where(seen > 0, closes[np.maximum(seen - 1, 0)], 0.0)
+    values = held * marks + cash
+    peaks = np.maximum.accumulate(values)
+    falls = peaks - values
+    ratios = np.divide(falls, peaks, out=np.zeros_like(falls), where=peaks > 0)
+    return _Curve(_downsample(stamps, values, held, limit), float(falls.max()), float(ratios.max()) * 100,
+                  float(np.count_nonzero(held[:n])) / n * 100)
+
+
+def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[date], bars: Sequence[Bar],
+            calendar: MarketCalendar, progress: ProgressFn | None, cancel: threading.Event | None,
+            progress_from: float = 0.0) -> BacktestResult:
+    began = time.perf_counter()
+    symbol = request.symbol
+    per_session = [calendar.session_minutes(day) for day in sessions]
+    end_ts = to_epoch(calendar.session_close(sessions[-1]))
+    ctx = MemoryBars(symbol, [b for b in bars if b.ts < end_ts])
+    all_bars, stamps = ctx.bars, ctx.stamps
+    nbars = len(all_bars)
+    range_lo = bisect_left(stamps, per_session[0][0])
+    if range_lo >= nbars:
+        raise BacktestError(f"no {symbol} bars between {request.start} and {request.end}")
+    algo.bind(ctx)
+    book = _Book(request.capital)
+    _serve_figures_from(algo, book)
+    minutes = np.fromiter((ts for day in per_session for ts in day), dtype=np.int64)
+    # Bars with ts < T are what the algorithm may see at decision minute T.
+    visible = np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes, "left")
+    visible_list = visible.tolist()
+    slip = Decimal(str(request.slippage_bps)) / _BPS
+    up, down = 1 + slip, 1 - slip
+    refusals: list[Refusal] = []
+    refused = 0
+    changes: list[tuple[int, int, float]] = []
+    # The open order: (side, shares, decision minute, index of its fill bar — nbars if none yet).
+    pending: tuple[str, int, int, int] | None = None
+
+    def settle(now: int) -> None:
+        nonlocal pending
+        side, shares, decided, fill_i = pending  # type: ignore[misc]
+        base = Decimal(str(all_bars[fill_i].open))
+        book.fill(ctx, side, shares, base * up if side == "buy" else base * down, stamps[fill_i], decided)
+        changes.append((now, book.shares, book.cash_f))
+        pending = None
+
+    run = algo.run
+    fromts = datetime.fromtimestamp
+    utc = timezone.utc
+    total = len(minutes)
+    done = 0
+    for day_minutes in per_session:
+        if cancel is not None and cancel.is_set():
+            raise BacktestCancelled("backtest cancelled")
+        if progress is not None:
+            progress(progress_from + (1.0 - progress_from) * done / total)
+        when = fromts(day_minutes[0], utc) - _ONE_MINUTE
+        for now, vis in zip(day_minutes, visible_list[done:done + len(day_minutes)]):
+            when += _ONE_MINUTE  # session minutes are consecutive: cheaper than a datetime per ts
+            ctx.now = now
+            ctx.visible = vis
+            if pending is not None and pending[3] < vis:  # its fill bar has closed: the fill is known
+                settle(now)
+            try:
+                raw = run(when, ALGO_ID)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a SystemExit in a plug-in must not end the caller
+                raise BacktestRunError(f"{request.algorithm_type} failed at {epoch_text(now)}: "
+                                       f"{describe_exception(exc, algo)}") from None
+            # Fast path for the common answer (validate_decision gives HOLD for it too).
+            if raw.__class__ is tuple and len(raw) == 2 and raw[0].__class__ is str and raw[0] == "hold":
+                continue
+            try:
+                decision = validate_decision(raw)
+            except AlgorithmFault as fault:
+                raise BacktestRunError(
+                    f"{request.algorithm_type} failed at {epoch_text(now)}: {fault.reason}") from None
+            if decision.action == "hold":
+                continue
+            # TradingCycle._trade: one open order per card, then the risk guard.
+            if pending is not None:
+                reason: str | None = "an earlier order of this card is still open"
+            else:
+                price = Decimal(str(all_bars[vis - 1].close)) if vis else None
+                reason = refusal(OrderRequest(
+                    side=decision.action, shares=decision.shares, price=price,
+                    instance_uninvested=book.uninvested, instance_shares=book.shares,
+                    market_open=True, halted=False))
+            if reason is not None:
+                refused += 1
+                if len(refusals) < MAX_REFUSALS_KEPT:
+                    refusals.append(Refusal(from_epoch(now), decision.action, decision.shares, reason))
+                continue
+            pending = (decision.action, decision.shares, now, vis)  # fills at the first bar ts >= now
+        done += len(day_minutes)
+
+    # After the last minute every bar of the range has closed: the last decision can fill.
+    unfilled = None
+    if pending is not None and pending[3] < nbars:
+        settle(end_ts)
+    if pending is not None:
+        unfilled = (f"the {pending[0]} of {pending[1]} shares decided at {epoch_text(pending[2])} "
+                    "had no later bar in the range to fill at")
+    last_close = all_bars[-1].close
+    figures = card_figures(request.capital, ctx.fills, last_close)
+    curve = _equity(minutes, visible, np.fromiter((b.close for b in all_bars), dtype=np.float64, count=nbars),
+                    float(request.capital), changes, end_ts, request.equity_points)
+    if progress is not None:
+        progress(1.0)
+    bh_pnl, bh_pct = _buy_and_hold(request.capital, all_bars[range_lo].open, last_close, up)
+    return BacktestResult(
+        algorithm_type=request.algorithm_type, algorithm_name=str(type(algo).name or request.algorithm_type),
+        symbol=symbol, start=request.start, end=request.end, params=MappingProxyType(dict(algo.params)),
+        capital=request.capital, slippage_bps=float(request.slippage_bps), trades=tuple(book.trades),
+        final_value=figures.value, final_shares=figures.shares, uninvested=figures.uninvested,
+        pnl=figures.pnl, pnl_pct=figures.pnl_pct, max_drawdown=curve.max_drawdown,
+        max_drawdown_pct=curve.max_drawdown_pct, round_trips=book.trips, winning_trips=book.wins,
+        win_rate=(book.wins / book.trips * 100) if book.trips else None, exposure_pct=curve.exposure_pct,
+        buy_and_hold_pnl=bh_pnl, buy_and_hold_pnl_pct=bh_pct, equity_curve=curve.points,
+        bars=nbars - range_lo, minutes=total, refused_orders=refused, refusals=tuple(refusals),
+        unfilled_order=unfilled, elapsed_s=time.perf_counter() - began)
+
+
+def _buy_and_hold(capital: Decimal, first_open: float, last_close: float, up: Decimal) -> tuple[Decimal, Decimal]:
+    """Whole shares bought at the range's first open (with slippage), valued at its last close."""
+    price = Decimal(str(first_open)) * up
+    shares = int(capital // price) if price > 0 else 0
+    pnl = shares * (Decimal(str(last_close)) - price)
+    return pnl, pnl / capital * _HUNDRED
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def _create(request: BacktestRequest, algorithm_dirs: Sequence[Path | str] | None) -> AlgorithmBase:
+    try:
+        return create_algorithm(request.algorithm_type, request.symbol, request.capital,
+                                dict(request.params), algorithm_dirs)
+    except AlgorithmParamError as exc:
+        raise BacktestError(f"bad parameter for {request.algorithm_type}: {exc}") from None
+    except AlgorithmLoadError as exc:
+        raise BacktestError(str(exc)) from None
+
+
+def _sessions(calendar: MarketCalendar, request: BacktestRequest) -> list[date]:
+    try:
+        return calendar.sessions_between(request.start, request.end)
+    except CalendarRangeError as exc:
+        raise BacktestError(str(exc)) from None
+
+
+def _warmup_start(calendar: MarketCalendar, first: date, count: int) -> date:
+    day = first
+    for _ in range(count):
+        try:
+            day = calendar.previous_session(day)
+        except CalendarRangeError:
+            break
+    return day
+
+
+def replay_bars(request: BacktestRequest, bars: Sequence[Bar], *,
+                algorithm_dirs: Sequence[Path | str] | None = None, calendar: MarketCalendar | None = None,
+                progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> BacktestResult:
+    """Replay over ``bars`` already in memory (sorted by ts; warm-up bars before ``start`` included).
+
+    Every session minute of ``request.start``..``request.end`` is a decision minute. No store is
+    opened: this is the replay core ``run_backtest`` uses, exposed for tests and benchmarks.
+    """
+    calendar = calendar or MarketCalendar()
+    algo = _create(request, algorithm_dirs)
+    sessions = _sessions(calendar, request)
+    if not sessions:
+        raise BacktestError(f"no trading sessions between {request.start} and {request.end}")
+    return _replay(algo, request, sessions, bars, calendar, progress, cancel)
+
+
+def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalendar, symbol: str,
+                 sessions: list[date], progress: ProgressFn | None) -> None:
+    """Fetch (keys configured) or simulate (sim mode) the sessions the store's coverage lacks."""
+    missing = store.missing_sessions(symbol, sessions)
+    if not missing:
+        return
+    if settings.mode == "sim":
+        from app.engine.sim_market import SimMarket
+
+        SimMarket(calendar, store, seed=SIM_SEED).ensure_history(
+            symbol, len(sessions), before=calendar.session_close(sessions[-1]))
+        return
+    from app.engine.alpaca_history import AlpacaHistory, MarketDataError, MarketDataUnavailable
+
+    def fetched(done: int, total: int) -> None:
+        if progress is not None and total:
+            progress(_FETCH_SHARE * done / total)
+
+    history = AlpacaHistory.from_settings(settings, store, calendar)
+    try:
+        history.backfill(symbol, sessions[0], sessions[-1], progress=fetched)
+    except MarketDataUnavailable as exc:
+        raise BacktestRunError(f"{exc}; try again later") from None
+    except MarketDataError as exc:
+        raise BacktestError(str(exc)) from None
+
+
+def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None, *, settings: Settings | None = None,
+                 now: datetime | None = None) -> BacktestResult:
+    """Fetch what is missing, load the range once and replay it; safe to call from a worker thread.
+
+    ``settings`` (default: loaded from the environment) pick the data folder, the algorithm folders
+    and the data source: Alpaca's smart fetch with keys, SimMarket in sim mode. Only sessions
+    closed by ``now`` (default: the real time) are replayed. ``progress(fraction)`` is called from
+    this thread, ``cancel`` is checked about once per session (raises ``BacktestCancelled``).
+    Bad input raises ``BacktestError`` before any file is touched; a failing algorithm or an
+    unreachable data source raise ``BacktestRunError``.
+    """
+    from app.engine.runtime import data_paths, open_market_store
+    from app.engine.settings import SettingsError, load_settings
+
+    if settings is None:
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            raise BacktestError(str(exc)) from None
+    calendar = MarketCalendar()
+    algo = _create(request, default_dirs(settings.algorithm_dirs))
+    now_ts = to_epoch(now or datetime.now(timezone.utc))
+    sessions = [d for d in _sessions(calendar, request) if to_epoch(calendar.session_close(d)) <= now_ts]
+    if not sessions:
+        raise BacktestError(f"no completed trading sessions between {request.start} and {request.end}")
+    first = _warmup_start(calendar, sessions[0], request.warmup_sessions)
+    wanted = calendar.sessions_between(first, sessions[-1])
+    paths = data_paths(settings)
+    try:
+        paths.create()
+    except OSError as exc:
+        raise BacktestError(f"cannot create the data folder {paths.root}: {exc.strerror}") from None
+    if cancel is not None and cancel.is_set():
+        raise BacktestCancelled("backtest cancelled")
+    with open_market_store(paths, calendar) as store:
+        fetching = bool(store.missing_sessions(request.symbol, wanted))
+        _ensure_bars(settings, store, calendar, request.symbol, wanted, progress)
+        if cancel is not None and cancel.is_set():
+            raise BacktestCancelled("backtest cancelled")
+        bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
+                                  to_epoch(calendar.session_close(sessions[-1])) - 1)
+    return _replay(algo, request, sessions, bars, calendar, progress, cancel,
+                   progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0)
