@@ -48,6 +48,9 @@ class OrderJournal:
         self._broker = broker
         self._now = now
         self._prefix = self._journal_prefix()
+        # Fills already final when submit answered (e.g. found by client id after a lost answer):
+        # recorded by place(), reported by the next settle().
+        self._placed_fills: list[Fill] = []
 
     def _journal_prefix(self) -> str:
         # A random id per system.db keeps client order ids unique across database resets
@@ -85,7 +88,9 @@ class OrderJournal:
             log.error("order %s failed: %s", coid, exc)
             return self._store.get_order(coid), f"order failed: {exc}"
         self._store.mark_submitted(coid, state.broker_order_id or "")
-        self.apply(state)
+        fill = self.apply(state)
+        if fill:
+            self._placed_fills.append(fill)
         return self._store.get_order(coid), None
 
     def apply(self, state: OrderState) -> Fill | None:
@@ -120,7 +125,7 @@ class OrderJournal:
         two); 0 only looks. Orders the broker never received are closed as failed after a grace
         period.
         """
-        fills: list[Fill] = []
+        fills, self._placed_fills = self._placed_fills, []
         for order in self._store.open_orders():
             try:
                 if wait_s > 0:

@@ -173,8 +173,10 @@ def _run(args: argparse.Namespace) -> int:
                 "still_open": len(rig.parts.journal.open_orders())}
         print("READY " + json.dumps(info), flush=True)
         if args.finish:
-            # The last decided minute's orders fill at its bar, published once the minute is over.
-            rig.publish(minute + WAKE_OFFSET)
+            # Orders of the minute before `minute` (or of `minute` itself, when the kill came after its
+            # cycle but before the progress was saved) fill at their bars: let both minutes complete.
+            rig.clock.set(minute + timedelta(minutes=1) + WAKE_OFFSET)
+            rig.publish(rig.clock.now())
             done = rig.parts.journal.settle(0)
             print("FINISHED " + json.dumps({"fills": len(done),
                                             "open": len(rig.parts.journal.open_orders())}), flush=True)

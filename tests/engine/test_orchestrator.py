@@ -63,6 +63,9 @@ def seed_cards(root: Path, algos: Path, when: datetime, cards: list[tuple]) -> l
 
 def engine_call(host: EngineHost, fn, *args, timeout: float = 20.0):
     """Run ``fn`` on the engine thread through the EngineClient and return (or raise) its result."""
+    # UI tests earlier in the session may leave their qasync loop marked as running in this thread.
+    outer = asyncio.events._get_running_loop()
+    asyncio.events._set_running_loop(None)
     loop = asyncio.new_event_loop()
     try:
         async def go():
@@ -70,6 +73,7 @@ def engine_call(host: EngineHost, fn, *args, timeout: float = 20.0):
         return loop.run_until_complete(go())
     finally:
         loop.close()
+        asyncio.events._set_running_loop(outer)
 
 
 def report_minutes(host: EngineHost) -> list[datetime]:

@@ -255,3 +255,14 @@ def test_client_order_ids_differ_between_databases(tmp_path, cal):
     finally:
         a.close()
         b.close()
+
+
+def test_fill_final_at_submission_is_recorded_at_once_and_reported_by_the_next_settle(world):
+    # Replaying history: the decision bar is already stored, so the broker fills on submission.
+    world.sim.publish_until(["AAPL"], T + timedelta(minutes=5))
+    order, problem = world.journal.place(world.card, "AAPL", "buy", 2, T)
+    assert problem is None and order.status == "filled"
+    assert len(world.system.get_transactions(world.card)) == 1
+    (fill,) = world.journal.settle(0)
+    assert (fill.client_order_id, fill.shares, fill.price) == (order.client_order_id, 2, world.bar_open(T))
+    assert world.journal.settle(0) == []

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from app.engine.engine_client import ServiceError
+
 from app.engine.money import card_figures
 from app.engine.orchestrator import next_cycle_minute
 from app.storage.timefmt import parse_utc_text, to_epoch, utc_text
@@ -219,3 +221,87 @@ def test_transaction_timestamps_parse_back_to_the_decision_minute(tmp_path, algo
         assert stamps == [utc(2024, 6, 4, 15, 1), utc(2024, 6, 4, 15, 2)]
     finally:
         rig.close()
+
+
+# --- the full path with real alpaca-py clients against the fake Alpaca server --------------
+
+def test_full_path_on_alpaca_paper_against_the_fake_server(tmp_path, algos):
+    alpaca_broker = pytest.importorskip("app.engine.alpaca_broker")
+    from app.engine.broker import OrderState  # noqa: F401 - the protocol the broker speaks
+    from app.engine.clock import ManualClock
+    from app.engine.engine_parts import EngineParts
+    from app.engine.engine_service import EngineService
+    from app.engine.market_calendar import MarketCalendar
+    from app.engine.settings import Settings
+    from app.engine.sim_market import SimMarket
+    from app.storage.market_store import MarketStore
+    from tests.fakes.alpaca_server import FakeAlpaca
+
+    cal = MarketCalendar()
+    # Realistic bars for the fake's data API: five earlier sessions and today's.
+    scratch = MarketStore(tmp_path / "scratch.db")
+    sim = SimMarket(cal, scratch, seed=5)
+    days = [*cal.sessions_between(date(2024, 5, 27), date(2024, 6, 3)), date(2024, 6, 4)]
+    bars = [b for d in days for b in sim.session_bars("AAPL", d)]
+    scratch.close()
+
+    clock = ManualClock(utc(2024, 6, 4, 15, 0, 2))
+    with FakeAlpaca(cash=50_000, fill_delay=0.05) as fake:
+        fake.add_asset("AAPL")
+        fake.add_bars("AAPL", [tuple(b) for b in bars])
+        fake.set_now(clock.now)
+        settings = Settings(api_key=fake.key, secret=fake.secret, paper=True, data_root=tmp_path / "data",
+                            trading_url=fake.origin, data_url=fake.origin, stream_url=fake.stream_url,
+                            algorithm_dirs=(algos,))
+        broker = alpaca_broker.AlpacaBroker.from_settings(settings, timeout_s=5, retry_wait_s=0.05)
+        parts = EngineParts.build(settings, clock=clock, broker=broker)
+        try:
+            assert parts.mode == "paper"
+            service = EngineService(parts)
+            with pytest.raises(ServiceError):
+                service.create_instance("ZZZZ", "flipper", "1000")  # not an asset at the broker
+            card = service.create_instance("AAPL", "flipper", "5000")
+            assert service.available_cash() == Decimal(45_000)
+
+            def step(minute: datetime):
+                clock.set(minute + timedelta(seconds=2))
+                parts.feed.set_symbols(["AAPL"])
+                parts.feed.poll(clock.now())
+                return parts.cycle.run_minute(minute)
+
+            fake.set_price("AAPL", "101.50")
+            first = step(utc(2024, 6, 4, 15, 1))
+            (bought,) = first.fills  # Alpaca fills within the cycle's wait
+            assert (bought.side, bought.price) == ("buy", Decimal("101.5"))
+            assert bought.shares == int(Decimal(5_000) // Decimal(str(parts.market.last_bars(
+                "AAPL", 1, to_epoch(utc(2024, 6, 4, 15, 1)))[0].close)))
+            assert fake.position_qty("AAPL") == bought.shares
+            assert fake.order(bought.client_order_id)["status"] == "filled"
+
+            # Alpaca's own 504 retry after accepting: found by client id, sent once, recorded once.
+            fake.set_price("AAPL", "102.00")
+            fake.faults.gateway_timeout_after_accept(1)
+            second = step(utc(2024, 6, 4, 15, 2))
+            assert len(second.fills) == 1, (parts.system.orders_for(card)[-1], fake.orders()[-1]["status"], parts.system.get_transactions(card))
+            (sold,) = second.fills
+            assert (sold.side, sold.shares, sold.price) == ("sell", bought.shares, Decimal("102"))
+            assert [o["client_order_id"] for o in fake.orders()].count(sold.client_order_id) == 1
+            assert fake.position_qty("AAPL") == 0
+
+            # A partial fill then cancel records only the filled shares.
+            fake.faults.partial_fill(7, final_status="canceled", final_after=0.1)
+            third = step(utc(2024, 6, 4, 15, 3))
+            (part,) = third.fills
+            assert part.shares == 7 and fake.position_qty("AAPL") == 7
+            assert parts.system.get_order(part.client_order_id).status == "partial"
+
+            txs = parts.system.get_transactions(card, oldest_first=True)
+            assert [(t.type, t.shares) for t in txs] == [("buy", bought.shares), ("sell", bought.shares), ("buy", 7)]
+            price = Decimal(str(parts.market.latest_bar("AAPL").close))
+            (snapshot,) = service.cards()
+            expected = card_figures(5_000, txs, price)
+            assert (snapshot.shares, snapshot.pnl, snapshot.uninvested) == (7, expected.pnl, expected.uninvested)
+            assert expected.uninvested == Decimal(5_000) - bought.shares * Decimal("101.5") \
+                + bought.shares * Decimal("102") - 7 * Decimal("102")
+        finally:
+            parts.close()

@@ -1,0 +1,158 @@
+"""Benchmark of the minute cycle: 100 running cards on 20 tickers against the SimBroker.
+
+Part 1, compute: one full session (390 cycles) stepped on a ManualClock exactly as the
+orchestrator does it (publish the sim bars completed by minute + 2 s, then run the cycle); the
+figure is TradingCycle.run_minute alone: from wake-up to the last order submitted (the SimBroker
+answers in-process, so there is no broker latency), bar publishing excluded.
+
+Part 2, wake-up accuracy: the real Orchestrator on its QThread with a SimClock at ``--speed``
+(default 600: a market minute every 100 ms); the error of a wake-up is how late the cycle started
+after the clock reached its scheduled instant (minute + 2 s), converted to real milliseconds.
+
+Prints a summary, then as its last line one JSON object: instances, cycles, cycle_median_ms,
+cycle_p99_ms, wake_error_median_ms, wake_error_p99_ms. Targets: cycle median <= 50 ms for 100
+cards; wake error <= 50 ms.
+
+    .venv/bin/python bench/bench_cycle.py [--instances 100] [--wakes 120] [--speed 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from app.engine.clock import ManualClock, SimClock  # noqa: E402
+from app.engine.engine_parts import EngineOptions, EngineParts  # noqa: E402
+from app.engine.engine_service import EngineService  # noqa: E402
+from app.engine.settings import Settings  # noqa: E402
+from app.storage.timefmt import from_epoch  # noqa: E402
+
+TICKERS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "AMD", "INTC", "NFLX",
+           "ORCL", "CSCO", "PEP", "KO", "XOM", "CVX", "JPM", "BAC", "WMT", "DIS")
+# Cycled over the cards: the shipped algorithms with parameters that make them trade in a session.
+ALGORITHMS = (
+    ("sma_crossover", {"fast": "5", "slow": "20"}),
+    ("sma_crossover", {}),
+    ("buy_and_hold", {}),
+    ("lot_exits", {"lookback": "10", "entry_drop_pct": "0.2", "take_profit_pct": "0.3", "stop_loss_pct": "0.3"}),
+)
+SESSION = date(2024, 6, 4)
+CAPITAL = "10000"
+WAKE = timedelta(seconds=2)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))]
+
+
+def options(instances: int) -> EngineOptions:
+    return EngineOptions(sim_starting_cash=Decimal(CAPITAL) * instances * 2)
+
+
+def seed_cards(settings: Settings, instances: int, when: datetime) -> None:
+    """Create the cards through EngineService (validated, history made ready) at ``when``."""
+    parts = EngineParts.build(settings, clock=ManualClock(when), options=options(instances))
+    try:
+        service = EngineService(parts)
+        for i in range(instances):
+            algo, params = ALGORITHMS[i % len(ALGORITHMS)]
+            service.create_instance(TICKERS[i % len(TICKERS)], algo, CAPITAL, params)
+    finally:
+        parts.close()
+
+
+def bench_compute(root: Path, instances: int) -> tuple[list[float], int]:
+    """Per-cycle run_minute durations (ms) over one session, and the orders placed."""
+    settings = Settings(data_root=root, sim_forced=True)
+    open_minute = datetime(2024, 6, 4, 13, 30, tzinfo=timezone.utc)
+    seed_cards(settings, instances, open_minute - timedelta(minutes=1))
+    clock = ManualClock(open_minute)
+    parts = EngineParts.build(settings, clock=clock, options=options(instances))
+    durations: list[float] = []
+    orders = 0
+    try:
+        symbols = sorted({i.ticker for i in parts.system.all_instances("running")})
+        parts.feed.set_symbols(symbols)
+        for ts in parts.calendar.session_minutes(SESSION):
+            minute = from_epoch(ts)
+            clock.set(minute + WAKE)
+            parts.feed.poll(clock.now())
+            t0 = time.perf_counter()
+            result = parts.cycle.run_minute(minute)
+            durations.append((time.perf_counter() - t0) * 1000)
+            orders += result.orders
+            assert not result.faults, result.faults
+    finally:
+        parts.close()
+    return durations, orders
+
+
+def bench_wake(root: Path, instances: int, wakes: int, speed: float) -> list[float]:
+    """Real-time lateness (ms) of the orchestrator's wake-ups on a SimClock at ``speed``."""
+    from PySide6.QtCore import QCoreApplication
+
+    from app.engine.engine_host import EngineHost
+
+    app = QCoreApplication.instance() or QCoreApplication([])
+    settings = Settings(data_root=root, sim_forced=True)
+    start = datetime(2024, 6, 5, 12, 0, tzinfo=timezone.utc)  # before the open: the clock jumps to it
+    seed_cards(settings, instances, start)
+    host = EngineHost(settings, SimClock(start, speed=speed), options=options(instances))
+    host.start()
+    try:
+        deadline = time.monotonic() + wakes * 60 / speed * 3 + 30
+        while len(host.orchestrator.reports) < wakes and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.005)
+    finally:
+        host.stop()
+    reports = list(host.orchestrator.reports)
+    if host.orchestrator.cycles_late:
+        print(f"warning: {host.orchestrator.cycles_late} late cycle(s)", file=sys.stderr)
+    return [(r.started_at - r.scheduled_at).total_seconds() / speed * 1000 for r in reports]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=100)
+    parser.add_argument("--wakes", type=int, default=120, help="orchestrator wake-ups to measure")
+    parser.add_argument("--speed", type=float, default=600.0, help="sim clock speed for the wake-up part")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+
+    with tempfile.TemporaryDirectory(prefix="bench_cycle_") as tmp:
+        t0 = time.perf_counter()
+        durations, orders = bench_compute(Path(tmp) / "compute", args.instances)
+        print(f"compute: {len(durations)} cycles of {args.instances} cards, {orders} orders, "
+              f"median {statistics.median(durations):.2f} ms, p99 {percentile(durations, 99):.2f} ms, "
+              f"max {max(durations):.2f} ms ({time.perf_counter() - t0:.1f} s)")
+        t0 = time.perf_counter()
+        errors = bench_wake(Path(tmp) / "wake", args.instances, args.wakes, args.speed)
+        print(f"wake-up: {len(errors)} wake-ups at speed {args.speed:g}, median {statistics.median(errors):.2f} ms, "
+              f"p99 {percentile(errors, 99):.2f} ms, max {max(errors):.2f} ms real "
+              f"({time.perf_counter() - t0:.1f} s)")
+    print(json.dumps({
+        "instances": args.instances,
+        "cycles": len(durations),
+        "cycle_median_ms": round(statistics.median(durations), 2),
+        "cycle_p99_ms": round(percentile(durations, 99), 2),
+        "wake_error_median_ms": round(statistics.median(errors), 2),
+        "wake_error_p99_ms": round(percentile(errors, 99), 2),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""SIGKILL a trading sim engine at random moments, restart it, and audit the books.
+
+The child (tests/engine/crash_child.py) trades 16 cards that place an order every minute, as fast
+as it can, on the real SimBroker whose book persists in the sim data folder. It is killed at a
+random moment 0-300 ms after it reports ready (reconciliation done, trading starting), at least 50
+times; each restart reconciles the journal with the broker. At the end every broker fill must be
+recorded exactly once, nothing may be recorded that the broker did not fill, and each symbol's
+broker position must equal the sum of the cards' positions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from app.engine.money import card_figures
+from app.storage.system_store import SystemStore
+from tests.engine.crash_child import FLIPPER_SOURCE, SimRig, write_algorithm
+
+CHILD = Path(__file__).resolve().with_name("crash_child.py")
+PROJECT = CHILD.parents[2]
+START = "2024-06-04T13:30:00Z"
+TICKERS = ("AAPL", "MSFT", "NVDA", "AMZN")
+CARDS = 16
+KILLS = 50
+READY_TIMEOUT_S = 30.0
+
+
+def child_command(root: Path, algos: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(CHILD), str(root), str(algos), START, *extra]
+
+
+def wait_ready(proc: subprocess.Popen, log: Path) -> dict:
+    """The child's READY line (what reconciliation found); fails with its stderr if it never comes."""
+    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
+    line = proc.stdout.readline() if ready else ""
+    assert line.startswith("READY "), f"child did not start: {line!r}\n{log.read_text()[-3000:]}"
+    return json.loads(line[len("READY "):])
+
+
+def broker_fills(book_file: Path) -> dict[str, tuple]:
+    """Filled orders straight from the sim broker's file: client id -> (symbol, side, qty, price)."""
+    conn = sqlite3.connect(f"file:{book_file}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT client_order_id, symbol, side, filled_qty, filled_avg_price "
+                            "FROM sim_orders WHERE status = 'filled'").fetchall()
+        positions = dict(conn.execute("SELECT symbol, qty FROM sim_positions").fetchall())
+        open_count = conn.execute("SELECT COUNT(*) FROM sim_orders WHERE status = 'submitted'").fetchone()[0]
+    finally:
+        conn.close()
+    fills = {coid: (symbol, side, qty, Decimal(price)) for coid, symbol, side, qty, price in rows}
+    fills["__positions__"] = positions  # type: ignore[assignment]
+    fills["__open__"] = open_count  # type: ignore[assignment]
+    return fills
+
+
+def test_sigkill_at_random_moments_never_loses_or_doubles_a_fill(tmp_path):
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    note = f"(random seed {seed})"
+    algos = write_algorithm(tmp_path / "algos", "flipper", FLIPPER_SOURCE)
+    root = tmp_path / "data"
+    rig = SimRig(root, datetime(2024, 6, 4, 13, 29, tzinfo=timezone.utc), algorithm_dirs=(algos,))
+    try:
+        cards = [rig.add(TICKERS[i % len(TICKERS)], "flipper", 5_000) for i in range(CARDS)]
+    finally:
+        rig.close()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    started = time.monotonic()
+    restarts: list[dict] = []
+    for i in range(KILLS):
+        log = tmp_path / f"child-{i}.log"
+        with log.open("w") as err:
+            proc = subprocess.Popen(child_command(root, algos), stdout=subprocess.PIPE, stderr=err,
+                                    text=True, cwd=PROJECT, env=env)
+            try:
+                restarts.append(wait_ready(proc, log))
+                time.sleep(rng.uniform(0.0, 0.3))
+                assert proc.poll() is None, f"child exited by itself {note}:\n{log.read_text()[-3000:]}"
+                proc.send_signal(signal.SIGKILL)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(10)
+                proc.stdout.close()
+
+    finish_log = tmp_path / "child-finish.log"
+    with finish_log.open("w") as err:
+        done = subprocess.run(child_command(root, algos, "--finish"), stdout=subprocess.PIPE, stderr=err,
+                              text=True, cwd=PROJECT, env=env, timeout=60)
+    assert done.returncode == 0, finish_log.read_text()[-3000:]
+    elapsed = time.monotonic() - started
+
+    # The kills landed while orders were being placed and recorded: restarts found open orders and
+    # fills the broker made that the journal had not recorded yet; trading went on across many minutes.
+    assert sum(1 for r in restarts if r["open_orders"]) >= KILLS // 2, restarts
+    assert sum(r["reconciled_fills"] for r in restarts) > 0, "no kill landed between a fill and its record"
+    traded_minutes = {r["minute"] for r in restarts}
+    assert len(traded_minutes) >= KILLS // 2, f"the child made too little progress {note}"
+
+    book = broker_fills(root / "sim" / "sim_broker.db")
+    positions = book.pop("__positions__")
+    assert book.pop("__open__") == 0, "the finishing run leaves no order waiting for its bar"
+    system = SystemStore(root / "sim" / "system.db")
+    try:
+        txs = system.all_transactions()
+        assert len(book) >= KILLS, f"too few fills to mean anything: {len(book)} {note}"
+        counts = Counter(tx.client_order_id for tx in txs)
+        doubled = [c for c, n in counts.items() if n > 1]
+        assert not doubled, f"fills recorded twice {note}: {doubled[:5]}"
+        assert None not in counts, "a transaction without a broker order"
+        missing = set(book) - set(counts)
+        invented = set(counts) - set(book)
+        assert not missing, f"broker fills never recorded {note}: {sorted(missing)[:5]}"
+        assert not invented, f"transactions the broker never filled {note}: {sorted(invented)[:5]}"
+        for tx in txs:
+            symbol, side, qty, price = book[tx.client_order_id]
+            order = system.get_order(tx.client_order_id)
+            assert (tx.type, tx.shares, Decimal(str(tx.price))) == (side, qty, price)
+            assert (order.algorithm_id, order.symbol, order.status) == (tx.algorithm_id, symbol, "filled")
+        assert system.open_orders() == []
+
+        held: dict[str, int] = defaultdict(int)
+        for inst in system.all_instances():
+            shares = card_figures(inst.initial_capital, system.get_transactions(inst.id), None).shares
+            assert shares >= 0, f"card {inst.id} went short {note}"
+            held[inst.ticker] += shares
+        for ticker in TICKERS:
+            assert positions.get(ticker, 0) == held[ticker], f"{ticker}: broker vs cards {note}"
+        assert {i.id for i in system.all_instances("running")} == set(cards)
+    finally:
+        system.close()
+    print(f"{KILLS} kills, {len(book)} fills, {len(traded_minutes)} restart minutes, "
+          f"{sum(r['reconciled_fills'] for r in restarts)} fills recovered at restart, {elapsed:.1f} s")
