@@ -206,11 +206,13 @@ class TradingCycle:
         broker_position = None
         all_shares = 0
         if decision.action == "sell" and self.check_broker_position:
-            all_shares = self._shares_all_instances(inst.ticker)
             try:
                 broker_position = self.broker.position(inst.ticker)
             except BrokerError as exc:
                 log.warning("position check for %s failed: %s", inst.ticker, exc)
+            if broker_position is not None and decision.shares > broker_position:
+                # Only needed to explain the refusal; reading every card is too slow for each sell.
+                all_shares = self._shares_all_instances(inst.ticker)
         req = OrderRequest(side=decision.action, shares=decision.shares, price=price,
                            instance_uninvested=figures.uninvested, instance_shares=figures.shares,
                            market_open=market_open, halted=halted,
