@@ -73,6 +73,7 @@ class SimBroker:
         self._calendar = calendar
         self._now = now
         self._slippage = Decimal(str(slippage_bps)) / _BPS
+        self._reserve_prices: dict[tuple[str, int], Decimal] = {}
 
     # -- settling --------------------------------------------------------------------------
 
@@ -201,7 +202,14 @@ class SimBroker:
         reserved = Decimal(0)
         for order in self._book.open_orders():
             if order.side == "buy":
-                other = self._latest_price(order.symbol, order.submitted_ts) or Decimal(0)
+                # Stored bars never change, so each open order's valuation is computed once.
+                key = (order.symbol, order.submitted_ts)
+                other = self._reserve_prices.get(key)
+                if other is None:
+                    other = self._latest_price(order.symbol, order.submitted_ts) or Decimal(0)
+                    if len(self._reserve_prices) > 10_000:
+                        self._reserve_prices.clear()
+                    self._reserve_prices[key] = other
                 reserved += order.qty * other * (1 + self._slippage)
         free = self._book.cash() - reserved
         if cost > free:
