@@ -33,10 +33,6 @@ from app.storage.timefmt import parse_utc_text, to_epoch
 
 _BPS = Decimal(10_000)
 _POLL_S = 0.05
-# Where to look for an order's fill bar: the next minute normally, the next session after a close
-# (a long weekend plus a holiday is 4 days; 10 leaves room for gaps in the data).
-_NEAR_WINDOW_S = 3_600
-_FAR_WINDOW_S = 10 * 86_400
 
 
 def _state(row: SimOrderRow) -> OrderState:
@@ -83,11 +79,7 @@ class SimBroker:
         return base * (1 + self._slippage) if side == "buy" else base * (1 - self._slippage)
 
     def _fill_bar(self, symbol: str, decision_ts: int) -> Bar | None:
-        near = self._market.bars_between(symbol, decision_ts, decision_ts + _NEAR_WINDOW_S)
-        if near:
-            return near[0]
-        far = self._market.bars_between(symbol, decision_ts, decision_ts + _FAR_WINDOW_S)
-        return far[0] if far else None
+        return self._market.first_bar_from(symbol, decision_ts)
 
     def settle(self) -> int:
         """Fill every open order whose fill bar is now in the market store; returns how many."""

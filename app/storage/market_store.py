@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from itertools import repeat
@@ -62,6 +62,8 @@ _SQL_UPSERT = (
     "INSERT INTO bars (symbol, ts, open, high, low, close, volume) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (symbol, ts) DO UPDATE SET open = excluded.open, high = excluded.high, "
     "low = excluded.low, close = excluded.close, volume = excluded.volume")
+_SQL_COVERAGE = ("INSERT INTO coverage (symbol, session, fetched_at) VALUES (?, ?, ?) "
+                 "ON CONFLICT (symbol, session) DO UPDATE SET fetched_at = excluded.fetched_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,16 +181,8 @@ class MarketStore:
 
     # -- bars --------------------------------------------------------------------------------
 
-    def upsert_bars(self, symbol: str, bars: Iterable[Bar | tuple]) -> UpsertResult:
-        """Store valid bars for ``symbol`` in one transaction; refuse and explain invalid ones.
-
-        Idempotent: a bar already stored for the same minute is overwritten with the new values,
-        so writing the same bars twice changes nothing. Refused: minutes outside the session
-        (when a minute filter is set), timestamps that are not whole minutes, non-positive or
-        non-finite prices, ``high < max(open, close, low)``, ``low > min(open, close)`` and
-        negative volume.
-        """
-        check_symbol(symbol)
+    def _valid_rows(self, symbol: str, bars: Iterable[Bar | tuple]) -> tuple[list[tuple], UpsertResult]:
+        """Rows ready for ``_SQL_UPSERT`` and the result to report; writes nothing."""
         filt = self._minute_filter
         rows: list[tuple] = []
         append = rows.append
@@ -209,10 +203,65 @@ class MarketStore:
                 rejected += 1
                 if len(reasons) < MAX_REJECTED_REASONS:
                     reasons.append(_reject_reason(bar, filt))
+        return rows, UpsertResult(stored=len(rows), rejected=rejected, rejected_reasons=tuple(reasons))
+
+    def bar_problem(self, bar: Bar | tuple) -> str | None:
+        """Why :meth:`upsert_bars` would refuse ``bar`` (same rules, same minute filter), or None if it is fine.
+
+        Lets a caller that buffers bars before a batched write drop bad ones at once.
+        """
+        rows, result = self._valid_rows("A", (bar,))
+        return None if rows else (result.rejected_reasons[0] if result.rejected_reasons else "invalid bar")
+
+    def upsert_bars(self, symbol: str, bars: Iterable[Bar | tuple]) -> UpsertResult:
+        """Store valid bars for ``symbol`` in one transaction; refuse and explain invalid ones.
+
+        Idempotent: a bar already stored for the same minute is overwritten with the new values,
+        so writing the same bars twice changes nothing. Refused: minutes outside the session
+        (when a minute filter is set), timestamps that are not whole minutes, non-positive or
+        non-finite prices, ``high < max(open, close, low)``, ``low > min(open, close)`` and
+        negative volume.
+        """
+        check_symbol(symbol)
+        rows, result = self._valid_rows(symbol, bars)
         if rows:
             with transaction(self._conn):
                 self._conn.executemany(_SQL_UPSERT, rows)
-        return UpsertResult(stored=len(rows), rejected=rejected, rejected_reasons=tuple(reasons))
+        return result
+
+    def upsert_many(self, batch: Mapping[str, Iterable[Bar | tuple]], *,
+                    coverage: Mapping[str, Iterable[date]] | None = None) -> dict[str, UpsertResult]:
+        """Store the bars of several symbols (and optionally their fetched sessions) in ONE transaction.
+
+        Same rules and idempotence as :meth:`upsert_bars`, per symbol. One write per market minute
+        across every symbol instead of one per symbol spares SD cards (each commit is a WAL fsync
+        of its own). Every symbol is checked before anything is written: one bad ticker raises
+        :class:`StoreError` and stores nothing. ``coverage`` marks sessions as fetched, as
+        :meth:`record_coverage` does, inside the same transaction. No transaction at all when
+        there is nothing to write.
+        """
+        if isinstance(batch, (str, bytes)) or not isinstance(batch, Mapping):
+            raise StoreError(f"a batch must map ticker symbols to bars, not {type(batch).__name__}")
+        for symbol in batch:
+            check_symbol(symbol)
+        coverage_rows: list[tuple[str, str, str]] = []
+        if coverage:
+            fetched_at = utc_text(datetime.now(timezone.utc))
+            for symbol, sessions in coverage.items():
+                check_symbol(symbol)
+                coverage_rows.extend((symbol, _session_text(s), fetched_at) for s in sessions)
+        results: dict[str, UpsertResult] = {}
+        rows: list[tuple] = []
+        for symbol, bars in batch.items():
+            symbol_rows, results[symbol] = self._valid_rows(symbol, bars)
+            rows.extend(symbol_rows)
+        if rows or coverage_rows:
+            with transaction(self._conn):
+                if rows:
+                    self._conn.executemany(_SQL_UPSERT, rows)
+                if coverage_rows:
+                    self._conn.executemany(_SQL_COVERAGE, coverage_rows)
+        return results
 
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """The last ``n`` bars strictly before ``before_ts`` (epoch seconds), oldest first.
@@ -238,6 +287,14 @@ class MarketStore:
             f"SELECT {_BAR_COLUMNS} FROM bars WHERE symbol = ? AND ts BETWEEN ? AND ? ORDER BY ts",
             (symbol, start_ts, end_ts)).fetchall()
         return list(map(_tuple_new, repeat(Bar), rows))
+
+    def first_bar_from(self, symbol: str, ts: int) -> Bar | None:
+        """The earliest stored bar with ``ts`` at or after the given instant, or None."""
+        check_symbol(symbol)
+        row = self._conn.execute(
+            f"SELECT {_BAR_COLUMNS} FROM bars WHERE symbol = ? AND ts >= ? ORDER BY ts LIMIT 1",
+            (symbol, ts)).fetchone()
+        return None if row is None else Bar._make(row)
 
     def latest_bar(self, symbol: str) -> Bar | None:
         """The newest stored bar of ``symbol``, or None if there is none."""
@@ -286,10 +343,7 @@ class MarketStore:
         if not rows:
             return
         with transaction(self._conn):
-            self._conn.executemany(
-                "INSERT INTO coverage (symbol, session, fetched_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (symbol, session) DO UPDATE SET fetched_at = excluded.fetched_at",
-                rows)
+            self._conn.executemany(_SQL_COVERAGE, rows)
 
     def covered_sessions(self, symbol: str, start: date, end: date) -> set[date]:
         """Sessions of ``symbol`` between ``start`` and ``end`` (inclusive) already fetched."""
