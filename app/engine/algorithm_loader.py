@@ -187,7 +187,11 @@ def discover(dirs: Sequence[Path | str] | None = None) -> list[AlgorithmInfo]:
 def load_algorithm_class(algorithm_type: str, dirs: Sequence[Path | str] | None = None) -> type[AlgorithmBase]:
     """The ``Algorithm`` class of ``algorithm_type``; ``AlgorithmLoadError`` says why not."""
     if not isinstance(algorithm_type, str) or not algorithm_type.isidentifier():
-        raise AlgorithmLoadError(f"invalid algorithm type {algorithm_type!r}")
+        # Types are file stems looked up in the configured folders, never paths: '../x' or '/tmp/x'
+        # must not reach the file system.
+        raise AlgorithmLoadError(
+            f"invalid algorithm type {repr(algorithm_type)[:60]}: use the name of an algorithm file in the "
+            "algorithm folders (letters, digits and _, no path)")
     found = _candidates(default_dirs() if dirs is None else dirs)
     path = found.get(algorithm_type)
     if path is None:

@@ -35,7 +35,7 @@ from app.engine.broker import (
 )
 from app.engine.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("autotrader.engine.alpaca_broker")
 
 POLL_INTERVAL_S = 0.25
 MAX_CLIENT_ORDER_ID = 128  # Alpaca's limit

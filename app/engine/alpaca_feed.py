@@ -24,7 +24,7 @@ from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import to_epoch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("autotrader.engine.alpaca_feed")
 
 NEW_YORK = ZoneInfo("America/New_York")
 STALE_AFTER_S = 180  # newest completed minute this far past the newest stored bar: a gap

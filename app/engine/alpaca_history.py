@@ -34,7 +34,7 @@ from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import parse_utc_text, to_epoch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("autotrader.engine.alpaca_history")
 
 NEW_YORK = ZoneInfo("America/New_York")
 BATCH_SESSIONS = 25  # 25 full sessions = 9,750 bars: one 10,000-bar page per request

@@ -21,6 +21,8 @@ HEADER = ("timestamp", "open", "high", "low", "close", "volume")
 MAX_LINE_CHARS = 1_000
 MAX_ROWS = 5_000_000  # ~50 symbol-years; far beyond any real import, small enough to bound work
 MAX_ERRORS_REPORTED = 20
+_SKIP_CHUNK_CHARS = 64 * 1024
+_TOO_LONG = ["<line too long>"]  # marker row, recognised by identity
 
 
 class BarCsvError(ValueError):
@@ -83,10 +85,27 @@ def _parse_row(row: list[str]) -> Bar:
     return Bar(ts, o, h, l, c, volume)
 
 
+def _skip_rest_of_line(handle: TextIO) -> None:
+    """Read past the end of an over-long line a chunk at a time, never holding it whole."""
+    while True:
+        chunk = handle.readline(_SKIP_CHUNK_CHARS)
+        if not chunk or chunk.endswith(("\n", "\r")):
+            return
+
+
 def _rows(handle: TextIO) -> Iterator[tuple[int, list[str]]]:
-    for line_no, line in enumerate(handle, start=1):
+    # readline with a limit, not ``for line in handle``: iterating reads a whole line however long,
+    # so one 50 MB line without a newline would sit in memory at once.
+    line_no = 0
+    while True:
+        line = handle.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        line_no += 1
         if len(line) > MAX_LINE_CHARS:
-            yield line_no, ["<line too long>"]
+            if not line.endswith(("\n", "\r")):
+                _skip_rest_of_line(handle)
+            yield line_no, _TOO_LONG
             continue
         if not line.strip():
             continue
@@ -108,6 +127,9 @@ def iter_bars(path: Path, session_minute: Callable[[int], bool] | None = None) -
             seen += 1
             if seen > MAX_ROWS:
                 raise BarCsvError(f"{path}: more than {MAX_ROWS:,} rows; split the file")
+            if row is _TOO_LONG:
+                yield line_no, f"line longer than {MAX_LINE_CHARS:,} characters"
+                continue
             try:
                 bar = _parse_row(row)
             except ValueError as exc:

@@ -206,8 +206,9 @@ class SimMarket:
         wanted = self.complete_sessions_before(before, sessions)
         written = 0
         for day in self._store.missing_sessions(symbol, wanted):
-            written += self._store.upsert_bars(symbol, self.session_bars(symbol, day)).stored
-            self._store.record_coverage(symbol, [day])
+            # Bars and coverage in one commit: a crash between them cannot leave either alone.
+            result = self._store.upsert_many({symbol: self.session_bars(symbol, day)}, coverage={symbol: [day]})
+            written += result[symbol].stored
         return written
 
     def _current_session_bars(self, symbol: str, day: date) -> list[Bar]:
@@ -225,6 +226,8 @@ class SimMarket:
         Cheap when called every minute: each symbol's session is generated once and the last
         published minute is remembered, so the store is only read the first time a symbol is
         seen in a session (to resume after a restart without publishing anything twice).
+        All symbols' new bars (and the coverage of sessions that just completed) are written in
+        one transaction, so a minute costs one commit however many symbols are traded.
         """
         now_ts = to_epoch(now)
         day = now.astimezone(timezone.utc).date()
@@ -237,9 +240,11 @@ class SimMarket:
         last_due = min((now_ts - 60) // 60 * 60, close_ts - 60)
         if last_due < open_ts:
             return []
-        out: list[SymbolBar] = []
-        for symbol in dict.fromkeys(symbols):  # keep order, drop duplicates
-            check_symbol_format(symbol)
+        wanted = list(dict.fromkeys(symbols))  # keep order, drop duplicates
+        for symbol in wanted:
+            check_symbol_format(symbol)  # all checked before anything is written
+        batch: dict[str, list[Bar]] = {}
+        for symbol in wanted:
             seen = self._published.get(symbol)
             if seen is not None and seen[0] == day:
                 last_done = seen[1]
@@ -250,11 +255,16 @@ class SimMarket:
                 self._published[symbol] = (day, last_done)
                 continue
             bars = self._current_session_bars(symbol, day)
-            new = bars[(last_done - open_ts) // 60 + 1:(last_due - open_ts) // 60 + 1]
-            self._store.upsert_bars(symbol, new)
-            if last_due == close_ts - 60:
-                # The whole session is now stored: history backfill need not write it again.
-                self._store.record_coverage(symbol, [day])
+            batch[symbol] = bars[(last_done - open_ts) // 60 + 1:(last_due - open_ts) // 60 + 1]
+        if not batch:
+            return []
+        session_done = last_due == close_ts - 60
+        # The whole session is stored with this write: history backfill need not write it again.
+        coverage = {symbol: [day] for symbol in batch} if session_done else None
+        self._store.upsert_many(batch, coverage=coverage)
+        out: list[SymbolBar] = []
+        for symbol, new in batch.items():
+            if session_done:
                 self._current.pop(symbol, None)
             self._published[symbol] = (day, last_due)
             out.extend(SymbolBar(symbol, b) for b in new)
