@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.commands import admin, autostart, backfill, backtest, data, doctor, kiosk, security
+from app.commands import admin, autostart, backfill, backtest, data, doctor, kiosk, restore, security
 from app.commands.common import EXIT_USAGE, CommandError, fail
 
-COMMAND_GROUPS = [kiosk, autostart, admin, backtest, data, backfill, security, doctor]
+COMMAND_GROUPS = [kiosk, autostart, admin, backtest, data, backfill, restore, security, doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,6 +124,7 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{format_money(Decimal(status['available_cash']))} available for new cards")
     else:
         print(f"cash      unknown: {status['broker_error']}")
+    _print_health(status)
     if not status["instances"]:
         print("no running cards")
     for c in status["instances"]:
@@ -135,3 +136,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             line += f"  FAULTED: {c['faulted']}"
         print(line)
     return EXIT_OK
+
+
+# --- storage safety and observability (issue 7) -------------------------------------------------
+
+def _mb(size: int | None) -> str:
+    return "unknown" if size is None else f"{size / 1e6:.1f} MB"
+
+
+def _print_health(status: dict) -> None:
+    """Backup, database sizes, free disk, log folder size and today's error count."""
+    backup = status.get("last_backup")
+    print("backup    " + (f"{backup['file']} at {backup['time']}" if backup else "none yet"))
+    dbs = status.get("databases") or {}
+    free = status.get("free_disk_bytes")
+    print(f"storage   system.db {_mb(dbs.get('system.db'))}, stocks.db {_mb(dbs.get('stocks.db'))}; "
+          f"{'unknown' if free is None else f'{free / 1e9:.1f} GB'} free; logs {_mb(status.get('log_bytes'))}")
+    errors = status.get("errors_today", 0)
+    print(f"errors    {errors} logged today" + ("  (see the logs folder)" if errors else ""))

@@ -1,0 +1,307 @@
+"""Keeping a mode's data folder healthy: the start-up integrity check, the daily system.db backup,
+what a failed write means for trading, and the health figures ``autotrader status`` prints.
+
+Qt-free: the orchestrator calls these on the engine thread; the CLI calls :func:`health_report`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from app.engine.events import Notice
+from app.engine.logging_setup import AREA_FILES
+from app.engine.runtime import DataPaths
+from app.storage.backup import (KEEP_BACKUPS, backup_connection, backup_name, file_integrity, move_aside,
+                                newest_backup, prune_backups)
+from app.storage.system_store import SystemStore
+from app.storage.timefmt import utc_text
+
+log = logging.getLogger("autotrader.engine.maintenance")
+
+STOPPED_PREFIX = "trading stopped: "
+BACKUP_RETRY_S = 3600.0  # a failed backup is tried again after an hour, not every minute
+_LOG_BLOCK = 64 * 1024
+_DATED_LINE = re.compile(rb"\d{4}-\d{2}-\d{2}T")
+_ERROR_LEVELS = (b"ERROR", b"CRITICAL")
+
+
+class DatabaseDamaged(RuntimeError):
+    """system.db failed its integrity check: the engine must not trade on it. The text says what to do."""
+
+
+def utc_now() -> datetime:
+    """Real wall-clock time (backups and logs live in real time, even in sim mode)."""
+    return datetime.now(timezone.utc)
+
+
+def _stamp(now: datetime) -> str:
+    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+# --- start-up check ---------------------------------------------------------------------------
+
+def damaged_system_message(paths: DataPaths, detail: str) -> str:
+    """The sentence shown when system.db is corrupt: what is wrong and the two ways out."""
+    newest = newest_backup(paths.backup_dir)
+    restore = (f"Restore a backup with `autotrader restore {newest.path}`" if newest else
+               f"There is no backup in {paths.backup_dir}")
+    return (f"system.db is damaged: {detail}. {restore} or move the file away ({paths.system_db}) "
+            "to start empty")
+
+
+def check_at_start(paths: DataPaths, *, now: Callable[[], datetime] = utc_now) -> list[Notice]:
+    """Check the mode's databases before the engine opens them.
+
+    A damaged system.db raises :class:`DatabaseDamaged` (trading on it could lose or double a fill).
+    A damaged stocks.db is moved aside and a fresh one starts (bars are fetched or generated again);
+    the returned notices say so. Missing files are fine: they are created empty.
+    """
+    notices: list[Notice] = []
+    if paths.system_db.exists():
+        t0 = time.perf_counter()
+        ok, detail = file_integrity(paths.system_db)
+        log.info("system.db integrity check: %s (%.0f ms)", detail, (time.perf_counter() - t0) * 1000)
+        if not ok:
+            message = damaged_system_message(paths, detail)
+            log.error(message)
+            raise DatabaseDamaged(message)
+    if paths.stocks_db.exists():
+        t0 = time.perf_counter()
+        ok, detail = file_integrity(paths.stocks_db, quick=True)
+        log.info("stocks.db quick check: %s (%.0f ms)", detail, (time.perf_counter() - t0) * 1000)
+        if not ok:
+            aside = move_aside(paths.stocks_db, f"damaged-{_stamp(now())}")
+            message = (f"stocks.db was damaged ({detail}); it was moved aside to {aside.name} and a fresh "
+                       "one started: price bars will be fetched or generated again")
+            log.error(message)
+            notices.append(Notice("error", message, at=now()))
+    return notices
+
+
+# --- failed writes ----------------------------------------------------------------------------
+
+_STORAGE_REASONS = (
+    ("SQLITE_FULL", "the data disk is full — free space and restart"),
+    ("SQLITE_READONLY", "the data folder is read-only — make it writable and restart"),
+    ("SQLITE_IOERR", "the data disk failed to write (disk I/O error) — check the disk and restart"),
+    ("SQLITE_CANTOPEN", "a database file cannot be opened — check the data folder and restart"),
+    ("SQLITE_CORRUPT", "system.db or stocks.db is damaged — restart to check it"),
+    ("SQLITE_NOTADB", "system.db or stocks.db is damaged — restart to check it"),
+)
+_STORAGE_ERRNOS = {28: "the data disk is full — free space and restart",  # ENOSPC
+                   30: "the data folder is read-only — make it writable and restart",  # EROFS
+                   5: "the data disk failed to write (disk I/O error) — check the disk and restart"}  # EIO
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """Why trading must stop, if ``exc`` means the data folder can no longer record (disk full,
+    read-only, I/O error, corruption); None for anything else (a busy lock is not a storage failure).
+
+    The exceptions it was raised from count too: SQLite rolls a transaction back by itself on
+    SQLITE_FULL, so an explicit ROLLBACK then fails with "no transaction is active" and hides the cause.
+    """
+    seen = 0
+    while exc is not None and seen < 8:
+        reason = _one_problem(exc)
+        if reason:
+            return reason
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _one_problem(exc: BaseException) -> str | None:
+    if isinstance(exc, sqlite3.DatabaseError):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        for prefix, reason in _STORAGE_REASONS:
+            if name.startswith(prefix):
+                return reason
+        text = str(exc).lower()
+        if "disk is full" in text:
+            return _STORAGE_REASONS[0][1]
+        if "readonly database" in text:
+            return _STORAGE_REASONS[1][1]
+        if "disk i/o error" in text:
+            return _STORAGE_REASONS[2][1]
+        if "malformed" in text or "not a database" in text:
+            return _STORAGE_REASONS[4][1]
+        return None
+    if isinstance(exc, OSError):
+        return _STORAGE_ERRNOS.get(exc.errno or 0)
+    return None
+
+
+def stopped_notice(reason: str, at: datetime | None = None) -> Notice:
+    """The notice the wall shows when trading stops because nothing can be recorded."""
+    return Notice("error", STOPPED_PREFIX + reason, at=at)
+
+
+# --- daily backup -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackupResult:
+    """One backup attempt: the file written (or the error) and how long it took."""
+
+    path: Path | None
+    duration_ms: float
+    pruned: tuple[Path, ...] = ()
+    error: str | None = None
+
+
+@dataclass
+class DailyBackup:
+    """Backs up system.db once per real UTC day into the backups folder, keeping the newest ``keep``.
+
+    Called between cycles on the engine thread with the engine's own connection (the backup API
+    copies committed pages, WAL included, without stopping anyone).
+    """
+
+    system: SystemStore
+    folder: Path
+    keep: int = KEEP_BACKUPS
+    now: Callable[[], datetime] = utc_now
+    _done: date | None = field(default=None, init=False)
+    _retry_at: float = field(default=0.0, init=False)
+
+    def due(self) -> bool:
+        """True when today's backup has not been written (cheap: one stat at most)."""
+        today = self.now().astimezone(timezone.utc).date()
+        if self._done == today or time.monotonic() < self._retry_at:
+            return False
+        if (Path(self.folder) / backup_name(today)).exists():
+            self._done = today  # taken earlier today (e.g. before a restart)
+            return False
+        return True
+
+    def run_if_due(self) -> BackupResult | None:
+        """Take today's backup if it is missing; None when there was nothing to do."""
+        if not self.due():
+            return None
+        return self.run()
+
+    def run(self) -> BackupResult:
+        """Write today's backup now (replacing one of the same day) and prune old ones. Never raises
+        for storage errors: a failed backup must not stop trading; it is logged and retried later."""
+        today = self.now().astimezone(timezone.utc).date()
+        dest = Path(self.folder) / backup_name(today)
+        t0 = time.perf_counter()
+        try:
+            backup_connection(self.system.connection, dest)
+            pruned = tuple(prune_backups(self.folder, self.keep))
+        except (sqlite3.Error, OSError) as exc:
+            ms = (time.perf_counter() - t0) * 1000
+            self._retry_at = time.monotonic() + BACKUP_RETRY_S
+            log.error("daily backup of system.db to %s failed: %s", dest, exc)
+            return BackupResult(None, ms, error=f"{type(exc).__name__}: {exc}")
+        ms = (time.perf_counter() - t0) * 1000
+        self._done = today
+        log.info("backed up system.db to %s in %.0f ms%s", dest, ms,
+                 f"; removed {len(pruned)} old backup(s)" if pruned else "")
+        return BackupResult(dest, ms, pruned)
+
+
+# --- health figures -----------------------------------------------------------------------------
+
+def database_bytes(path: Path) -> int:
+    """Size of a database on disk, its ``-wal`` included (0 if absent)."""
+    total = 0
+    for candidate in (Path(path), Path(f"{path}-wal")):
+        try:
+            total += candidate.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files under ``folder`` (0 if absent)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space on the file system holding ``path`` (its nearest existing parent); None if unknown."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def _lines_backwards(path: Path) -> Iterator[bytes]:
+    """The file's lines, last first, reading blocks from the end (only as far as the caller goes)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        pos = handle.tell()
+        tail = b""
+        while pos > 0:
+            step = min(_LOG_BLOCK, pos)
+            pos -= step
+            handle.seek(pos)
+            lines = (handle.read(step) + tail).split(b"\n")
+            tail = lines[0]  # may be the end of a line that starts in the previous block
+            yield from reversed(lines[1:])
+        yield tail
+
+
+def count_errors_today(log_dir: Path, today: date | None = None) -> int:
+    """ERROR (and CRITICAL) lines logged on the UTC day ``today`` in engine/stream/ui logs.
+
+    Reads each current log file from its end and stops at the first line of an earlier day, so a
+    large log costs only today's part. Traceback lines (no time stamp) are skipped.
+    """
+    today = today or utc_now().date()
+    prefix = today.isoformat().encode() + b"T"
+    count = 0
+    for filename in AREA_FILES.values():
+        path = Path(log_dir) / filename
+        lines = _lines_backwards(path)
+        try:
+            for line in lines:
+                if not _DATED_LINE.match(line):
+                    continue
+                if line.startswith(prefix):
+                    parts = line.split(b" ", 2)
+                    if len(parts) > 1 and parts[1] in _ERROR_LEVELS:
+                        count += 1
+                elif line[:10] < prefix[:10]:
+                    break
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc)
+        finally:
+            lines.close()  # closes the file when the scan stopped early
+    return count
+
+
+def health_report(paths: DataPaths, *, now: datetime | None = None) -> dict:
+    """Plain JSON-able health figures of a data folder: last backup, database sizes, free disk, log
+    folder size and today's error count (sizes in bytes, times as UTC text)."""
+    now = now or utc_now()
+    newest = newest_backup(paths.backup_dir)
+    return {
+        "last_backup": None if newest is None else {"file": str(newest.path), "time": utc_text(newest.modified),
+                                                    "bytes": newest.size},
+        "databases": {"system.db": database_bytes(paths.system_db), "stocks.db": database_bytes(paths.stocks_db)},
+        "free_disk_bytes": free_bytes(paths.root),
+        "log_bytes": folder_bytes(paths.log_dir),
+        "errors_today": count_errors_today(paths.log_dir, now.astimezone(timezone.utc).date()),
+    }
