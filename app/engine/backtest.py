@@ -205,6 +205,9 @@ class BacktestResult:
     refusals: tuple[Refusal, ...]  # the first MAX_REFUSALS_KEPT
     unfilled_order: str | None  # an order still open at the end, which had no bar to fill at
     elapsed_s: float
+    # Buy-and-hold's value (timestamp, dollars) at the equity curve's instants: the same whole shares
+    # as ``buy_and_hold_pnl`` bought at the range's first open, marked at the same closes.
+    benchmark_curve: tuple[tuple[datetime, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types: dates as text, instants as ``YYYY-MM-DDTHH:MM:SSZ``, money as numbers."""
@@ -242,6 +245,7 @@ class BacktestResult:
                        for t in self.trades],
             "equity_curve": [{"timestamp": _z(p.timestamp), "value": round(p.value, 2), "shares": p.shares}
                              for p in self.equity_curve],
+            "benchmark_curve": [{"timestamp": _z(ts), "value": round(value, 2)} for ts, value in self.benchmark_curve],
         }
 
 
@@ -349,25 +353,28 @@ def _serve_figures_from(algo: AlgorithmBase, book: _Book) -> None:
         algo.uninvested_cash = lambda: book.uninvested  # type: ignore[method-assign]
 
 
-def _downsample(stamps: np.ndarray, values: np.ndarray, shares: np.ndarray, limit: int) -> tuple[EquityPoint, ...]:
-    n = len(stamps)
-    picks = range(n) if n <= limit else sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
-    return tuple(EquityPoint(from_epoch(int(stamps[i])), float(values[i]), int(shares[i])) for i in picks)
+def _picks(n: int, limit: int) -> list[int] | range:
+    """Indices of at most ``limit`` evenly spread points of ``n``, first and last included."""
+    return range(n) if n <= limit else sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
 
 
 @dataclass(frozen=True, slots=True)
 class _Curve:
     points: tuple[EquityPoint, ...]
+    benchmark: tuple[tuple[datetime, float], ...]
     max_drawdown: float
     max_drawdown_pct: float
     exposure_pct: float
 
 
 def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capital: float,
-            changes: list[tuple[int, int, float]], end_ts: int, limit: int) -> _Curve:
+            changes: list[tuple[int, int, float]], end_ts: int, limit: int,
+            hold: tuple[int, float, int]) -> _Curve:
     """The value at every decision minute (marked at the last closed bar) and at the end, vectorised.
 
     ``changes`` are (minute ts from which it holds, shares, uninvested) after each fill, in order.
+    ``hold`` is buy-and-hold's (shares, price paid, index of the bar it bought at): its value is
+    capital until that bar has closed, then marked at the same closes as the card.
     """
     n = len(minutes)
     stamps = np.append(minutes, end_ts)
@@ -382,7 +389,12 @@ def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capita
     peaks = np.maximum.accumulate(values)
     falls = peaks - values
     ratios = np.divide(falls, peaks, out=np.zeros_like(falls), where=peaks > 0)
-    return _Curve(_downsample(stamps, values, held, limit), float(falls.max()), float(ratios.max()) * 100,
+    hold_shares, hold_price, hold_bar = hold
+    bench = np.where(seen > hold_bar, capital + hold_shares * (marks - hold_price), capital)
+    picks = _picks(len(stamps), limit)
+    points = tuple(EquityPoint(from_epoch(int(stamps[i])), float(values[i]), int(held[i])) for i in picks)
+    benchmark = tuple((p.timestamp, float(bench[i])) for p, i in zip(points, picks))
+    return _Curve(points, benchmark, float(falls.max()), float(ratios.max()) * 100,
                   float(np.count_nonzero(held[:n])) / n * 100)
 
 
@@ -482,8 +494,10 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
                     "had no later bar in the range to fill at")
     last_close = all_bars[-1].close
     figures = card_figures(request.capital, ctx.fills, last_close)
+    bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, up)
     curve = _equity(minutes, visible, np.fromiter((b.close for b in all_bars), dtype=np.float64, count=nbars),
-                    float(request.capital), changes, end_ts, request.equity_points)
+                    float(request.capital), changes, end_ts, request.equity_points,
+                    (bh_shares, float(bh_price), range_lo))
     if progress is not None:
         progress(1.0)
     bh_pnl, bh_pct = _buy_and_hold(request.capital, all_bars[range_lo].open, last_close, up)
@@ -497,13 +511,18 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         win_rate=(book.wins / book.trips * 100) if book.trips else None, exposure_pct=curve.exposure_pct,
         buy_and_hold_pnl=bh_pnl, buy_and_hold_pnl_pct=bh_pct, equity_curve=curve.points,
         bars=nbars - range_lo, minutes=total, refused_orders=refused, refusals=tuple(refusals),
-        unfilled_order=unfilled, elapsed_s=time.perf_counter() - began)
+        unfilled_order=unfilled, elapsed_s=time.perf_counter() - began, benchmark_curve=curve.benchmark)
+
+
+def _buy_and_hold_shares(capital: Decimal, first_open: float, up: Decimal) -> tuple[int, Decimal]:
+    """Buy-and-hold's whole shares and the price paid: the range's first open moved by the slippage."""
+    price = Decimal(str(first_open)) * up
+    return (int(capital // price) if price > 0 else 0), price
 
 
 def _buy_and_hold(capital: Decimal, first_open: float, last_close: float, up: Decimal) -> tuple[Decimal, Decimal]:
     """Whole shares bought at the range's first open (with slippage), valued at its last close."""
-    price = Decimal(str(first_open)) * up
-    shares = int(capital // price) if price > 0 else 0
+    shares, price = _buy_and_hold_shares(capital, first_open, up)
     pnl = shares * (Decimal(str(last_close)) - price)
     return pnl, pnl / capital * _HUNDRED
 

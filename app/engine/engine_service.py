@@ -21,6 +21,7 @@ from app.engine.card_builder import build_cards
 from app.engine.engine_client import ServiceError
 from app.engine.engine_parts import EngineParts
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
+from app.engine.maintenance import health_report
 from app.engine.money import available_cash, card_figures, format_money
 from app.engine.pin import PinError, PinResult
 from app.engine.risk_guard import OrderRequest, refusal
@@ -30,6 +31,7 @@ from app.storage.records import TransactionRecord
 log = logging.getLogger("autotrader.engine.service")
 
 MAX_CAPITAL = Decimal("100000000")
+CENT = Decimal("0.01")
 
 
 class Publisher(Protocol):
@@ -70,6 +72,12 @@ class EngineService:
         self._catalogue: tuple[AlgorithmInfo, ...] | None = None
         self._last_cash: Decimal | None = None
         self._last_cash_error: str | None = None
+        self._backtest_jobs = None  # made on the first backtest request
+
+    def close(self) -> None:
+        """Cancel running backtests (they run on their own daemon threads)."""
+        if self._backtest_jobs is not None:
+            self._backtest_jobs.cancel_all()
 
     # --- PIN ---------------------------------------------------------------------------
 
@@ -275,16 +283,74 @@ class EngineService:
             "next_open": market.next_open.isoformat(),
             "next_close": market.next_close.isoformat(),
             "halted": p.cycle.halted(),
-            "broker_cash": None if cash is None else str(cash),
-            "available_cash": None if cash is None else str(self._available_from(cash)),
+            "broker_cash": None if cash is None else str(cash.quantize(CENT)),
+            "available_cash": None if cash is None else str(self._available_from(cash).quantize(CENT)),
             "broker_error": self._last_cash_error,
             "last_cycle": json.loads(p.system.get_config("last_cycle") or "null"),
             "stream": json.loads(p.system.get_config("stream_state") or "null"),
             "instances": [
                 {"id": c.instance_id, "display_name": c.display_name, "ticker": c.ticker,
                  "algorithm": c.algorithm_type, "shares": c.shares, "trade_count": c.trade_count,
-                 "price": None if c.price is None else str(c.price), "value": str(c.value.quantize(Decimal("0.01"))),
-                 "pnl": str(c.pnl.quantize(Decimal("0.01"))), "pnl_pct": str(c.pnl_pct.quantize(Decimal("0.01"))),
+                 "price": None if c.price is None else str(c.price), "value": str(c.value.quantize(CENT)),
+                 "pnl": str(c.pnl.quantize(CENT)), "pnl_pct": str(c.pnl_pct.quantize(CENT)),
                  "faulted": c.faulted_reason}
                 for c in cards],
+            # Storage safety and observability (issue 7): backup, sizes, free disk, logs, errors today.
+            **health_report(p.paths),
         }
+
+    def start_backtest(self, ticker, algorithm_type: str, capital, params=None, sessions: int = 20,
+                       on_progress=None):
+        """Start replaying ``algorithm_type`` on ``ticker`` over the last ``sessions`` completed sessions
+        before the engine clock's now; returns a ``BacktestHandle`` at once (the replay runs on its
+        own worker thread, never this one). Bad input raises ServiceError and starts nothing.
+
+        ``on_progress(fraction)`` is called on the worker thread. Sim mode replays the sim data
+        folder on the simulated clock.
+        """
+        # Imported here: the backtest machinery is only needed once someone asks for one.
+        from datetime import timezone
+
+        from app.engine.backtest import BacktestError, BacktestRequest
+        from app.engine.backtest_jobs import BacktestJobs
+        from app.engine.market_calendar import CalendarRangeError
+
+        if isinstance(sessions, bool) or not isinstance(sessions, int) or not 1 <= sessions <= 2000:
+            raise ServiceError(f"the backtest period must be 1 to 2000 sessions, got {sessions!r}")
+        symbol = self.validate_ticker(ticker)
+        try:
+            amount = Decimal(str(capital).replace(",", "").replace("$", "").strip())
+        except InvalidOperation:
+            raise ServiceError(f"capital {capital!r} is not an amount of dollars") from None
+        if not amount.is_finite() or amount <= 0:
+            raise ServiceError("capital must be more than $0")
+        if amount > MAX_CAPITAL:
+            raise ServiceError(f"capital must be at most {format_money(MAX_CAPITAL)}")
+        amount = amount.quantize(Decimal("0.01"))
+        p = self.parts
+        try:
+            algo = create_algorithm(algorithm_type, symbol, amount, dict(params or {}), p.algorithm_dirs)
+        except (AlgorithmParamError, AlgorithmLoadError) as exc:
+            raise ServiceError(str(exc)) from None
+        now = p.clock.now()
+        cal = p.calendar
+        try:
+            # The last session whose close has passed: today's only once it has closed.
+            last = now.astimezone(timezone.utc).date()  # a session closes on its own UTC date
+            if not (cal.is_session(last) and cal.session_close(last) <= now):
+                last = cal.previous_session(last)
+            first = last
+            for _ in range(sessions - 1):
+                first = cal.previous_session(first)
+            request = BacktestRequest(algorithm_type, symbol, first, last, amount,
+                                      {k: v for k, v in algo.params.items()})
+        except CalendarRangeError as exc:
+            raise ServiceError(f"cannot backtest {sessions} sessions before now: {exc}") from None
+        except BacktestError as exc:
+            raise ServiceError(str(exc)) from None
+        jobs = self._backtest_jobs
+        if jobs is None:
+            jobs = self._backtest_jobs = BacktestJobs(p.settings)
+        handle = jobs.start_handle(request, on_progress, now=now)
+        log.info("backtest %d started: %s on %s, %s to %s", handle.job_id, algorithm_type, symbol, first, last)
+        return handle

@@ -22,6 +22,9 @@ from app.engine.clock import Clock, SimClock
 from app.engine.engine_parts import EngineOptions, EngineParts
 from app.engine.engine_service import EngineService
 from app.engine.events import CycleReport, Notice, StreamStatus
+# --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
+from app.engine.maintenance import DailyBackup, check_at_start, stopped_notice, storage_problem, utc_now
+from app.engine.runtime import DataPaths
 from app.engine.settings import Settings
 from app.storage.timefmt import utc_text
 
@@ -94,6 +97,11 @@ class Orchestrator(QObject):
         self.start_error: BaseException | None = None
         self.reports: list[CycleReport] = []  # recent cycles (bounded), for status and benchmarks
         self.cycles_late = 0
+        # Storage safety (issue 7): why trading stopped (None while trading), and the daily backup.
+        self.trading_stopped: str | None = None
+        self.backup: DailyBackup | None = None
+        # Running totals of this process, written with last_cycle so a soak can watch from outside.
+        self.totals = {"cycles_run": 0, "late_1s": 0, "refused": 0}
 
     # --- life cycle (engine thread) ----------------------------------------------------
 
@@ -101,6 +109,10 @@ class Orchestrator(QObject):
     def start(self) -> None:
         """Build the parts on this thread, reconcile open orders, restore feeds, then schedule."""
         try:
+            start_notices: list[Notice] = []
+            if self._parts_factory is None:
+                # Before anything opens the files: a damaged system.db refuses to trade (raises).
+                start_notices = check_at_start(DataPaths.for_folder(self.settings.data_dir()))
             self.parts = (self._parts_factory() if self._parts_factory else
                           EngineParts.build(self.settings, clock=self.clock, options=self.options))
             self.service = EngineService(self.parts, QtPublisher(self.signals))
@@ -115,9 +127,14 @@ class Orchestrator(QObject):
                 self.signals.stream_changed.emit(StreamStatus("live", simulated=True))
             self._sync_symbols(initial=True)
             self.service.publish_all()
+            for notice in start_notices:
+                self.signals.notice.emit(notice)
+            self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir)
+            self._maintain()  # today's backup at start if it is missing
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
             log.exception("engine failed to start")
-            self.start_error = exc
+            reason = storage_problem(exc)
+            self.start_error = RuntimeError(f"{reason} ({exc})") if reason else exc
             self.started.set()
             return
         self.started.set()
@@ -129,6 +146,8 @@ class Orchestrator(QObject):
         """Cancel the timer and close the parts (called on the engine thread)."""
         if self._timer:
             self._timer.stop()
+        if self.service:
+            self.service.close()
         if self.parts:
             self.parts.close()
             self.parts = None
@@ -154,7 +173,7 @@ class Orchestrator(QObject):
     @Slot()
     def _on_wake(self) -> None:
         parts = self.parts
-        if parts is None or self._scheduled is None:
+        if parts is None or self._scheduled is None or self.trading_stopped:
             return
         now = self.clock.now()
         minute = self._scheduled
@@ -175,8 +194,37 @@ class Orchestrator(QObject):
             self.run_cycle(minute, scheduled_at=wake_at)
         except Exception as exc:  # noqa: BLE001 - one bad minute must not stop the terminal
             log.exception("cycle for %s failed", utc_text(minute))
+            reason = storage_problem(exc)
+            if reason:
+                self.stop_trading(reason)
+                return
             self.signals.notice.emit(Notice("error", f"engine error: {type(exc).__name__}: {exc}", at=now))
+        self._maintain()
         self._schedule()
+
+    # --- storage safety (issue 7) ---------------------------------------------------------
+
+    def stop_trading(self, reason: str) -> None:
+        """Stop running cycles (so no further order is sent) because nothing can be recorded.
+
+        Fills already at the broker stay there; the journal rows that are not final are reconciled by
+        ``reconcile_at_start`` once the disk is fixed and the app restarted. The UI stays up.
+        """
+        if self.trading_stopped:
+            return
+        self.trading_stopped = reason
+        if self._timer:
+            self._timer.stop()
+        log.error("trading stopped: %s", reason)
+        self.signals.notice.emit(stopped_notice(reason, at=self.clock.now()))
+
+    def _maintain(self) -> None:
+        """Between cycles: today's system.db backup when due (a failure is reported, never fatal)."""
+        if self.backup is None:
+            return
+        result = self.backup.run_if_due()
+        if result is not None and result.error:
+            self.signals.notice.emit(Notice("error", f"daily backup failed: {result.error}", at=self.clock.now()))
 
     def run_cycle(self, minute: datetime, scheduled_at: datetime | None = None) -> CycleReport:
         """Poll the feed, run the trading cycle for ``minute`` and publish the results."""
@@ -194,9 +242,17 @@ class Orchestrator(QObject):
                              orders=result.orders, refused=len(result.refused), faults=len(result.faults))
         self.reports.append(report)
         del self.reports[:-500]
+        self.totals["cycles_run"] += 1
+        late_s = (started - report.scheduled_at).total_seconds()
+        if late_s > 1.0:
+            self.totals["late_1s"] += 1
+            log.info("cycle for %s started %.1f s late (took %.0f ms)", utc_text(minute), late_s, duration_ms)
+        self.totals["refused"] += len(result.refused)
         parts.system.set_config("last_cycle", json.dumps({
             "minute": utc_text(minute), "started": utc_text(started), "duration_ms": round(duration_ms, 1),
-            "orders": result.orders, "refused": len(result.refused), "faults": len(result.faults)}))
+            "wall": utc_text(utc_now()),  # real time, even in sim: `autotrader restore` sees a running kiosk
+            "orders": result.orders, "refused": len(result.refused), "faults": len(result.faults),
+            **self.totals, "missed": self.cycles_late}))
         for outcome in result.faults:
             self.signals.notice.emit(Notice("fault", outcome.reason or "fault", outcome.instance_id, started))
         for outcome in result.refused:

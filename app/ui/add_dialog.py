@@ -1,12 +1,15 @@
 """Add a card: pick an algorithm, a ticker, the capital and parameters, all on on-screen keypads.
 
 Every check shows next to its field; the ticker is checked by the engine in the background (the UI
-never waits on it); nothing is created until every check has passed.
+never waits on it); nothing is created until every check has passed. BACKTEST replays the same
+inputs over recent sessions first (on a worker thread) and shows the outcome beside buy-and-hold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,8 +19,10 @@ from PySide6.QtWidgets import (QButtonGroup, QHBoxLayout, QLabel, QPushButton, Q
 
 from app.engine.algorithm_api import Param
 from app.engine.algorithm_loader import AlgorithmInfo
+from app.engine.backtest import BacktestCancelled, BacktestError
 from app.engine.money import format_money
 from app.ui import theme
+from app.ui.backtest_view import DEFAULT_SESSIONS, BacktestView
 from app.ui.engine_calls import EngineCalls
 from app.ui.keypads import LETTER_KEYS, NUMBER_KEYS, Keypad, edit_text
 from app.ui.overlay import Overlay
@@ -25,7 +30,29 @@ from app.ui.tasks import TaskRunner, error_text
 from app.ui.widgets import button, enable_kinetic_scrolling, label, separator
 
 TICKER_CHECK_DELAY_MS = 500
+# At most this often a backtest's progress hops to the UI loop: each hop makes the UI thread wait
+# for the GIL the replay holds, so one hop per replayed session would starve the event loop.
+PROGRESS_HOP_S = 0.05
 LETTERS, NUMBER, TOGGLE, CHOICE = "letters", "number", "toggle", "choice"
+
+
+class _BacktestRun:
+    """One backtest the dialog started: its handle once the engine answers, and whether it was dropped."""
+
+    __slots__ = ("sessions", "handle", "dropped", "fraction", "hopped_at")
+
+    def __init__(self, sessions: int) -> None:
+        self.sessions = sessions
+        self.handle: Any = None
+        self.dropped = threading.Event()  # read on the worker thread (progress), set on the UI thread
+        self.fraction = 0.0  # the latest progress, written by the worker thread
+        self.hopped_at = 0.0
+
+    def drop(self) -> None:
+        """Stop caring: cancel the job if it started (or as soon as it does)."""
+        self.dropped.set()
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 class Field(QWidget):
@@ -189,10 +216,9 @@ class AddDialog(Overlay):
         self.cancel_button = button("CANCEL")
         self.cancel_button.setObjectName("addCancel")
         self.cancel_button.clicked.connect(self.cancel)
-        # --- Placeholder: a later "Backtest" feature runs the chosen algorithm on past bars here. ---
         self.backtest_button = button("BACKTEST")
         self.backtest_button.setObjectName("addBacktest")
-        self.backtest_button.hide()
+        self.backtest_button.clicked.connect(lambda: self.backtest())
         self.create_button = button("CREATE", kind="primary")
         self.create_button.setObjectName("addCreate")
         self.create_button.clicked.connect(self.submit)
@@ -214,6 +240,15 @@ class AddDialog(Overlay):
         self._ticker_timer.setSingleShot(True)
         self._ticker_timer.setInterval(TICKER_CHECK_DELAY_MS)
         self._ticker_timer.timeout.connect(self._start_ticker_check)
+
+        # The backtest panel covers this dialog (it is its child): BACK uncovers the untouched form.
+        self._backtest_run: _BacktestRun | None = None
+        self._backtest_sessions = DEFAULT_SESSIONS
+        self.backtest_view = BacktestView(self, metrics)
+        self.backtest_view.cancel_requested.connect(self.close_backtest)
+        self.backtest_view.back_requested.connect(self.close_backtest)
+        self.backtest_view.create_requested.connect(self._create_from_backtest)
+        self.backtest_view.period_chosen.connect(lambda n: self.backtest(n))
         self.apply_metrics(metrics)
 
     def apply_metrics(self, metrics: theme.Metrics) -> None:
@@ -225,6 +260,7 @@ class AddDialog(Overlay):
         self.keypads.setFixedWidth(width)
         self.form_error.setFixedWidth(width)
         self.body.layout().setContentsMargins(metrics.pad_px, metrics.pad_px, metrics.pad_px, metrics.pad_px)
+        self.backtest_view.apply_metrics(metrics)
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -238,6 +274,7 @@ class AddDialog(Overlay):
             return await result
         finally:
             self._ticker_timer.stop()
+            self.close_backtest()
             self._tasks.cancel_all()
             self.hide()
 
@@ -257,6 +294,8 @@ class AddDialog(Overlay):
         self._set_params(None)
         self._activate(None)
         self._set_busy(False)
+        self.close_backtest()
+        self._backtest_sessions = DEFAULT_SESSIONS
 
     async def _load(self) -> None:
         try:
@@ -471,10 +510,144 @@ class AddDialog(Overlay):
     def _show_form_error(self, text: str) -> None:
         self.form_error.setText(text)
 
-    def _set_busy(self, busy: bool) -> None:
+    def _set_busy(self, busy: bool, text: str = "CREATING…") -> None:
         self._busy = busy
         self.create_button.setEnabled(not busy)
-        self.create_button.setText("CREATING…" if busy else "CREATE")
+        self.backtest_button.setEnabled(not busy)
+        self.create_button.setText(text if busy else "CREATE")
+
+    async def _checked_inputs(self) -> tuple[str, str, Decimal, dict[str, str]] | None:
+        """(ticker, algorithm type, capital, parameter texts) once every check passed, else None with
+        the problems marked on the form."""
+        self.form_error.setText("")
+        problems = 0
+        if self._selected is None:
+            self.form_error.setText("Choose an algorithm.")
+            problems += 1
+        self._ticker_timer.stop()
+        ticker = await self._check_ticker()
+        problems += ticker is None
+        capital = self._check_capital()
+        problems += capital is None
+        for field in self.param_fields.values():
+            problems += not self._check_param(field)
+        if problems:
+            if not self.form_error.text():
+                self.form_error.setText("Fix the fields marked in red.")
+            bad = [f for f in (self.ticker, self.capital, *self.param_fields.values()) if f.has_error]
+            if bad:
+                self.form_scroll.ensureWidgetVisible(bad[0])
+            return None
+        params = {name: field.text for name, field in self.param_fields.items()}
+        return ticker, self._selected.algorithm_type, capital, params
+
+    # -- backtesting -----------------------------------------------------------------------------
+
+    def backtest(self, sessions: int | None = None) -> None:
+        """Check the form, then replay its inputs over the last ``sessions`` sessions (default: the
+        period last chosen, 20 at first) on a worker thread, showing progress and then the outcome."""
+        if not self._busy:
+            self._tasks.start(self._backtest(sessions or self._backtest_sessions), name="running a backtest")
+
+    def close_backtest(self) -> None:
+        """Cancel the running backtest, if any, and uncover the form as it was."""
+        run, self._backtest_run = self._backtest_run, None
+        if run is not None:
+            run.drop()
+        self.backtest_view.hide()
+
+    @property
+    def backtest_handle(self) -> Any:
+        """The handle of the backtest shown or running (None before the engine answered)."""
+        return self._backtest_run.handle if self._backtest_run else None
+
+    @property
+    def backtest_running(self) -> bool:
+        """True while a backtest this dialog started has not been shown or dropped."""
+        return self._backtest_run is not None and self.backtest_view.page == 0 and self.backtest_view.isVisible()
+
+    async def _backtest(self, sessions: int) -> None:
+        self._set_busy(True, "CHECKING…")
+        try:
+            inputs = await self._checked_inputs()
+        finally:
+            self._set_busy(False)
+        if inputs is None:
+            return
+        ticker, algorithm_type, capital, params = inputs
+        if self._backtest_run is not None:
+            self._backtest_run.drop()
+        run = self._backtest_run = _BacktestRun(sessions)
+        self._backtest_sessions = sessions
+        view = self.backtest_view
+        name = self._selected.name if self._selected else algorithm_type
+        heading = f"BACKTEST  {ticker} · {name}"
+        view.show_running(heading, f"{format_money(capital)} · the last {sessions} sessions", sessions)
+        loop = asyncio.get_running_loop()
+
+        def progress(fraction: float) -> None:  # on the backtest's worker thread: hop to the UI loop
+            run.fraction = fraction
+            now = time.monotonic()
+            if run.dropped.is_set() or now - run.hopped_at < PROGRESS_HOP_S:
+                return
+            run.hopped_at = now
+            loop.call_soon_threadsafe(self._backtest_progress, run)
+
+        # Shielded: if this task is cancelled while the engine is starting the job, the handle still
+        # arrives, and ``drop`` cancels it instead of leaving the replay running for nobody.
+        starting = asyncio.ensure_future(self._calls.start_backtest(ticker, algorithm_type, capital, params,
+                                                                    sessions, progress))
+
+        def started(future: asyncio.Future) -> None:
+            if not future.cancelled() and future.exception() is None:
+                run.handle = future.result()
+                if run.dropped.is_set():
+                    run.handle.cancel()
+
+        starting.add_done_callback(started)
+        try:
+            handle = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            run.drop()
+            raise
+        except Exception as exc:  # noqa: BLE001 - refused before anything ran: back to the form, say why
+            if self._backtest_run is run:
+                self.close_backtest()
+                self.form_error.setText(error_text(exc))
+            return
+        run.handle = handle
+        if run.dropped.is_set():
+            handle.cancel()
+            return
+        request = handle.request
+        view.set_detail(f"{format_money(capital)} · the last {sessions} sessions, "
+                        f"{request.start:%a %d %b %Y} to {request.end:%a %d %b %Y}")
+        try:
+            result = await asyncio.wrap_future(handle.future)
+        except asyncio.CancelledError:
+            run.drop()
+            raise
+        except BacktestCancelled:
+            return
+        except BacktestError as exc:
+            if self._backtest_run is run:
+                view.show_error(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug in the replay: shown, not raised into Qt
+            if self._backtest_run is run:
+                view.show_error(error_text(exc))
+            return
+        if self._backtest_run is run and not run.dropped.is_set():
+            view.show_result(result)
+
+    def _backtest_progress(self, run: _BacktestRun) -> None:
+        if run is self._backtest_run and not run.dropped.is_set() and self.backtest_view.page == 0:
+            self.backtest_view.set_progress(run.fraction)
+
+    def _create_from_backtest(self) -> None:
+        """CREATE CARD on the results: the normal add flow with the same (untouched) inputs."""
+        self.close_backtest()
+        self.submit()
 
     # -- creating --------------------------------------------------------------------------------
 
@@ -485,30 +658,13 @@ class AddDialog(Overlay):
 
     async def _submit(self) -> None:
         self._set_busy(True)
-        self.form_error.setText("")
         try:
-            problems = 0
-            if self._selected is None:
-                self.form_error.setText("Choose an algorithm.")
-                problems += 1
-            self._ticker_timer.stop()
-            ticker = await self._check_ticker()
-            problems += ticker is None
-            capital = self._check_capital()
-            problems += capital is None
-            for field in self.param_fields.values():
-                problems += not self._check_param(field)
-            if problems:
-                if not self.form_error.text():
-                    self.form_error.setText("Fix the fields marked in red.")
-                bad = [f for f in (self.ticker, self.capital, *self.param_fields.values()) if f.has_error]
-                if bad:
-                    self.form_scroll.ensureWidgetVisible(bad[0])
+            inputs = await self._checked_inputs()
+            if inputs is None:
                 return
-            params = {name: field.text for name, field in self.param_fields.items()}
+            ticker, algorithm_type, capital, params = inputs
             try:
-                instance_id = await self._calls.create_instance(ticker, self._selected.algorithm_type,
-                                                                capital, params)
+                instance_id = await self._calls.create_instance(ticker, algorithm_type, capital, params)
             except Exception as exc:  # noqa: BLE001 - nothing was created; say why
                 self.form_error.setText(error_text(exc))
                 return

@@ -6,6 +6,7 @@ service directly on the UI thread by mistake.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +61,16 @@ class EngineCalls:
                               params: dict[str, str]) -> int:
         """Create and start a card; its instance id."""
         return await self._call("create_instance", ticker, algorithm_type, capital, params)
+
+    async def start_backtest(self, ticker: str, algorithm_type: str, capital: Decimal, params: dict[str, str],
+                             sessions: int, on_progress: Callable[[float], None] | None = None) -> Any:
+        """Start a backtest over the last ``sessions`` sessions; its BacktestHandle, at once.
+
+        The replay runs on a worker thread (neither the engine's nor this one): await
+        ``asyncio.wrap_future(handle.future)`` for the result. ``on_progress`` is called on that
+        worker thread, so it must hop to the UI loop itself (``loop.call_soon_threadsafe``).
+        """
+        return await self._call("start_backtest", ticker, algorithm_type, capital, params, sessions, on_progress)
 
     async def stop_instance(self, instance_id: int, liquidate: bool) -> str:
         """Stop a card, selling its shares at market when ``liquidate``; a sentence saying what happened."""

@@ -13,6 +13,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
+from app.engine.maintenance import STOPPED_PREFIX
 from app.ui import theme
 from app.ui.add_dialog import AddDialog
 from app.ui.card_strip import CardStrip
@@ -50,6 +51,7 @@ class KioskWindow(QWidget):
         self._snapshots: dict[int, CardSnapshot] = {}
         self._stream: StreamStatus | None = None
         self._broker_error: str | None = None
+        self._stopped: str | None = None  # "trading stopped: <reason>" (data disk), until a restart
         self._flow_busy = False
         self._stopping: int | None = None
 
@@ -176,15 +178,19 @@ class KioskWindow(QWidget):
     def on_account(self, account: AccountSummary | None) -> None:
         """account_changed: mode, P&L, cash, halt banner; a new broker error goes to the notice line."""
         self.header.set_account(account)
-        self.halt_banner.setVisible(bool(account and account.halted))
+        self.halt_banner.setVisible(bool(account and account.halted) or self._stopped is not None)
         error = account.broker_error if account else None
         if error and error != self._broker_error:
             self.notice_bar.show_message(f"Broker unreachable: {error}", "error")
         self._broker_error = error
 
     def on_notice(self, notice: Notice) -> None:
-        """notice: shown on the bottom line."""
+        """notice: shown on the bottom line; "trading stopped" (nothing can be recorded) also holds the banner."""
         self.notice_bar.show_notice(notice)
+        if notice.kind == "error" and notice.message.startswith(STOPPED_PREFIX):
+            self._stopped = notice.message
+            self.halt_banner.setText(notice.message.upper())
+            self.halt_banner.show()
 
     def show_error(self, text: str) -> None:
         """Any failed action ends here: shown, never raised."""

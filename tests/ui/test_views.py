@@ -47,9 +47,10 @@ def test_broken_algorithms_are_listed_greyed_and_not_selectable(add):
     assert add.field("param:fast").text == "20"  # the default
 
 
-def test_backtest_placeholder_is_hidden(add):
+def test_backtest_button_is_offered(add):
     assert add.backtest_button.objectName() == "addBacktest"
-    assert not add.backtest_button.isVisibleTo(add)
+    assert add.backtest_button.isVisibleTo(add)
+    assert add.backtest_button.height() >= 48
 
 
 @pytest.mark.parametrize(("typed", "error"), [
