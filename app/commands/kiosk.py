@@ -63,6 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(paths.log_dir)
     register_secret(settings.api_key)
     register_secret(settings.secret)
+    from app.engine.hardening import warn_exposed_env_files
+    warn_exposed_env_files()
     clock = make_clock(settings.mode, args.speed)
     log.info("starting AutoTrader in %s mode (data in %s)", settings.mode.upper(), paths.root)
 

@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from app.engine.events import StreamStatus
 from app.storage.market_store import MarketStore, StoreError, check_symbol
 from app.storage.records import Bar
 
-log = logging.getLogger("autotrader.engine.bar_stream")
+log = logging.getLogger("autotrader.stream")
 
 IDLE, CONNECTING, LIVE, RECONNECTING, FAILED = "idle", "connecting", "live", "reconnecting", "failed"
 REASON_CONNECTION_LIMIT = ("connection limit exceeded: another app is using this Alpaca account's "
@@ -53,6 +53,11 @@ REASON_SUBSCRIPTION = ("the {feed} feed needs a paid Alpaca market-data subscrip
 REASON_ENDED = "the Alpaca data stream stopped unexpectedly"
 FEEDS = ("iex", "sip")
 STOP_TIMEOUT_S = 0.9  # stop() must return within a second
+# Session time with no stream bar for any symbol before a connection that is up counts as stalled.
+# Five minutes: liquid IEX symbols print every minute, and a false alarm costs one reconnect.
+STALL_AFTER_S = 300
+REASON_STALLED = "no bars from Alpaca for {minutes} minutes: reconnecting"
+FLUSH_DELAY_S = 0.5  # a minute's bars for every symbol arrive together; one commit for all of them
 _MINUTE = 60
 
 # Private alpaca-py members this module relies on; checked when a stream is built.
@@ -251,6 +256,16 @@ class _Session:
             for symbol in symbols:
                 self.stream._handlers["bars"].pop(symbol, None)
 
+    def drop_connection(self) -> None:
+        """Close the socket under the SDK (from any thread): it reconnects and resubscribes by itself."""
+        loop, ws = self.stream._loop, self.stream._ws
+        transport = getattr(ws, "transport", None)
+        if loop is not None and transport is not None:
+            try:
+                loop.call_soon_threadsafe(transport.close)
+            except RuntimeError:
+                pass  # the loop ended meanwhile: the session is over anyway
+
     def stop(self, timeout: float) -> bool:
         """Stop the stream promptly and join its thread; True when it ended within ``timeout``."""
         self.stopping = True
@@ -282,7 +297,10 @@ class BarStream(QObject):
 
     ``set_symbols`` is the engine's authoritative set; ``acquire``/``release`` count other users on
     top of it. The SDK thread exists only while at least one symbol is wanted. Every bar is written
-    to the market store (opened here, on the main thread) and emitted as ``bar_received``.
+    to the market store (opened here, on the main thread) and then emitted as ``bar_received``.
+    Bars are written in batches: the first bar of a batch starts a ``flush_delay_s`` timer, and
+    everything that arrived by then is stored in one transaction (one commit per minute across all
+    symbols rather than one per bar, to spare SD cards) before being emitted.
 
     ``url`` replaces the whole stream URL (``feed`` is then ignored by the SDK). ``history_fill``
     ``(symbol, start_ts, end_ts) -> bars stored`` fetches bar minutes ``start_ts..end_ts`` (both
@@ -302,6 +320,8 @@ class BarStream(QObject):
                  calendar: Any, history_fill: Callable[[str, int, int], int] | None = None,
                  now: Callable[[], datetime] | None = None,
                  reconnect_backoff: tuple[float, float] = (1.0, 30.0),
+                 flush_delay_s: float = FLUSH_DELAY_S,
+                 stall_after_s: float = STALL_AFTER_S,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         if not isinstance(key, str) or not key or not isinstance(secret, str) or not secret:
@@ -311,6 +331,8 @@ class BarStream(QObject):
         low, high = reconnect_backoff
         if not 0 < low <= high:
             raise BarStreamError(f"reconnect backoff must be 0 < min <= max (got {reconnect_backoff!r})")
+        if not 0 <= flush_delay_s <= 1:
+            raise BarStreamError(f"flush delay must be 0-1 seconds (got {flush_delay_s!r})")
         self._key, self._secret = key, secret
         self._url, self._feed = url, feed
         self._backoff = (float(low), float(high))
@@ -330,6 +352,17 @@ class BarStream(QObject):
         self._lost_at: datetime | None = None
         self._last_error: str | None = None
         self._last_ts: dict[str, int] = {}
+        # Stall watch (check_stalled, driven by the engine's cycles): session time, epoch seconds.
+        if not stall_after_s > 0:
+            raise BarStreamError(f"stall_after_s must be positive (got {stall_after_s!r})")
+        self._stall_after_s = float(stall_after_s)
+        self._quiet_from: int | None = None  # first cycle minute since (re)connecting
+        self._last_cycle_ts: int | None = None
+        self._pending: list[tuple[str, Bar]] = []  # received, checked, not yet stored
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(round(flush_delay_s * 1000))
+        self._flush_timer.timeout.connect(self._flush)
         # Shared with the control thread: the set it should make real (assigned atomically).
         self._target: frozenset[str] = frozenset()
         # Control-thread state.
@@ -362,6 +395,7 @@ class BarStream(QObject):
                      store_path=paths.stocks_db, calendar=calendar,
                      history_fill=_LazyHistoryFill(settings, paths, calendar))
         signals.symbols_changed.connect(stream.set_symbols, Qt.ConnectionType.QueuedConnection)
+        signals.cycle_done.connect(stream.check_stalled, Qt.ConnectionType.QueuedConnection)
         # A plain callable runs in the emitting (main) thread; UI receivers get it as from the engine.
         stream.status_changed.connect(lambda status: signals.stream_changed.emit(status))
         stream.set_symbols(_running_tickers(paths))
@@ -415,6 +449,8 @@ class BarStream(QObject):
         """Stop the stream and the helper threads within a second; close the store. Idempotent."""
         if self._closed:
             return
+        self._flush_timer.stop()
+        self._flush(emit=False)  # bars already received are kept, but nobody is told any more
         self._closed = True
         self._started = False
         self._target = frozenset()
@@ -504,6 +540,11 @@ class BarStream(QObject):
             log.warning("the Alpaca stream thread did not end within %.1f s", timeout)
         self._event_in.emit(session.generation, "stopped", None)
 
+    def _w_reconnect(self) -> None:
+        session = self._w_session
+        if session is not None:
+            session.drop_connection()
+
     def _w_shutdown(self) -> None:
         self._w_drop_session(STOP_TIMEOUT_S - 0.1)
 
@@ -515,6 +556,7 @@ class BarStream(QObject):
             return
         if kind == "started":
             self._gen, self._was_live, self._lost_at, self._last_error = gen, False, None, None
+            self._quiet_from = None
             self._conn = StreamStatus(CONNECTING)
             self._publish()
             return
@@ -535,8 +577,10 @@ class BarStream(QObject):
         elif kind == "connected":
             reconnect = self._was_live
             self._was_live, self._last_error = True, None
+            self._quiet_from = None
             self._conn = StreamStatus(LIVE)
             if reconnect:
+                self._flush()  # the gap starts after the last bar received, so store those first
                 self._backfill()
         elif kind == "error":
             text = str(detail)
@@ -563,14 +607,65 @@ class BarStream(QObject):
     def _on_bar_in(self, gen: int, symbol: str, bar: object) -> None:
         if self._closed or gen != self._gen or symbol not in self._wanted:
             return  # released meanwhile: no more bars for it
-        result = self._store.upsert_bars(symbol, [bar])
-        if not result.stored:
-            log.warning("stream bar for %s not stored: %s", symbol, "; ".join(result.rejected_reasons))
+        problem = self._store.bar_problem(bar)  # type: ignore[arg-type]
+        if problem is not None:
+            log.warning("stream bar for %s not stored: %s", symbol, problem)
             return
-        ts = bar.ts  # type: ignore[attr-defined]
-        if ts > self._last_ts.get(symbol, -1):
-            self._last_ts[symbol] = ts
-        self.bar_received.emit(StreamBar(symbol, bar))  # type: ignore[arg-type]
+        self._pending.append((symbol, bar))  # type: ignore[arg-type]
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    @Slot()
+    def _flush(self, emit: bool = True) -> None:
+        """Store the buffered bars in one transaction, then emit them in arrival order."""
+        self._flush_timer.stop()
+        pending, self._pending = self._pending, []
+        if not pending or self._closed:
+            return
+        batch: dict[str, list[Bar]] = {}
+        for symbol, bar in pending:
+            batch.setdefault(symbol, []).append(bar)
+        try:
+            self._store.upsert_many(batch)
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: say so; the REST backfill can refill
+            log.error("could not store %d stream bar(s): %s", len(pending), _describe(exc))
+            return
+        for symbol, bar in pending:
+            if bar.ts > self._last_ts.get(symbol, -1):
+                self._last_ts[symbol] = bar.ts
+        if emit:
+            for symbol, bar in pending:
+                self.bar_received.emit(StreamBar(symbol, bar))
+
+    # --- stall watch ------------------------------------------------------------------------------
+
+    @Slot(object)
+    def check_stalled(self, report: Any) -> None:
+        """Engine cycle hook (``cycle_done``, a CycleReport): reconnect a stream that is up but silent.
+
+        Alpaca can keep a connection open (pings answered) and send nothing. The SDK notices only
+        with a data timeout, which would also fire all night while the market is closed; the
+        engine's cycles run only in sessions, so measuring from them never counts closed hours. A
+        gap between cycles longer than the stall time (a night, a sleep) starts the count afresh.
+        """
+        if self._closed or not self._started or self._conn.state != LIVE or not self._wanted:
+            return
+        minute_ts = int(report.minute.timestamp())
+        previous, self._last_cycle_ts = self._last_cycle_ts, minute_ts
+        if self._quiet_from is None or previous is None or minute_ts - previous > self._stall_after_s:
+            self._quiet_from = minute_ts
+            return
+        newest = max((self._last_ts.get(symbol, -1) for symbol in self._wanted), default=-1)
+        # A bar of minute M arrives once M has completed, so by cycle M+1 the newest should be M.
+        quiet_since = max(newest + _MINUTE, self._quiet_from)
+        if minute_ts - quiet_since < self._stall_after_s:
+            return
+        minutes = (minute_ts - quiet_since) // _MINUTE
+        log.warning("no stream bar for any symbol in %d minutes: reconnecting", minutes)
+        self._lost_at = report.minute
+        self._conn = StreamStatus(RECONNECTING, REASON_STALLED.format(minutes=minutes))
+        self._publish()
+        self._control.submit(self._w_reconnect)
 
     # --- gap fill ---------------------------------------------------------------------------------
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread
 
 from app.engine.clock import Clock, RealClock, SimClock
 from app.engine.engine_client import CallBridge, EngineClient
-from app.engine.engine_parts import EngineOptions
+from app.engine.engine_parts import EngineOptions, EngineParts
 from app.engine.engine_service import EngineService
 from app.engine.orchestrator import EngineSignals, Orchestrator
 from app.engine.settings import Settings
@@ -25,14 +26,17 @@ class EngineHost:
     """Owns the engine QThread, its Orchestrator and the call bridge; gives the UI a client."""
 
     def __init__(self, settings: Settings, clock: Clock | None = None, *,
-                 options: EngineOptions | None = None, skip_closed_hours: bool | None = None):
+                 options: EngineOptions | None = None, skip_closed_hours: bool | None = None,
+                 parts_factory: Callable[[], EngineParts] | None = None):
+        # parts_factory (tests, benchmarks): builds the engine parts on the engine thread instead of
+        # EngineParts.build, e.g. to hand in an AlpacaBroker with short timeouts.
         self.settings = settings
         self.clock = clock or RealClock()
         self.signals = EngineSignals()
         self.thread = QThread()
         self.thread.setObjectName("engine")
         self.orchestrator = Orchestrator(settings, self.clock, self.signals, options=options,
-                                         skip_closed_hours=skip_closed_hours)
+                                         skip_closed_hours=skip_closed_hours, parts_factory=parts_factory)
         self.bridge = CallBridge()
         self.orchestrator.moveToThread(self.thread)
         self.bridge.moveToThread(self.thread)
