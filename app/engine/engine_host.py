@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread
+from PySide6.QtCore import QMetaObject, Qt, QThread
 
 from app.engine.clock import Clock, RealClock, SimClock
 from app.engine.engine_client import CallBridge, EngineClient

@@ -126,29 +126,7 @@ class OrderJournal:
         period.
         """
         fills, self._placed_fills = self._placed_fills, []
-        for order in self._store.open_orders():
-            try:
-                if wait_s > 0:
-                    state = self._broker.wait_for_final(order.client_order_id, wait_s)
-                else:
-                    state = self._broker.get_order(order.client_order_id)
-            except NotFound:
-                state = None
-            except BrokerError as exc:
-                log.warning("could not check order %s: %s", order.client_order_id, exc)
-                continue
-            if state is None:
-                age = self._now() - parse_utc_text(order.submitted_at)
-                if age >= UNKNOWN_ORDER_GRACE:
-                    self._store.mark_final(order.client_order_id, "failed",
-                                           "the broker never received this order")
-                    log.warning("order %s unknown to the broker: marked failed", order.client_order_id)
-                continue
-            if order.status == "pending" and state.broker_order_id:
-                self._store.mark_submitted(order.client_order_id, state.broker_order_id)
-            fill = self.apply(state)
-            if fill:
-                fills.append(fill)
+        fills.extend(self._resolve_open(wait_s, at_start=False))
         return fills
 
     def reconcile_at_start(self) -> list[Fill]:
@@ -156,21 +134,29 @@ class OrderJournal:
 
         At start a pending order the broker does not know was never sent: it is failed at once.
         """
+        return self._resolve_open(0.0, at_start=True)
+
+    def _resolve_open(self, wait_s: float, *, at_start: bool) -> list[Fill]:
         fills: list[Fill] = []
         for order in self._store.open_orders():
+            coid = order.client_order_id
             try:
-                state = self._broker.get_order(order.client_order_id)
+                state = (self._broker.wait_for_final(coid, wait_s) if wait_s > 0
+                         else self._broker.get_order(coid))
             except NotFound:
                 state = None
             except BrokerError as exc:
-                log.warning("could not reconcile order %s yet: %s", order.client_order_id, exc)
+                log.warning("could not check order %s yet: %s", coid, exc)
                 continue
             if state is None:
-                self._store.mark_final(order.client_order_id, "failed",
-                                       "not found at the broker after restart")
+                if at_start:
+                    self._store.mark_final(coid, "failed", "not found at the broker after restart")
+                elif self._now() - parse_utc_text(order.submitted_at) >= UNKNOWN_ORDER_GRACE:
+                    self._store.mark_final(coid, "failed", "the broker never received this order")
+                    log.warning("order %s unknown to the broker: marked failed", coid)
                 continue
             if order.status == "pending" and state.broker_order_id:
-                self._store.mark_submitted(order.client_order_id, state.broker_order_id)
+                self._store.mark_submitted(coid, state.broker_order_id)
             fill = self.apply(state)
             if fill:
                 fills.append(fill)

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from itertools import repeat
 from pathlib import Path
-from types import TracebackType
 
 from app.storage.records import Bar
-from app.storage.sqlite import connect, integrity_ok, migrate, transaction
+from app.storage.sqlite import SqliteStore, transaction
 from app.storage.system_store import StoreError
 from app.storage.timefmt import epoch_text, utc_text
 
@@ -127,24 +126,20 @@ def _reject_reason(bar: object, filt: Callable[[int], bool] | None) -> str:
     return f"{when}: invalid bar"
 
 
-class MarketStore:
+class MarketStore(SqliteStore):
     """Minute bars and fetch coverage in stocks.db. One instance per thread (own connection).
 
     ``minute_filter`` (the engine's market calendar) says whether an epoch second is a
     regular-session bar minute; bars outside it are refused by :meth:`upsert_bars`.
     """
 
+    MIGRATIONS = MIGRATIONS
+
     def __init__(self, path: str | Path, *,
                  minute_filter: Callable[[int], bool] | None = None) -> None:
-        self._path = Path(path)
-        self._conn = connect(path)
         self._minute_filter = minute_filter
         self._known_symbols: set[str] = set()
-        try:
-            migrate(self._conn, MIGRATIONS)
-        except BaseException:
-            self._conn.close()
-            raise
+        super().__init__(path)
 
     def _remember_symbol(self, symbol: str) -> None:
         """Validate once, then skip the regex on the hot read path."""
@@ -152,32 +147,6 @@ class MarketStore:
         if len(self._known_symbols) < 100_000:
             self._known_symbols.add(symbol)
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the connection (the last close also folds the WAL back into the file)."""
-        self._conn.close()
-
-    def __enter__(self) -> MarketStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._path
-
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The underlying connection: for tests and maintenance only, not for queries elsewhere."""
-        return self._conn
-
-    def integrity_check(self) -> tuple[bool, str]:
-        """``PRAGMA integrity_check`` result as (ok, first problem or 'ok')."""
-        return integrity_ok(self._conn)
 
     # -- bars --------------------------------------------------------------------------------
 

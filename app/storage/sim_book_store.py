@@ -11,9 +11,8 @@ import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from types import TracebackType
 
-from app.storage.sqlite import connect, integrity_ok, migrate, transaction
+from app.storage.sqlite import SqliteStore, transaction
 from app.storage.system_store import StoreError
 from app.storage.timefmt import epoch_text
 
@@ -95,42 +94,26 @@ def _money(value: object, what: str) -> Decimal:
     return amount
 
 
-class SimBookStore:
+class SimBookStore(SqliteStore):
     """Cash, orders and positions of the simulated broker in one SQLite file. One per thread.
 
     ``starting_cash`` funds a new book; an existing file keeps the cash it already has.
     """
 
+    MIGRATIONS = MIGRATIONS
+
     def __init__(self, path: str | Path, *, starting_cash: Decimal = Decimal("100000")) -> None:
         cash = _money(starting_cash, "starting cash")
         if cash < 0:
             raise StoreError(f"starting cash must not be negative, got {cash}")
-        self._conn = connect(path)
-        try:
-            migrate(self._conn, MIGRATIONS)
-            with transaction(self._conn):
-                self._conn.execute("INSERT OR IGNORE INTO sim_account (id, cash) VALUES (1, ?)",
-                                   (str(cash),))
-        except BaseException:
-            self._conn.close()
-            raise
+        self._starting_cash = cash
+        super().__init__(path)
 
-    # -- lifecycle -------------------------------------------------------------------------
+    def _after_open(self) -> None:
+        with transaction(self._conn):
+            self._conn.execute("INSERT OR IGNORE INTO sim_account (id, cash) VALUES (1, ?)",
+                               (str(self._starting_cash),))
 
-    def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
-
-    def __enter__(self) -> SimBookStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def integrity_check(self) -> tuple[bool, str]:
-        """``PRAGMA integrity_check`` result as (ok, first problem or 'ok')."""
-        return integrity_ok(self._conn)
 
     # -- reads -----------------------------------------------------------------------------
 

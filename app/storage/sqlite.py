@@ -81,3 +81,49 @@ def integrity_ok(conn: sqlite3.Connection) -> tuple[bool, str]:
     rows = conn.execute("PRAGMA integrity_check").fetchall()
     first = rows[0][0] if rows else "no answer"
     return first == "ok", first
+
+
+class SqliteStore:
+    """Base of the stores: one connection to one file, migrated on open, closed on exit.
+
+    Subclasses set ``MIGRATIONS`` and may override :meth:`_after_open` for first-use rows.
+    """
+
+    MIGRATIONS: Sequence[Migration] = ()
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._conn = connect(self._path)
+        try:
+            migrate(self._conn, self.MIGRATIONS)
+            self._after_open()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _after_open(self) -> None:
+        """Hook run once after migrations (inside the constructor's error handling)."""
+
+    def close(self) -> None:
+        """Close the connection (the last close also folds the WAL back into the file)."""
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The underlying connection: for tests and maintenance only, not for queries elsewhere."""
+        return self._conn
+
+    def integrity_check(self) -> tuple[bool, str]:
+        """``PRAGMA integrity_check`` result as (ok, first problem or 'ok')."""
+        return integrity_ok(self._conn)

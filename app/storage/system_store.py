@@ -14,10 +14,9 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
 
 from app.storage.records import InstanceRecord, OrderRecord, TransactionRecord
-from app.storage.sqlite import connect, integrity_ok, migrate, transaction
+from app.storage.sqlite import SqliteStore, transaction
 from app.storage.timefmt import parse_utc_text, utc_text
 
 
@@ -152,49 +151,19 @@ def _display_name(ticker: str, algo_type: str, moment: datetime) -> str:
     return f"{ticker}_{algo_type}_{moment.astimezone(timezone.utc):%Y%m%d_%H%M%S}"
 
 
-class SystemStore:
+class SystemStore(SqliteStore):
     """Cards, transactions, the orders journal and settings in system.db. One per thread.
 
     ``now`` is the only source of the current time (the engine passes its Clock's ``now`` so sim
     mode stamps simulated time); it must return an aware datetime.
     """
 
+    MIGRATIONS = MIGRATIONS
+
     def __init__(self, path: str | Path, *, now: Callable[[], datetime] | None = None) -> None:
         self._now = now or (lambda: datetime.now(timezone.utc))
-        self._path = Path(path)
-        self._conn = connect(path)
-        try:
-            migrate(self._conn, MIGRATIONS)
-        except BaseException:
-            self._conn.close()
-            raise
+        super().__init__(path)
 
-    # -- lifecycle -----------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
-
-    def __enter__(self) -> SystemStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._path
-
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The underlying connection: for tests and maintenance only, not for queries elsewhere."""
-        return self._conn
-
-    def integrity_check(self) -> tuple[bool, str]:
-        """``PRAGMA integrity_check`` result as (ok, first problem or 'ok')."""
-        return integrity_ok(self._conn)
 
     def _now_text(self) -> str:
         return utc_text(self._now())

@@ -16,7 +16,7 @@ from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from app.ui import theme
-from app.ui.keypads import BACK, OK, PIN_KEYS, Keypad, edit_text
+from app.ui.keypads import OK, PIN_KEYS, Keypad, edit_text
 from app.ui.overlay import Overlay
 from app.ui.tasks import error_text
 from app.ui.widgets import button, label
