@@ -51,6 +51,8 @@ class OrderJournal:
         # Fills already final when submit answered (e.g. found by client id after a lost answer):
         # recorded by place(), reported by the next settle().
         self._placed_fills: list[Fill] = []
+        # Orders the broker closed without a fill since the last drain: (instance id, sentence).
+        self._closed_unfilled: list[tuple[int, str]] = []
 
     def _journal_prefix(self) -> str:
         # A random id per system.db keeps client order ids unique across database resets
@@ -111,8 +113,19 @@ class OrderJournal:
             return Fill(order.algorithm_id, state.client_order_id, state.side, state.filled_qty,
                         Decimal(state.filled_avg_price), tx_id)
         status = state.status if state.status in ("rejected", "canceled") else "failed"
-        self._store.mark_final(state.client_order_id, status, state.reason)
+        if self._store.mark_final(state.client_order_id, status, state.reason):
+            order = self._store.get_order(state.client_order_id)
+            if order is not None:
+                what = {"rejected": "rejected", "canceled": "canceled"}.get(status, "did not fill")
+                self._closed_unfilled.append((order.algorithm_id, (
+                    f"broker {what} the {order.side} of {order.shares} {order.symbol}"
+                    + (f": {state.reason}" if state.reason else ""))))
         return None
+
+    def drain_unfilled(self) -> list[tuple[int, str]]:
+        """Orders the broker closed without any fill since the last call, as (instance id, sentence)."""
+        closed, self._closed_unfilled = self._closed_unfilled, []
+        return closed
 
     def open_orders(self) -> list[OrderRecord]:
         """Journal rows not yet final."""

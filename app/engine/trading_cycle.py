@@ -91,8 +91,8 @@ class CycleResult:
 
     @property
     def refused(self) -> list[Outcome]:
-        """Orders the risk guard refused."""
-        return [o for o in self.outcomes if o.action == "refused"]
+        """Orders the risk guard refused, the broker refused or closed without a fill."""
+        return [o for o in self.outcomes if o.action in ("refused", "order-problem")]
 
 
 class TradingCycle:
@@ -192,6 +192,9 @@ class TradingCycle:
                 result.orders += 1
         if result.orders and self.fill_wait_s > 0:
             result.fills.extend(self.journal.settle(self.fill_wait_s))
+        for instance_id, sentence in self.journal.drain_unfilled():
+            self.refused[instance_id] = sentence
+            result.outcomes.append(Outcome(instance_id, "order-problem", reason=sentence))
         return result
 
     def _trade(self, inst: InstanceRecord, decision: Decision, minute: datetime, price: Decimal | None,

@@ -266,3 +266,32 @@ def test_fill_final_at_submission_is_recorded_at_once_and_reported_by_the_next_s
     (fill,) = world.journal.settle(0)
     assert (fill.client_order_id, fill.shares, fill.price) == (order.client_order_id, 2, world.bar_open(T))
     assert world.journal.settle(0) == []
+
+
+
+def test_broker_rejection_after_acceptance_reaches_the_card(fake_alpaca, tmp_path):
+    """Alpaca accepts an order, then rejects it: the card gets the reason, nothing is recorded."""
+    from datetime import datetime, timezone
+
+    from app.engine.alpaca_broker import AlpacaBroker
+    from app.engine.order_journal import OrderJournal
+    from app.engine.settings import Settings
+    from app.storage.system_store import SystemStore
+
+    settings = Settings(api_key=fake_alpaca.key, secret=fake_alpaca.secret, trading_url=fake_alpaca.origin,
+                        data_url=fake_alpaca.origin, data_root=tmp_path)
+    broker = AlpacaBroker.from_settings(settings, timeout_s=2, retry_wait_s=0.01)
+    now = datetime(2024, 6, 3, 15, 0, tzinfo=timezone.utc)
+    store = SystemStore(tmp_path / "system.db", now=lambda: now)
+    card = store.create_instance("AAPL", "sma_crossover", 10_000)
+    journal = OrderJournal(store, broker, lambda: now)
+    fake_alpaca.reject(symbol="AAPL")
+    order, problem = journal.place(card, "AAPL", "buy", 5, now)
+    assert problem is None
+    assert journal.settle(wait_s=3.0) == []
+    closed = journal.drain_unfilled()
+    assert len(closed) == 1 and closed[0][0] == card
+    assert closed[0][1].startswith("broker rejected the buy of 5 AAPL")
+    assert journal.drain_unfilled() == []
+    assert store.get_order(order.client_order_id).status == "rejected"
+    assert store.get_transactions(card) == []
