@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
@@ -35,18 +36,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_screenshot)
 
 
-def sim_start(calendar: MarketCalendar, now: datetime | None = None) -> datetime:
+def sim_start(calendar: MarketCalendar, now: datetime | None = None,
+              resume_after: datetime | None = None) -> datetime:
     """Where the simulated clock starts: now when the market is open, else the most recent session open,
-    so a newcomer sees cards move at once."""
+    so a newcomer sees cards move at once — but after ``resume_after`` (the last minute an earlier run
+    of this data folder cycled): a restarted simulation goes on from there instead of replaying minutes
+    it already traded."""
     now = now or datetime.now(timezone.utc)
     if calendar.is_open(now):
-        return now
-    day = calendar.previous_session(now.date()) if not calendar.is_session(now.date()) or \
-        now < calendar.session_open(now.date()) else now.date()
-    return calendar.session_open(day)
+        start = now
+    else:
+        day = calendar.previous_session(now.date()) if not calendar.is_session(now.date()) or \
+            now < calendar.session_open(now.date()) else now.date()
+        start = calendar.session_open(day)
+    if resume_after is not None:
+        start = max(start, resume_after + timedelta(minutes=1))
+    return start
 
 
-def make_clock(mode: str, speed: float) -> Clock:
+def last_cycled_minute(system_db: Path) -> datetime | None:
+    """The minute the last run over this system.db cycled, or None (no file, no cycle, unreadable)."""
+    if not system_db.is_file():
+        return None
+    from app.storage.system_store import SystemStore
+    from app.storage.timefmt import parse_utc_text
+    try:
+        with SystemStore(system_db) as store:
+            text = store.get_config("last_cycle")
+        return parse_utc_text(json.loads(text)["minute"]) if text else None
+    except Exception:  # noqa: BLE001 - a damaged file is the engine's start check to report
+        return None
+
+
+def make_clock(mode: str, speed: float, resume_after: datetime | None = None) -> Clock:
     """Real time for Alpaca; a simulated clock (optionally accelerated) for the sim."""
     if mode != "sim":
         if speed != 1.0:
@@ -54,7 +76,7 @@ def make_clock(mode: str, speed: float) -> Clock:
         return RealClock()
     if not speed > 0:
         raise CommandError("--speed must be a positive number")
-    return SimClock(sim_start(MarketCalendar()), speed=speed)
+    return SimClock(sim_start(MarketCalendar(), resume_after=resume_after), speed=speed)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,7 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     register_secret(settings.secret)
     from app.engine.hardening import warn_exposed_env_files
     warn_exposed_env_files()
-    clock = make_clock(settings.mode, args.speed)
+    clock = make_clock(settings.mode, args.speed,
+                       last_cycled_minute(paths.system_db) if settings.mode == "sim" else None)
     log.info("starting AutoTrader in %s mode (data in %s)", settings.mode.upper(), paths.root)
 
     from PySide6.QtWidgets import QApplication

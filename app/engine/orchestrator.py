@@ -273,4 +273,5 @@ class Orchestrator(QObject):
         parts.feed.set_symbols(symbols)
         if added:
             parts.feed.ensure_ready(sorted(added), self.clock.now())
+        log.info("symbols: %s", " ".join(sorted(symbols)) or "none")  # the set the live stream must carry
         self.signals.symbols_changed.emit(symbols)

@@ -285,7 +285,7 @@ def test_broker_rejection_after_acceptance_reaches_the_card(fake_alpaca, tmp_pat
     store = SystemStore(tmp_path / "system.db", now=lambda: now)
     card = store.create_instance("AAPL", "sma_crossover", 10_000)
     journal = OrderJournal(store, broker, lambda: now)
-    fake_alpaca.reject(symbol="AAPL")
+    fake_alpaca.faults.reject(symbol="AAPL")
     order, problem = journal.place(card, "AAPL", "buy", 5, now)
     assert problem is None
     assert journal.settle(wait_s=3.0) == []
