@@ -101,7 +101,7 @@ class Orchestrator(QObject):
         self.trading_stopped: str | None = None
         self.backup: DailyBackup | None = None
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
-        self.totals = {"cycles_run": 0, "late_1s": 0, "refused": 0}
+        self.totals = {"cycles_run": 0, "late_1s": 0, "late_max_s": 0.0, "refused": 0}
 
     # --- life cycle (engine thread) ----------------------------------------------------
 
@@ -244,6 +244,7 @@ class Orchestrator(QObject):
         del self.reports[:-500]
         self.totals["cycles_run"] += 1
         late_s = (started - report.scheduled_at).total_seconds()
+        self.totals["late_max_s"] = max(self.totals["late_max_s"], round(late_s, 3))
         if late_s > 1.0:
             self.totals["late_1s"] += 1
             log.info("cycle for %s started %.1f s late (took %.0f ms)", utc_text(minute), late_s, duration_ms)

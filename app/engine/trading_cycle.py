@@ -176,6 +176,8 @@ class TradingCycle:
         halted = self.halted()
         minute_ts = to_epoch(minute)
         prices: dict[str, Decimal | None] = {}
+        # One open order per card at a time: read the open journal rows once per minute.
+        busy = {order.algorithm_id for order in self.journal.open_orders()} if decisions else set()
         for inst, decision in zip(batch_instances, decisions):
             if isinstance(decision, AlgorithmFault):
                 result.outcomes.append(self.fault(inst, decision.reason))
@@ -186,7 +188,7 @@ class TradingCycle:
             if inst.ticker not in prices:
                 bars = self.market.last_bars(inst.ticker, 1, minute_ts)
                 prices[inst.ticker] = Decimal(str(bars[-1].close)) if bars else None
-            outcome = self._trade(inst, decision, minute, prices[inst.ticker], market_open, halted)
+            outcome = self._trade(inst, decision, minute, prices[inst.ticker], market_open, halted, busy)
             result.outcomes.append(outcome)
             if outcome.action in ("buy", "sell"):
                 result.orders += 1
@@ -198,14 +200,13 @@ class TradingCycle:
         return result
 
     def _trade(self, inst: InstanceRecord, decision: Decision, minute: datetime, price: Decimal | None,
-               market_open: bool, halted: bool) -> Outcome:
-        transactions = self.system.get_transactions(inst.id, oldest_first=True)
-        figures = card_figures(inst.initial_capital, transactions, price)
-        reserved_cash, reserved_shares = self.journal.reserved(inst.id, price)
-        if reserved_cash or reserved_shares:
+               market_open: bool, halted: bool, busy: set[int]) -> Outcome:
+        if inst.id in busy:
             reason = "an earlier order of this card is still open"
             self.refused[inst.id] = reason
             return Outcome(inst.id, "refused", decision.shares, reason)
+        transactions = self.system.get_transactions(inst.id, oldest_first=True)
+        figures = card_figures(inst.initial_capital, transactions, price)
         broker_position = None
         all_shares = 0
         if decision.action == "sell" and self.check_broker_position:
