@@ -95,6 +95,7 @@ class EngineParts:
         dirs = default_dirs(settings.algorithm_dirs)
         cycle = TradingCycle(system=system, market=market, broker=broker, journal=journal, calendar=calendar,
                              runner=runner, algorithm_dirs=dirs, fill_wait_s=fill_wait)
+        closers.append(cycle.context.close)
         log.info("engine ready: mode %s, data in %s", mode.upper(), paths.root)
         return cls(mode=mode, settings=settings, paths=paths, clock=clock, calendar=calendar, system=system,
                    market=market, broker=broker, journal=journal, feed=feed, cycle=cycle,

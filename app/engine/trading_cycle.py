@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Sequence
+import queue
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -33,36 +34,54 @@ HALT_KEY = "trading_halted"
 
 
 class StoreContext:
-    """The data an algorithm may see (AlgorithmContext), read through per-thread connections.
+    """The data an algorithm may see (AlgorithmContext), read through a small pool of connections.
 
-    Algorithms run in the runner's worker threads, and a SQLite connection belongs to the thread
-    that opened it, so each worker lazily opens its own connections to the same files (WAL lets
-    them read while the engine thread writes).
+    Algorithms run in the runner's worker threads, which come and go (a slow worker is replaced),
+    so connections are pooled rather than kept per thread: each call borrows a pair, uses it on its
+    thread alone and gives it back. The pool never holds more pairs than calls ran at once, so
+    replaced workers leave no open files behind.
     """
 
     def __init__(self, market_path: Path, system_path: Path):
         self._market_path = Path(market_path)
         self._system_path = Path(system_path)
-        self._local = threading.local()
+        self._pool: queue.SimpleQueue[tuple[MarketStore, SystemStore]] = queue.SimpleQueue()
 
-    def _stores(self) -> tuple[MarketStore, SystemStore]:
-        stores = getattr(self._local, "stores", None)
-        if stores is None:
-            stores = (MarketStore(self._market_path), SystemStore(self._system_path))
-            self._local.stores = stores
-        return stores
+    @contextmanager
+    def _stores(self) -> Iterator[tuple[MarketStore, SystemStore]]:
+        try:
+            stores = self._pool.get_nowait()
+        except queue.Empty:
+            stores = (MarketStore(self._market_path, shared=True), SystemStore(self._system_path, shared=True))
+        try:
+            yield stores
+        finally:
+            self._pool.put(stores)
 
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """Last ``n`` stored bars strictly before ``before_ts``."""
-        return self._stores()[0].last_bars(symbol, n, before_ts)
+        with self._stores() as (market, _):
+            return market.last_bars(symbol, n, before_ts)
 
     def bars_between(self, symbol: str, start_ts: int, end_ts: int) -> list[Bar]:
         """Stored bars in the closed range."""
-        return self._stores()[0].bars_between(symbol, start_ts, end_ts)
+        with self._stores() as (market, _):
+            return market.bars_between(symbol, start_ts, end_ts)
 
     def transactions(self, algo_id: int):
         """This instance's transactions, oldest first."""
-        return self._stores()[1].get_transactions(algo_id, oldest_first=True)
+        with self._stores() as (_, system):
+            return system.get_transactions(algo_id, oldest_first=True)
+
+    def close(self) -> None:
+        """Close the pooled connections (engine shutdown)."""
+        while True:
+            try:
+                market, system = self._pool.get_nowait()
+            except queue.Empty:
+                return
+            market.close()
+            system.close()
 
 
 @dataclass(frozen=True)

@@ -136,10 +136,10 @@ class MarketStore(SqliteStore):
     MIGRATIONS = MIGRATIONS
 
     def __init__(self, path: str | Path, *,
-                 minute_filter: Callable[[int], bool] | None = None) -> None:
+                 minute_filter: Callable[[int], bool] | None = None, shared: bool = False) -> None:
         self._minute_filter = minute_filter
         self._known_symbols: set[str] = set()
-        super().__init__(path)
+        super().__init__(path, shared=shared)
 
     def _remember_symbol(self, symbol: str) -> None:
         """Validate once, then skip the regex on the hot read path."""

@@ -15,7 +15,7 @@ BUSY_TIMEOUT_MS = 10_000
 Migration = Callable[[sqlite3.Connection], None]
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: str | Path, *, readonly: bool = False, shared: bool = False) -> sqlite3.Connection:
     """Open ``path`` in WAL mode with foreign keys on, ``synchronous=NORMAL`` and a busy timeout.
 
     The connection is in autocommit mode (``isolation_level=None``); group writes with
@@ -24,11 +24,11 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     path = Path(path)
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=True)
+                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=not shared)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
-                               check_same_thread=True)
+                               check_same_thread=not shared)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
@@ -91,9 +91,9 @@ class SqliteStore:
 
     MIGRATIONS: Sequence[Migration] = ()
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, shared: bool = False) -> None:
         self._path = Path(path)
-        self._conn = connect(self._path)
+        self._conn = connect(self._path, shared=shared)
         try:
             migrate(self._conn, self.MIGRATIONS)
             self._after_open()

@@ -160,9 +160,10 @@ class SystemStore(SqliteStore):
 
     MIGRATIONS = MIGRATIONS
 
-    def __init__(self, path: str | Path, *, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, path: str | Path, *, now: Callable[[], datetime] | None = None,
+                 shared: bool = False) -> None:
         self._now = now or (lambda: datetime.now(timezone.utc))
-        super().__init__(path)
+        super().__init__(path, shared=shared)
 
 
     def _now_text(self) -> str:

@@ -305,3 +305,27 @@ def test_full_path_on_alpaca_paper_against_the_fake_server(tmp_path, algos):
                 + bought.shares * Decimal("102") - 7 * Decimal("102")
         finally:
             parts.close()
+
+
+def test_algorithm_data_connections_do_not_pile_up_when_worker_threads_come_and_go(tmp_path):
+    """Slow workers are replaced by new threads; their data connections must be reused, not leaked."""
+    import os
+    import threading
+
+    from app.engine.trading_cycle import StoreContext
+    from app.storage.market_store import MarketStore
+    from app.storage.system_store import SystemStore
+
+    MarketStore(tmp_path / "stocks.db").close()
+    SystemStore(tmp_path / "system.db").close()
+    context = StoreContext(tmp_path / "stocks.db", tmp_path / "system.db")
+    context.last_bars("AAPL", 5, 1_700_000_000)  # warm: one pair of connections
+    open_fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(30):  # 30 short-lived worker threads, one after the other
+        worker = threading.Thread(target=lambda: (context.last_bars("AAPL", 5, 1_700_000_000),
+                                                  context.transactions(1)))
+        worker.start()
+        worker.join()
+    assert len(os.listdir("/proc/self/fd")) <= open_fds
+    context.close()
+    assert len(os.listdir("/proc/self/fd")) < open_fds
