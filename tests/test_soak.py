@@ -23,7 +23,7 @@ import pytest
 from bench.soak import run_soak
 
 # Held out of CI until the full soak meets issue 7's criteria (it did not: RSS +26 %, descriptors
-# 51 -> 111, 180 skipped minutes over 30 sessions). Run it by hand: pytest tests/test_soak.py --runxfail
+# 51 -> 111, 180 skipped minutes over 30 sessions). To run it, remove the skip mark below.
 pytestmark = [pytest.mark.slow,
               pytest.mark.skip(reason="issue 7 open: soak memory/descriptor criteria not met yet")]
 
