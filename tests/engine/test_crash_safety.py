@@ -105,7 +105,8 @@ def test_sigkill_at_random_moments_never_loses_or_doubles_a_fill(tmp_path):
 
     # The kills landed while orders were being placed and recorded: restarts found open orders and
     # fills the broker made that the journal had not recorded yet; trading went on across many minutes.
-    assert sum(1 for r in restarts if r["open_orders"]) >= KILLS // 2, restarts
+    # (How many kills land with orders open depends on the machine's timing: 22-44 of 50 seen here.)
+    assert sum(1 for r in restarts if r["open_orders"]) >= KILLS // 4, restarts
     assert sum(r["reconciled_fills"] for r in restarts) > 0, "no kill landed between a fill and its record"
     traded_minutes = {r["minute"] for r in restarts}
     assert len(traded_minutes) >= KILLS // 2, f"the child made too little progress {note}"
