@@ -31,6 +31,7 @@ from app.engine.broker import (
     NotFound,
     OrderRejected,
     OrderState,
+    check_order_args,
     check_symbol_format,
 )
 from app.engine.settings import Settings
@@ -38,7 +39,6 @@ from app.engine.settings import Settings
 log = logging.getLogger("autotrader.engine.alpaca_broker")
 
 POLL_INTERVAL_S = 0.25
-MAX_CLIENT_ORDER_ID = 128  # Alpaca's limit
 _CANCEL_SETTLE_S = 1.0
 _ENDED = frozenset({"canceled", "expired", "replaced", "done_for_day"})
 
@@ -219,16 +219,7 @@ class AlpacaBroker:
         from alpaca.trading.enums import OrderSide, TimeInForce
         from alpaca.trading.requests import MarketOrderRequest
 
-        if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
-            raise OrderRejected(f"client order id must be 1-{MAX_CLIENT_ORDER_ID} characters of text")
-        try:
-            check_symbol_format(symbol)
-        except InvalidSymbol as exc:
-            raise OrderRejected(str(exc)) from None
-        if side not in ("buy", "sell"):
-            raise OrderRejected(f"order side must be 'buy' or 'sell', not {side!r}")
-        if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
-            raise OrderRejected(f"an order needs a whole number of shares, at least 1 (got {qty!r})")
+        check_order_args(client_order_id, symbol, side, qty)
         request = MarketOrderRequest(symbol=symbol, qty=qty, side=OrderSide(side),
                                      time_in_force=TimeInForce.DAY, client_order_id=client_order_id)
         try:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Protocol
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z]{1,5}(\.[A-Z]{1,2})?$")
+MAX_CLIENT_ORDER_ID = 128  # Alpaca's limit; the simulator keeps the same rule
 FINAL_STATUSES = frozenset({"filled", "partial", "rejected", "canceled", "failed"})
 
 
@@ -51,6 +52,20 @@ def check_symbol_format(symbol: str) -> str:
         raise InvalidSymbol(
             f"{shown!r} is not a ticker: use 1-5 capital letters, optionally a class suffix like BRK.B")
     return symbol
+
+
+def check_order_args(client_order_id: str, symbol: str, side: str, qty: int) -> None:
+    """Raise OrderRejected unless the id, ticker, side and whole-share quantity are well formed."""
+    if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
+        raise OrderRejected(f"client order id must be 1-{MAX_CLIENT_ORDER_ID} characters of text")
+    try:
+        check_symbol_format(symbol)
+    except InvalidSymbol as exc:
+        raise OrderRejected(str(exc)) from None
+    if side not in ("buy", "sell"):
+        raise OrderRejected(f"order side must be 'buy' or 'sell', not {side!r}")
+    if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
+        raise OrderRejected(f"an order needs a whole number of shares, at least 1 (got {qty!r})")
 
 
 @dataclass(frozen=True, slots=True)

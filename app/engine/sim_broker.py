@@ -17,18 +17,18 @@ from decimal import Decimal
 
 from app.engine.broker import (
     InsufficientFunds,
-    InvalidSymbol,
     MarketClosed,
     NotFound,
     OrderRejected,
     OrderState,
+    check_order_args,
     check_symbol_format,
 )
 from app.engine.market_calendar import CalendarRangeError, MarketCalendar
 from app.engine.money import format_money
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
-from app.storage.sim_book_store import MAX_CLIENT_ORDER_ID, SimBookStore, SimOrderRow
+from app.storage.sim_book_store import SimBookStore, SimOrderRow
 from app.storage.timefmt import parse_utc_text, to_epoch
 
 _BPS = Decimal(10_000)
@@ -146,20 +146,11 @@ class SimBroker:
         InsufficientFunds (buy costs more than the free cash at the latest price) or
         MarketClosed.
         """
-        if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID:
-            raise OrderRejected(f"client order id must be 1-{MAX_CLIENT_ORDER_ID} characters of text")
+        check_order_args(client_order_id, symbol, side, qty)
         existing = self._book.get_order(client_order_id)
         if existing is not None:
             self.settle()
             return _state(self._book.get_order(client_order_id) or existing)
-        try:
-            check_symbol_format(symbol)
-        except InvalidSymbol as exc:
-            raise OrderRejected(str(exc)) from None
-        if side not in ("buy", "sell"):
-            raise OrderRejected(f"order side must be 'buy' or 'sell', not {side!r}")
-        if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
-            raise OrderRejected(f"an order needs a whole number of shares, at least 1 (got {qty!r})")
         now = self._now()
         try:
             is_open = self._calendar.is_open(now)
