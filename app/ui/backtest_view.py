@@ -12,15 +12,15 @@ from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QGridLayout, QHBoxLayout, QHeaderView,
-                               QProgressBar, QSizePolicy, QStackedWidget, QTableWidget, QTableWidgetItem,
+from PySide6.QtWidgets import (QButtonGroup, QGridLayout, QHBoxLayout, QHeaderView,
+                               QProgressBar, QSizePolicy, QStackedWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
 from app.engine.money import format_money, format_pct
 from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
 from app.ui.overlay import Overlay
-from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time
+from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time, read_only_table
 
 PERIODS = (5, 20, 60, 120, 250)  # sessions; 20 (about a month) is the default
 DEFAULT_SESSIONS = 20
@@ -210,15 +210,8 @@ class BacktestView(Overlay):
         self.chart.setProperty("textSize", "small")
         self.trades_caption = ElidedLabel("LAST TRADES", size="small")
         self.trades_caption.set_color(theme.DIM)
-        self.table = QTableWidget(0, len(TRADE_COLUMNS))
+        self.table = read_only_table(TRADE_COLUMNS)
         self.table.setObjectName("backtestTrades")
-        self.table.setHorizontalHeaderLabels(TRADE_COLUMNS)
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.table.setShowGrid(False)
-        self.table.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)

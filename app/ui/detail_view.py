@@ -6,15 +6,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QGridLayout, QHBoxLayout, QHeaderView, QStackedWidget,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QHeaderView, QStackedWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.engine.events import CardSnapshot
 from app.engine.money import format_money, format_pct, to_decimal
 from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
 from app.ui.overlay import Overlay
-from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time, parse_utc
+from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time, parse_utc, read_only_table
 
 COLUMNS = ("TIME", "SIDE", "SHARES", "PRICE", "VALUE")
 KEEP, SELL = "keep", "sell"
@@ -67,14 +67,7 @@ class DetailView(Overlay):
         self.reason = label("", wrap=True)
         self.reason.hide()
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.table.setShowGrid(False)
-        self.table.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.table = read_only_table(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         enable_kinetic_scrolling(self.table.viewport(), horizontal=False)

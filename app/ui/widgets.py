@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette
-from PySide6.QtWidgets import QFrame, QLabel, QPushButton, QScroller, QScrollerProperties, QSizePolicy, QWidget
+from PySide6.QtWidgets import (QAbstractItemView, QFrame, QLabel, QPushButton, QScroller, QScrollerProperties,
+                               QSizePolicy, QTableWidget, QWidget)
 
 from app.ui import theme
 
@@ -154,3 +155,16 @@ def parse_utc(text: str) -> datetime | None:
     except (ValueError, AttributeError):
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def read_only_table(columns: tuple[str, ...] | list[str]) -> QTableWidget:
+    """A touch-friendly, read-only table: no editing, selection, focus or grid; pixel scrolling."""
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(list(columns))
+    table.verticalHeader().hide()
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    table.setShowGrid(False)
+    table.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+    return table

@@ -8,19 +8,9 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from app.engine.market_calendar import CalendarRangeError, MarketCalendar, minute_floor
+from tests.engine.time_helpers import ep, utc
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
-
-
-def ep(*args: int) -> int:
-    return int(utc(*args).timestamp())
-
-
-@pytest.fixture(scope="module")
-def cal() -> MarketCalendar:
-    return MarketCalendar()
 
 
 def test_winter_day_first_bar_1430z_and_390_bars(cal: MarketCalendar) -> None:

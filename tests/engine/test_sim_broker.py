@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,22 +24,12 @@ from app.engine.sim_market import SimMarket
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.sim_book_store import SimBookStore
+from tests.engine.time_helpers import ep, utc
 
 # Session under test: Tuesday 2024-06-04, summer time, so bars run 13:30-19:59 UTC.
 SLIP = 5.0  # basis points
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
-
-
-def ep(*args: int) -> int:
-    return int(utc(*args).timestamp())
-
-
-@pytest.fixture(scope="module")
-def cal() -> MarketCalendar:
-    return MarketCalendar()
 
 
 class World:

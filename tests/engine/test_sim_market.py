@@ -12,19 +12,9 @@ from app.engine.broker import InvalidSymbol
 from app.engine.market_calendar import MarketCalendar
 from app.engine.sim_market import SimMarket, SymbolBar
 from app.storage.market_store import MarketStore
+from tests.engine.time_helpers import ep, utc
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
-
-
-def ep(*args: int) -> int:
-    return int(utc(*args).timestamp())
-
-
-@pytest.fixture(scope="module")
-def cal() -> MarketCalendar:
-    return MarketCalendar()
 
 
 @pytest.fixture
