@@ -19,7 +19,7 @@ from decimal import Decimal
 from numbers import Integral, Real
 from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
-from app.engine.money import card_figures, to_decimal
+from app.engine.money import CardFigures, card_figures, to_decimal
 from app.storage.records import Bar
 from app.storage.timefmt import from_epoch, parse_utc_text, to_epoch
 
@@ -143,6 +143,9 @@ class AlgorithmContext(Protocol):
     def transactions(self, algo_id: int) -> Sequence[Any]:
         """All fills of card ``algo_id``, oldest first; each has ``.type .shares .price .timestamp``."""
         ...
+
+    # Optional: ``holding(algo_id)`` returning an object with ``.figures(capital, price)`` (the
+    # engine's CardLedger). With it, position() and uninvested_cash() need not re-sum every fill.
 
 
 def _wrap_run(run: Any) -> Any:
@@ -289,13 +292,20 @@ class AlgorithmBase(ABC):
             self._tx_cache = list(self._require_context().transactions(self._algo_id))
         return list(self._tx_cache)
 
+    def _figures(self) -> CardFigures:
+        context = self._require_context()
+        holding = getattr(context, "holding", None)
+        if holding is None or self._algo_id is None:
+            return card_figures(self._capital, self.transactions(), None)
+        return holding(self._algo_id).figures(self._capital, None)
+
     def position(self) -> int:
         """Shares this card holds: Σ buy − Σ sell."""
-        return card_figures(self._capital, self.transactions(), None).shares
+        return self._figures().shares
 
     def uninvested_cash(self) -> Decimal:
         """This card's cash not in stock: capital − (Σ buy cost − Σ sell proceeds)."""
-        return card_figures(self._capital, self.transactions(), None).uninvested
+        return self._figures().uninvested
 
     def last_price(self) -> float | None:
         """Close of the last closed bar before the current time, or None without data."""

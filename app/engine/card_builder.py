@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from app.engine.card_ledger import Holding
 from app.engine.events import CardSnapshot, TradeMarker
 from app.engine.market_calendar import MarketCalendar
-from app.engine.money import card_figures
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, InstanceRecord, TransactionRecord
-from app.storage.system_store import SystemStore
 from app.storage.timefmt import from_epoch, parse_utc_text, to_epoch
 
 SPARKLINE_POINTS = 195  # every other minute of a full session: plenty for a card's width
@@ -54,21 +53,29 @@ class SessionBars:
         return self._market.bars_between(ticker, start, end)
 
 
-def build_card(instance: InstanceRecord, transactions: Sequence[TransactionRecord], session: Sequence[Bar],
+def _session_markers(transactions: Sequence[TransactionRecord], start_ts: int) -> tuple[TradeMarker, ...]:
+    # Newest first until the session start, so the cost is this session's fills, not the history.
+    markers = []
+    for tx in reversed(transactions):
+        ts = to_epoch(parse_utc_text(tx.timestamp))
+        if ts < start_ts:
+            break
+        markers.append(TradeMarker(ts, tx.type, tx.shares, Decimal(str(tx.price))))
+    return tuple(reversed(markers))
+
+
+def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar],
                *, algorithm_name: str, refused_reason: str | None = None) -> CardSnapshot:
     """One card's figures (Decimal money rules) plus its sparkline and trade markers.
 
-    ``transactions`` oldest first; ``session`` the ticker's bars of its latest session.
+    ``holding`` the card's fills and totals; ``session`` the ticker's bars of its latest session.
     """
+    transactions = holding.transactions
     last = session[-1] if session else None
     price = Decimal(str(last.close)) if last else None
-    figures = card_figures(instance.initial_capital, transactions, price)
-    markers: tuple[TradeMarker, ...] = ()
+    figures = holding.figures(instance.initial_capital, price)
     start_ts = session[0].ts if session else None
-    if start_ts is not None:
-        markers = tuple(
-            TradeMarker(to_epoch(parse_utc_text(tx.timestamp)), tx.type, tx.shares, Decimal(str(tx.price)))
-            for tx in transactions if to_epoch(parse_utc_text(tx.timestamp)) >= start_ts)
+    markers = _session_markers(transactions, start_ts) if start_ts is not None else ()
     return CardSnapshot(
         instance_id=instance.id,
         display_name=instance.display_name,
@@ -93,17 +100,17 @@ def build_card(instance: InstanceRecord, transactions: Sequence[TransactionRecor
     )
 
 
-def build_cards(system: SystemStore, market: MarketStore, calendar: MarketCalendar, now: datetime,
-                instances: Iterable[InstanceRecord], names: dict[str, str],
+def build_cards(holding_of: Callable[[int], Holding], market: MarketStore, calendar: MarketCalendar,
+                now: datetime, instances: Iterable[InstanceRecord], names: dict[str, str],
                 refused: dict[int, str]) -> tuple[CardSnapshot, ...]:
-    """Cards for ``instances``, reading each ticker's session bars once."""
+    """Cards for ``instances`` (``holding_of`` gives an instance's fills), reading each ticker's bars once."""
     sessions: dict[str, list[Bar]] = {}
     reader = SessionBars(market, calendar)
     cards = []
     for inst in instances:
         if inst.ticker not in sessions:
             sessions[inst.ticker] = reader.for_ticker(inst.ticker, now)
-        cards.append(build_card(inst, system.get_transactions(inst.id, oldest_first=True),
+        cards.append(build_card(inst, holding_of(inst.id),
                                 sessions[inst.ticker],
                                 algorithm_name=names.get(inst.algorithm_type, inst.algorithm_type),
                                 refused_reason=refused.get(inst.id)))

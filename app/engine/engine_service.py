@@ -21,7 +21,7 @@ from app.engine.engine_client import ServiceError
 from app.engine.engine_parts import EngineParts
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
 from app.engine.maintenance import health_report
-from app.engine.money import available_cash, card_figures, format_money
+from app.engine.money import available_cash, format_money
 from app.engine.pin import PinError, PinResult
 from app.engine.risk_guard import OrderRequest, refusal
 from app.engine.trading_cycle import HALT_KEY
@@ -109,7 +109,7 @@ class EngineService:
     def cards(self) -> tuple[CardSnapshot, ...]:
         """Every running instance with its card figures."""
         p = self.parts
-        return build_cards(p.system, p.market, p.calendar, p.clock.now(), p.system.all_instances("running"),
+        return build_cards(p.cycle.holding, p.market, p.calendar, p.clock.now(), p.system.all_instances("running"),
                            self._names(), p.cycle.refused)
 
     def market_status(self) -> MarketStatus:
@@ -140,8 +140,7 @@ class EngineService:
         system = self.parts.system
         uninvested = []
         for inst in system.all_instances("running"):
-            figures = card_figures(inst.initial_capital, system.get_transactions(inst.id, oldest_first=True), None)
-            uninvested.append(figures.uninvested)
+            uninvested.append(self.parts.cycle.holding(inst.id).figures(inst.initial_capital, None).uninvested)
         return available_cash(cash, uninvested)
 
     def account(self, cards: tuple[CardSnapshot, ...] | None = None) -> AccountSummary:
@@ -155,7 +154,7 @@ class EngineService:
 
     def transactions(self, instance_id: int) -> tuple[TransactionRecord, ...]:
         """An instance's transactions, newest first."""
-        return tuple(self.parts.system.get_transactions(instance_id))
+        return tuple(reversed(self.parts.cycle.holding(instance_id).transactions))
 
     # --- changing ----------------------------------------------------------------------
 
@@ -207,8 +206,7 @@ class EngineService:
         inst = p.system.get_instance(instance_id)
         if inst is None or inst.status != "running":
             raise ServiceError(f"no running instance with id {instance_id}")
-        shares = card_figures(inst.initial_capital, p.system.get_transactions(instance_id, oldest_first=True),
-                              None).shares
+        shares = p.cycle.holding(instance_id).shares
         message = f"stopped {inst.display_name}"
         if liquidate and shares > 0:
             now = p.clock.now()

@@ -75,6 +75,18 @@ def card_figures(initial_capital: Any, transactions: Iterable[Any], price: Any |
         else:
             raise ValueError(f"transaction type must be 'buy' or 'sell' (got {tx.type!r})")
         trade_count += 1
+    return figures_from_position(capital, shares, invested, trade_count, price)
+
+
+def figures_from_position(initial_capital: Any, shares: int, invested: Decimal, trade_count: int,
+                          price: Any | None) -> CardFigures:
+    """A card's figures from its running totals (what ``card_figures`` sums from the transactions).
+
+    ``invested`` is Σ buy cost − Σ sell proceeds; ``price`` None or 0 means no price yet.
+    """
+    capital = to_decimal(initial_capital, "initial capital")
+    if capital < 0:
+        raise ValueError(f"initial capital must not be negative (got {capital})")
     uninvested = capital - invested
 
     last = None if price is None else to_decimal(price, "price")

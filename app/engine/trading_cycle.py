@@ -19,8 +19,8 @@ from app.engine.algorithm_api import AlgorithmBase
 from app.engine.algorithm_loader import AlgorithmLoadError, create_algorithm
 from app.engine.algorithm_runner import AlgorithmFault, Decision, GuardedRunner
 from app.engine.broker import Broker, BrokerError
+from app.engine.card_ledger import CardLedger, Holding
 from app.engine.market_calendar import MarketCalendar
-from app.engine.money import card_figures
 from app.engine.order_journal import Fill, OrderJournal
 from app.engine.risk_guard import OrderRequest, refusal
 from app.storage.market_store import MarketStore
@@ -42,9 +42,10 @@ class StoreContext:
     replaced workers leave no open files behind.
     """
 
-    def __init__(self, market_path: Path, system_path: Path):
+    def __init__(self, market_path: Path, system_path: Path, ledger: CardLedger | None = None):
         self._market_path = Path(market_path)
         self._system_path = Path(system_path)
+        self._ledger = ledger or CardLedger()
         self._pool: queue.SimpleQueue[tuple[MarketStore, SystemStore]] = queue.SimpleQueue()
 
     @contextmanager
@@ -68,10 +69,14 @@ class StoreContext:
         with self._stores() as (market, _):
             return market.bars_between(symbol, start_ts, end_ts)
 
-    def transactions(self, algo_id: int):
+    def transactions(self, algo_id: int) -> tuple:
         """This instance's transactions, oldest first."""
+        return self.holding(algo_id).transactions
+
+    def holding(self, algo_id: int) -> Holding:
+        """This instance's transactions with its share and invested totals (no re-summing)."""
         with self._stores() as (_, system):
-            return system.get_transactions(algo_id, oldest_first=True)
+            return self._ledger.holding(system, algo_id)
 
     def close(self) -> None:
         """Close the pooled connections (engine shutdown)."""
@@ -130,7 +135,8 @@ class TradingCycle:
         self.algorithm_dirs = list(algorithm_dirs) if algorithm_dirs else None
         self.fill_wait_s = fill_wait_s
         self.check_broker_position = check_broker_position
-        self.context = StoreContext(market.path, system.path)
+        self.ledger = CardLedger()  # every card's fills and totals, read incrementally
+        self.context = StoreContext(market.path, system.path, self.ledger)
         self._algos: dict[int, AlgorithmBase] = {}
         self.refused: dict[int, str] = {}  # latest refusal per instance, shown on its card
 
@@ -224,8 +230,7 @@ class TradingCycle:
             reason = "an earlier order of this card is still open"
             self.refused[inst.id] = reason
             return Outcome(inst.id, "refused", decision.shares, reason)
-        transactions = self.system.get_transactions(inst.id, oldest_first=True)
-        figures = card_figures(inst.initial_capital, transactions, price)
+        figures = self.holding(inst.id).figures(inst.initial_capital, price)
         broker_position = None
         all_shares = 0
         if decision.action == "sell" and self.check_broker_position:
@@ -253,10 +258,9 @@ class TradingCycle:
         self.refused.pop(inst.id, None)
         return Outcome(inst.id, decision.action, decision.shares)
 
+    def holding(self, instance_id: int) -> Holding:
+        """An instance's fills and totals as recorded now (read on the engine thread)."""
+        return self.ledger.holding(self.system, instance_id)
+
     def _shares_all_instances(self, ticker: str) -> int:
-        total = 0
-        for inst in self.system.all_instances():
-            if inst.ticker == ticker:
-                total += card_figures(inst.initial_capital,
-                                      self.system.get_transactions(inst.id, oldest_first=True), None).shares
-        return total
+        return sum(self.holding(inst.id).shares for inst in self.system.all_instances() if inst.ticker == ticker)

@@ -1,0 +1,106 @@
+"""Each card's fills and running totals, kept in memory and read from system.db incrementally.
+
+Every minute the cycle, the cards, the available cash and the algorithms ask for a card's position.
+Re-reading and re-summing all of a card's transactions for each of those made a minute cost grow
+with the card's history; the ledger instead reads only the rows recorded since its last look (one
+primary-key query) and keeps Σ shares and Σ invested per card, so the cost stays flat for months.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from app.engine.money import ZERO, CardFigures, figures_from_position, to_decimal
+from app.storage.records import TransactionRecord
+from app.storage.system_store import SystemStore
+
+
+def _order_key(tx: TransactionRecord) -> tuple[str, int]:
+    # The order get_transactions(oldest_first=True) uses.
+    return tx.timestamp, tx.id
+
+
+@dataclass(frozen=True)
+class Holding:
+    """One card's fills (oldest first) and what they add up to."""
+
+    transactions: tuple[TransactionRecord, ...] = ()
+    shares: int = 0
+    invested: Decimal = ZERO  # Σ buy cost − Σ sell proceeds
+
+    @property
+    def trade_count(self) -> int:
+        """How many fills the card has."""
+        return len(self.transactions)
+
+    def figures(self, initial_capital: Any, price: Any | None) -> CardFigures:
+        """The card's figures at ``price`` (None: no price yet), as ``card_figures`` would sum them."""
+        return figures_from_position(initial_capital, self.shares, self.invested, self.trade_count, price)
+
+
+NO_HOLDING = Holding()
+
+
+@dataclass
+class _Card:
+    fills: list[TransactionRecord] = field(default_factory=list)
+    shares: int = 0
+    invested: Decimal = ZERO
+    snapshot: Holding | None = None
+
+    def add(self, tx: TransactionRecord) -> None:
+        cost = tx.shares * to_decimal(tx.price, "transaction price")
+        if tx.type == "buy":
+            self.shares += tx.shares
+            self.invested += cost
+        else:
+            self.shares -= tx.shares
+            self.invested -= cost
+        if self.fills and _order_key(tx) < _order_key(self.fills[-1]):
+            # A fill reconciled after a restart can carry an earlier fill time than one already seen.
+            bisect.insort(self.fills, tx, key=_order_key)
+        else:
+            self.fills.append(tx)
+        self.snapshot = None
+
+    def holding(self) -> Holding:
+        if self.snapshot is None:
+            self.snapshot = Holding(tuple(self.fills), self.shares, self.invested)
+        return self.snapshot
+
+
+class CardLedger:
+    """Per-card holdings over one system.db, shared by the engine thread and the algorithm workers.
+
+    Callers pass their own thread's ``SystemStore``; the ledger only reads through it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cards: dict[int, _Card] = {}
+        self._last_id = 0
+
+    def refresh(self, system: SystemStore) -> None:
+        """Take in the transactions recorded since the last refresh."""
+        with self._lock:
+            newest = system.last_transaction_id()
+            if newest == self._last_id:
+                return
+            if newest < self._last_id:
+                # The file was replaced by an older copy (a restore): start over from it.
+                self._cards.clear()
+                self._last_id = 0
+            for tx in system.transactions_after(self._last_id):
+                self._cards.setdefault(tx.algorithm_id, _Card()).add(tx)
+                self._last_id = tx.id
+
+    def holding(self, system: SystemStore, algo_id: int) -> Holding:
+        """Card ``algo_id``'s fills and totals as recorded now."""
+        self.refresh(system)
+        with self._lock:
+            card = self._cards.get(algo_id)
+            return card.holding() if card is not None else NO_HOLDING

@@ -1,0 +1,120 @@
+"""The card ledger: incremental per-card totals must always equal re-summing the stored fills."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.engine.card_ledger import CardLedger
+from app.engine.money import card_figures
+from app.storage.system_store import SystemStore
+
+
+@pytest.fixture()
+def system(tmp_path: Path):
+    store = SystemStore(tmp_path / "system.db")
+    yield store
+    store.close()
+
+
+def _assert_matches(ledger: CardLedger, system: SystemStore, card: int, capital: float, price: float) -> None:
+    stored = system.get_transactions(card, oldest_first=True)
+    holding = ledger.holding(system, card)
+    assert [tx.id for tx in holding.transactions] == [tx.id for tx in stored]
+    assert holding.figures(capital, price) == card_figures(capital, stored, price)
+
+
+def test_totals_follow_new_fills_of_every_card(system: SystemStore) -> None:
+    rng = random.Random(7)
+    cards = [system.create_instance(t, "buy_and_hold", 10_000) for t in ("AAPL", "MSFT", "NVDA")]
+    ledger = CardLedger()
+    held = dict.fromkeys(cards, 0)
+    for step in range(300):
+        card = rng.choice(cards)
+        price = round(rng.uniform(50, 150), 2)
+        if held[card] and rng.random() < 0.4:
+            qty = rng.randint(1, held[card])
+            system.record_sell(card, qty, price)
+            held[card] -= qty
+        else:
+            qty = rng.randint(1, 5)
+            system.record_buy(card, qty, price)
+            held[card] += qty
+        if step % 37 == 0:
+            for c in cards:
+                _assert_matches(ledger, system, c, 10_000, 101.5)
+    for c in cards:
+        _assert_matches(ledger, system, c, 10_000, 101.5)
+        assert ledger.holding(system, c).shares == held[c]
+
+
+def test_unknown_card_holds_nothing(system: SystemStore) -> None:
+    holding = CardLedger().holding(system, 42)
+    assert holding.transactions == () and holding.shares == 0 and holding.trade_count == 0
+
+
+def test_a_late_fill_with_an_earlier_time_keeps_time_order(system: SystemStore) -> None:
+    card = system.create_instance("AAPL", "buy_and_hold", 5_000)
+    system.record_buy(card, 2, 100.0, timestamp="2024-06-04T14:40:00Z")
+    ledger = CardLedger()
+    ledger.holding(system, card)
+    # A fill reconciled at start-up is recorded later but happened earlier.
+    system.record_buy(card, 1, 99.0, timestamp="2024-06-04T14:35:00Z")
+    _assert_matches(ledger, system, card, 5_000, 100.0)
+    assert [tx.timestamp for tx in ledger.holding(system, card).transactions] == [
+        "2024-06-04T14:35:00Z", "2024-06-04T14:40:00Z"]
+
+
+def test_a_restored_older_database_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "system.db"
+    store = SystemStore(path)
+    card = store.create_instance("AAPL", "buy_and_hold", 5_000)
+    store.record_buy(card, 3, 100.0)
+    store.close()
+    shutil.copy(path, tmp_path / "backup.db")
+    store = SystemStore(path)
+    store.record_buy(card, 4, 101.0)
+    ledger = CardLedger()
+    assert ledger.holding(store, card).shares == 7
+    store.close()
+    shutil.copy(tmp_path / "backup.db", path)
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    store = SystemStore(path)
+    assert ledger.holding(store, card).shares == 3
+    store.close()
+
+
+def test_threads_reading_while_fills_arrive_see_consistent_totals(tmp_path: Path) -> None:
+    path = tmp_path / "system.db"
+    writer = SystemStore(path)
+    card = writer.create_instance("AAPL", "buy_and_hold", 1_000_000)
+    ledger = CardLedger()
+    problems: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        reader = SystemStore(path, shared=True)
+        try:
+            while not done.is_set():
+                holding = ledger.holding(reader, card)
+                if holding.shares != sum(tx.shares for tx in holding.transactions):
+                    problems.append(f"{holding.shares} shares for {holding.trade_count} fills")
+        finally:
+            reader.close()
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for _ in range(200):
+        writer.record_buy(card, 1, 10.0)
+    done.set()
+    for t in readers:
+        t.join()
+    assert problems == []
+    assert ledger.holding(writer, card).shares == 200
+    writer.close()
