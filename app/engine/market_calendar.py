@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -179,6 +180,19 @@ class MarketCalendar:
         self._check_day(end)
         sessions = self._t.sessions
         return list(sessions[bisect.bisect_left(sessions, start) : bisect.bisect_right(sessions, end)])
+
+    def open_minutes_between(self, start: datetime, end: datetime) -> int:
+        """How many bar minutes start in ``[start, end)`` (``start`` on a whole minute)."""
+        if end <= start:
+            return 0
+        lo, hi = _epoch(start), _epoch(end)
+        count = 0
+        for day in self.sessions_between(start.date() - timedelta(days=1), end.date()):
+            open_ts, close_ts = self._bounds(day)
+            first, last = max(open_ts, lo), min(close_ts, hi)
+            if last > first:
+                count += math.ceil((last - first) / _MINUTE)
+        return count
 
     def previous_session(self, day: date) -> date:
         """The last trading day strictly before ``day`` (``day`` need not be a session)."""

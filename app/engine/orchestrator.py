@@ -31,6 +31,9 @@ from app.storage.timefmt import utc_text
 log = logging.getLogger("autotrader.engine.orchestrator")
 
 MAX_TIMER_MS = 60 * 60 * 1000  # re-check at least hourly: clock changes, sleeps, DST
+# A minute whose wake-up passed while the previous cycle was still running is run late, up to this
+# long after its instant; beyond it (machine asleep, clock jump) the current minute is run instead.
+CATCH_UP = timedelta(seconds=60)
 
 
 class EngineSignals(QObject):
@@ -92,6 +95,7 @@ class Orchestrator(QObject):
         self.service: EngineService | None = None
         self._timer: QTimer | None = None
         self._scheduled: datetime | None = None
+        self._last_run: datetime | None = None  # the minute of the last cycle run
         self._symbols: frozenset[str] = frozenset()
         self.started = threading.Event()
         self.start_error: BaseException | None = None
@@ -101,7 +105,8 @@ class Orchestrator(QObject):
         self.trading_stopped: str | None = None
         self.backup: DailyBackup | None = None
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
-        self.totals = {"cycles_run": 0, "late_1s": 0, "late_max_s": 0.0, "refused": 0}
+        # "missed": session minutes that never got a cycle (between two cycles of this process).
+        self.totals = {"cycles_run": 0, "late_1s": 0, "late_max_s": 0.0, "refused": 0, "missed": 0}
 
     # --- life cycle (engine thread) ----------------------------------------------------
 
@@ -159,8 +164,13 @@ class Orchestrator(QObject):
         if parts is None or self._timer is None:
             return
         now = self.clock.now()
+        offset = timedelta(seconds=self.options.wake_offset_s)
         minute = next_cycle_minute(parts.calendar, now, self.options.wake_offset_s)
-        wake = minute + timedelta(seconds=self.options.wake_offset_s)
+        if self._last_run is not None:
+            follow = self._following_minute(self._last_run)
+            if follow < minute and now - (follow + offset) <= CATCH_UP:
+                minute = follow  # the last cycle overran this minute's wake-up: run it now, late
+        wake = minute + offset
         if self.skip_closed_hours and isinstance(self.clock, SimClock) and wake - now > timedelta(minutes=5):
             # Sim mode: nobody wants to wait for a simulated night; land just before the open.
             self.clock.jump_to(minute - timedelta(seconds=1))
@@ -169,6 +179,21 @@ class Orchestrator(QObject):
         self._scheduled = minute
         delay_ms = min(MAX_TIMER_MS, max(0, math.ceil(self.clock.real_seconds_until(wake) * 1000)))
         self._timer.start(int(delay_ms))
+
+    def _following_minute(self, minute: datetime) -> datetime:
+        calendar = self.parts.calendar
+        following = minute + timedelta(minutes=1)
+        return following if calendar.is_open(following) else calendar.next_open(minute)
+
+    def _count_missed(self, minute: datetime) -> None:
+        """Record the session minutes between the last cycle and ``minute`` that got no cycle."""
+        if self._last_run is not None and minute > self._last_run:
+            follow = self._following_minute(self._last_run)
+            missed = self.parts.calendar.open_minutes_between(follow, minute) if minute > follow else 0
+            if missed:
+                self.totals["missed"] += missed
+                log.warning("%d minute(s) from %s got no cycle", missed, utc_text(follow))
+        self._last_run = minute
 
     @Slot()
     def _on_wake(self) -> None:
@@ -235,6 +260,7 @@ class Orchestrator(QObject):
         bars = parts.feed.poll(started)
         if bars:
             self.signals.bars_arrived.emit(tuple(bars))
+        self._count_missed(minute)
         result = parts.cycle.run_minute(minute)
         duration_ms = (time.perf_counter() - t0) * 1000
         report = CycleReport(minute=minute, scheduled_at=scheduled_at or started, started_at=started,
@@ -253,7 +279,7 @@ class Orchestrator(QObject):
             "minute": utc_text(minute), "started": utc_text(started), "duration_ms": round(duration_ms, 1),
             "wall": utc_text(utc_now()),  # real time, even in sim: `autotrader restore` sees a running kiosk
             "orders": result.orders, "refused": len(result.refused), "faults": len(result.faults),
-            **self.totals, "missed": self.cycles_late}))
+            **self.totals}))
         for outcome in result.faults:
             self.signals.notice.emit(Notice("fault", outcome.reason or "fault", outcome.instance_id, started))
         for outcome in result.refused:

@@ -144,6 +144,19 @@ def test_sessions_between_inclusive(cal: MarketCalendar) -> None:
     assert cal.sessions_between(date(2024, 7, 6), date(2024, 7, 7)) == []
 
 
+def test_open_minutes_between_counts_bar_minutes_across_nights_and_holidays(cal: MarketCalendar) -> None:
+    assert cal.open_minutes_between(utc(2024, 6, 4, 13, 30), utc(2024, 6, 4, 13, 35)) == 5
+    assert cal.open_minutes_between(utc(2024, 6, 4, 13, 35), utc(2024, 6, 4, 13, 35)) == 0
+    assert cal.open_minutes_between(utc(2024, 6, 4, 19, 58), utc(2024, 6, 5, 13, 32)) == 4  # 2 + overnight 0 + 2
+    # The early close of 3 July (210 bars), the closed 4th, a full 5th.
+    assert cal.open_minutes_between(utc(2024, 7, 3, 0, 0), utc(2024, 7, 6, 0, 0)) == 210 + 390
+    # Brute force over a week with a weekend agrees.
+    start, end = utc(2024, 3, 7, 17, 3), utc(2024, 3, 12, 15, 11)
+    brute = sum(1 for m in range(int((end - start).total_seconds() // 60))
+                if cal.is_open(start + timedelta(minutes=m)))
+    assert cal.open_minutes_between(start, end) == brute
+
+
 def test_previous_and_next_session_from_non_session(cal: MarketCalendar) -> None:
     assert cal.previous_session(date(2024, 6, 9)) == date(2024, 6, 7)  # Sunday
     assert cal.next_session(date(2024, 6, 8)) == date(2024, 6, 10)  # Saturday

@@ -7,11 +7,13 @@ that is then closed) so the engine trades from its very first cycle.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from app.engine.engine_client import ServiceError
 from app.engine.engine_host import EngineHost
@@ -145,6 +147,34 @@ def test_orchestrator_trades_on_the_right_minutes_and_cards_follow_the_money_rul
     finally:
         system.close()
         market.close()
+
+
+def test_an_overrun_minute_runs_late_and_a_long_stall_is_counted_missed(tmp_path, algos, qtbot, hosts):
+    # At 300x a simulated second is 3.3 ms. Stalling the engine thread inside a cycle for 78 s
+    # (simulated) passes the next minute's wake-up: it must run late, not be skipped. A 150 s stall
+    # is beyond the catch-up window: the current minute runs and the gap is counted as missed.
+    start = utc(2024, 6, 4, 13, 25)
+    seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
+    host = hosts.start(tmp_path, speed=300, start=start, algorithm_dirs=(algos,))
+    stalls = {utc(2024, 6, 4, 13, 32): 78 / 300, utc(2024, 6, 4, 13, 36): 150 / 300}
+
+    def stall(report) -> None:  # runs on the engine thread, inside run_cycle
+        if report.minute in stalls:
+            time.sleep(stalls.pop(report.minute))
+
+    host.signals.cycle_done.connect(stall, Qt.ConnectionType.DirectConnection)
+    qtbot.waitUntil(lambda: any(m >= utc(2024, 6, 4, 13, 42) for m in report_minutes(host)), timeout=20_000)
+    host.stop()
+    reports = list(host.orchestrator.reports)
+    minutes = [r.minute for r in reports]
+    assert minutes[:7] == [utc(2024, 6, 4, 13, 30) + timedelta(minutes=i) for i in range(7)]
+    late = reports[3]  # 13:33, woken while 13:32 was still running
+    assert late.minute == utc(2024, 6, 4, 13, 33) and late.started_at - late.scheduled_at > timedelta(seconds=10)
+    after = minutes[minutes.index(utc(2024, 6, 4, 13, 36)) + 1]
+    gap = int((after - utc(2024, 6, 4, 13, 37)).total_seconds() // 60)
+    assert gap >= 1  # the long stall skipped minutes...
+    assert host.orchestrator.totals["missed"] == gap  # ...and every one of them is counted
+    assert host.orchestrator.totals["cycles_run"] == len(minutes)
 
 
 def test_no_cycle_on_independence_day(tmp_path, algos, qtbot, hosts):
