@@ -9,11 +9,17 @@ Part 2, wake-up accuracy: the real Orchestrator on its QThread with a SimClock a
 (default 600: a market minute every 100 ms); the error of a wake-up is how late the cycle started
 after the clock reached its scheduled instant (minute + 2 s), converted to real milliseconds.
 
-Prints a summary, then as its last line one JSON object: instances, cycles, cycle_median_ms,
-cycle_p99_ms, wake_error_median_ms, wake_error_p99_ms. Targets: cycle median <= 50 ms for 100
-cards; wake error <= 50 ms.
+Part 3, history: the first hour of the session again, after every card was given ``--history``
+earlier fills (buy/sell pairs, so positions are unchanged). Months of trading must not make a
+minute slower: the figure is compared with the same hour of part 1 (``history_slowdown``), and
+covers run_minute plus building the cards the UI is sent each minute.
 
-    .venv/bin/python bench/bench_cycle.py [--instances 100] [--wakes 120] [--speed 600]
+Prints a summary, then as its last line one JSON object: instances, cycles, cycle_median_ms,
+cycle_p99_ms, wake_error_median_ms, wake_error_p99_ms, history_per_card, cycle_cards_median_ms
+(no history, first hour), cycle_cards_median_ms_history, history_slowdown. Targets: cycle median
+<= 50 ms for 100 cards; wake error <= 50 ms; history slowdown within noise (<= 1.2).
+
+    .venv/bin/python bench/bench_cycle.py [--instances 100] [--wakes 120] [--speed 600] [--history 1000]
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from app.engine.clock import ManualClock, SimClock  # noqa: E402
 from app.engine.engine_parts import EngineOptions, EngineParts  # noqa: E402
 from app.engine.engine_service import EngineService  # noqa: E402
 from app.engine.settings import Settings  # noqa: E402
-from app.storage.timefmt import from_epoch  # noqa: E402
+from app.storage.system_store import SystemStore  # noqa: E402
+from app.storage.timefmt import epoch_text, from_epoch  # noqa: E402
 
 TICKERS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "AMD", "INTC", "NFLX",
            "ORCL", "CSCO", "PEP", "KO", "XOM", "CVX", "JPM", "BAC", "WMT", "DIS")
@@ -73,24 +80,43 @@ def seed_cards(settings: Settings, instances: int, when: datetime) -> None:
         parts.close()
 
 
-def bench_compute(root: Path, instances: int) -> tuple[list[float], int]:
-    """Per-cycle run_minute durations (ms) over one session, and the orders placed."""
+def seed_history(settings: Settings, fills: int, before: datetime) -> None:
+    """Give every card ``fills`` earlier fills (buy/sell pairs of 1 share), a minute apart, before ``before``."""
+    with SystemStore(settings.data_dir() / "system.db") as store:
+        for inst in store.all_instances("running"):
+            first = int(before.timestamp()) - 60 * (fills + 1)
+            for k in range(fills):
+                record = store.record_buy if k % 2 == 0 else store.record_sell
+                record(inst.id, 1, 100.0 + k % 7, timestamp=epoch_text(first + 60 * k))
+
+
+def bench_compute(root: Path, instances: int, *, history: int = 0, minutes: int | None = None,
+                  with_cards: bool = False) -> tuple[list[float], int]:
+    """Per-cycle durations (ms) over one session (or its first ``minutes``), and the orders placed.
+
+    ``with_cards`` adds building the cards (what the orchestrator publishes after each cycle).
+    """
     settings = Settings(data_root=root, sim_forced=True)
     open_minute = datetime(2024, 6, 4, 13, 30, tzinfo=timezone.utc)
     seed_cards(settings, instances, open_minute - timedelta(minutes=1))
+    if history:
+        seed_history(settings, history, open_minute - timedelta(days=1))
     clock = ManualClock(open_minute)
     parts = EngineParts.build(settings, clock=clock, options=options(instances))
+    service = EngineService(parts)
     durations: list[float] = []
     orders = 0
     try:
         symbols = sorted({i.ticker for i in parts.system.all_instances("running")})
         parts.feed.set_symbols(symbols)
-        for ts in parts.calendar.session_minutes(SESSION):
+        for ts in parts.calendar.session_minutes(SESSION)[:minutes]:
             minute = from_epoch(ts)
             clock.set(minute + WAKE)
             parts.feed.poll(clock.now())
             t0 = time.perf_counter()
             result = parts.cycle.run_minute(minute)
+            if with_cards:
+                service.cards()
             durations.append((time.perf_counter() - t0) * 1000)
             orders += result.orders
             assert not result.faults, result.faults
@@ -129,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=100)
     parser.add_argument("--wakes", type=int, default=120, help="orchestrator wake-ups to measure")
     parser.add_argument("--speed", type=float, default=600.0, help="sim clock speed for the wake-up part")
+    parser.add_argument("--history", type=int, default=1000, help="earlier fills per card for part 3")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
@@ -143,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wake-up: {len(errors)} wake-ups at speed {args.speed:g}, median {statistics.median(errors):.2f} ms, "
               f"p99 {percentile(errors, 99):.2f} ms, max {max(errors):.2f} ms real "
               f"({time.perf_counter() - t0:.1f} s)")
+        t0 = time.perf_counter()
+        fresh, _ = bench_compute(Path(tmp) / "fresh", args.instances, minutes=60, with_cards=True)
+        aged, _ = bench_compute(Path(tmp) / "aged", args.instances, history=args.history, minutes=60,
+                                with_cards=True)
+        print(f"history: first hour with cards, median {statistics.median(fresh):.2f} ms without history, "
+              f"{statistics.median(aged):.2f} ms with {args.history} earlier fills per card "
+              f"({time.perf_counter() - t0:.1f} s)")
     print(json.dumps({
         "instances": args.instances,
         "cycles": len(durations),
@@ -150,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         "cycle_p99_ms": round(percentile(durations, 99), 2),
         "wake_error_median_ms": round(statistics.median(errors), 2),
         "wake_error_p99_ms": round(percentile(errors, 99), 2),
+        "history_per_card": args.history,
+        "cycle_cards_median_ms": round(statistics.median(fresh), 2),
+        "cycle_cards_median_ms_history": round(statistics.median(aged), 2),
+        "history_slowdown": round(statistics.median(aged) / statistics.median(fresh), 2),
     }))
     return 0
 

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,8 @@ class Watch:
     samples: dict[str, ProcSample] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # minutes the engine passed over (seen between two polls)
     per_session: list[ProcSample] = field(default_factory=list)  # at the end of each session
+    durations: list[float] = field(default_factory=list)  # cycle times seen this session (ms)
+    cycle_ms_by_session: list[float] = field(default_factory=list)  # median of the cycles seen per session
 
 
 def watch_sessions(proc: subprocess.Popen, store: SystemStore, calendar: MarketCalendar, sessions: int,
@@ -190,6 +193,7 @@ def watch_sessions(proc: subprocess.Popen, store: SystemStore, calendar: MarketC
                 watch.first_minute = datetime.fromtimestamp(first, timezone.utc)
                 watch.samples["start"] = sample(proc.pid)
             watch.last = cycle
+            watch.durations.append(cycle.get("duration_ms", 0.0))
             day = minute.date()
             if not watch.days or watch.days[-1] != day:
                 watch.days.append(day)
@@ -197,6 +201,9 @@ def watch_sessions(proc: subprocess.Popen, store: SystemStore, calendar: MarketC
             done = len(watch.days) - (0 if minute >= last_minute else 1)
             while len(watch.per_session) < done:
                 watch.per_session.append(sample(proc.pid))
+                # Flat per-minute cost over the sessions is the evidence that work does not grow with history.
+                watch.cycle_ms_by_session.append(round(statistics.median(watch.durations or [0.0]), 1))
+                watch.durations.clear()
                 say(f"session {len(watch.per_session)} done ({day}): {cycle['cycles_run']} cycles, "
                     f"{cycle['late_1s']} late, {len(watch.skipped)} skipped, {watch.per_session[-1]}")
             for mark, at in (("session1", 1), ("mid", mid), ("end", sessions)):
@@ -285,6 +292,7 @@ def run_soak(sessions: int, instances: int, speed: float, data_root: Path,
         "fds_session1": s["session1"].fds,
         "threads_session1": s["session1"].threads,
         "rss_mb_by_session": [x.rss_mb for x in watch.per_session],
+        "cycle_ms_by_session": watch.cycle_ms_by_session,
         "rss_growth_pct": round(100 * (s["end"].rss_mb - s["session1"].rss_mb) / s["session1"].rss_mb, 1),
         "missed": final.get("missed", 0),
         "skipped_minutes": watch.skipped[:10],

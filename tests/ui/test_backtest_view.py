@@ -3,6 +3,7 @@ results for the form's inputs, cancel, refusals, UI responsiveness while it runs
 
 from __future__ import annotations
 
+import statistics
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -196,14 +197,19 @@ def test_the_ui_thread_is_never_blocked_while_a_backtest_runs(dialog, qtbot):
     progress: list[float] = []
     view.progress.valueChanged.connect(lambda v: progress.append(v / 1000))
     try:
-        last[0] = time.perf_counter()
+        last[0] = started = time.perf_counter()
         dialog.backtest(120)  # bars simulated first, then 46,800 minutes replayed
         wait_for_page(dialog, qtbot, RESULTS)
+        took = time.perf_counter() - started
     finally:
         timer.stop()
     assert view.result.minutes == 120 * 390
     assert len(gaps) > 20, len(gaps)
-    assert max(gaps) < 0.050, f"the UI loop stalled for {max(gaps) * 1000:.0f} ms"
+    # Run on the UI thread, the backtest would freeze the loop for most of its run. Off it, the
+    # loop only waits for GIL hand-offs: a few ms, tens on a machine busy with other work.
+    worst = max(gaps)
+    assert worst < 0.150 and worst < took / 4, f"the UI loop stalled for {worst * 1000:.0f} ms of {took:.2f} s"
+    assert statistics.median(gaps) < 0.020, f"typical UI tick {statistics.median(gaps) * 1000:.0f} ms"
     assert any(0 < p < 1 for p in progress)  # the bar moved during the run
 
 
