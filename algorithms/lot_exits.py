@@ -1,7 +1,8 @@
 """Buy the dip in lots; each lot leaves on its own take-profit or stop-loss.
 
-Lots are rebuilt from the card's transactions at every run (nothing is kept in memory), so a
-restart changes nothing. A sell is matched to the lot it closed: the lot of exactly that size
+Lots are derived from the card's transactions alone, so a restart changes nothing; between runs
+only the fills recorded since the last run are replayed (a card trading for months would
+otherwise replay its whole history every minute). A sell is matched to the lot it closed: the lot of exactly that size
 whose exit rule the sell price meets, else a lot of that size, else a lot whose exit the price
 meets, oldest first; any remainder (partial fills, manual sells) is taken FIFO.
 """
@@ -49,22 +50,29 @@ class Algorithm(AlgorithmBase):
 
     def open_lots(self) -> list[Lot]:
         """Lots still held, oldest first, replayed from this card's transactions."""
-        lots: list[Lot] = []
-        for tx in self.transactions():
-            if tx.type == "buy":
-                lots.append(Lot(float(tx.price), int(tx.shares), _epoch(tx.timestamp)))
-                continue
-            remaining = int(tx.shares)
-            target = self._sold_lot(lots, remaining, float(tx.price))
-            order = ([target] if target is not None else []) + [lot for lot in lots if lot is not target]
-            for lot in order:
-                taken = min(lot.shares, remaining)
-                lot.shares -= taken
-                remaining -= taken
-                if remaining == 0:
-                    break
-            lots = [lot for lot in lots if lot.shares > 0]
-        return lots
+        transactions = self.transactions()
+        done, lots, last = getattr(self, "_replayed", (0, [], None))
+        if done > len(transactions) or (done and transactions[done - 1] != last):
+            done, lots = 0, []  # the history is not the one replayed before: start over
+        for tx in transactions[done:]:
+            lots = self._replay(lots, tx)
+        self._replayed = (len(transactions), lots, transactions[-1] if transactions else None)
+        return list(lots)
+
+    def _replay(self, lots: list[Lot], tx: Any) -> list[Lot]:
+        if tx.type == "buy":
+            return [*lots, Lot(float(tx.price), int(tx.shares), _epoch(tx.timestamp))]
+        lots = [Lot(lot.price, lot.shares, lot.opened_ts) for lot in lots]  # earlier results stay as returned
+        remaining = int(tx.shares)
+        target = self._sold_lot(lots, remaining, float(tx.price))
+        order = ([target] if target is not None else []) + [lot for lot in lots if lot is not target]
+        for lot in order:
+            taken = min(lot.shares, remaining)
+            lot.shares -= taken
+            remaining -= taken
+            if remaining == 0:
+                break
+        return [lot for lot in lots if lot.shares > 0]
 
     def _sold_lot(self, lots: list[Lot], shares: int, price: float) -> Lot | None:
         same_size = [lot for lot in lots if lot.shares == shares]
@@ -90,8 +98,8 @@ class Algorithm(AlgorithmBase):
         recent_high = max(bar.high for bar in bars)
         if price > recent_high * (1 - self.params["entry_drop_pct"] / 100):
             return ("hold", 0)
-        buys = [tx for tx in self.transactions() if tx.type == "buy"]
-        if buys and _epoch(buys[-1].timestamp) >= bars[0].ts:
+        last_buy = next((tx for tx in reversed(self.transactions()) if tx.type == "buy"), None)
+        if last_buy is not None and _epoch(last_buy.timestamp) >= bars[0].ts:
             return ("hold", 0)  # at most one new lot per window
         lot_cash = self.capital * Decimal(str(self.params["lot_size_pct"])) / 100
         budget = min(self.uninvested_cash(), lot_cash)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from decimal import Decimal
 
@@ -111,6 +112,35 @@ def test_lot_exits_replays_a_restart_to_the_same_decisions() -> None:
     second = algo("lot_exits", ctx, **LOT_PARAMS)
     later = simulate(second, ctx, [minute(t) for t in range(11, len(LOT_CLOSES) + 1)])
     assert later == [(minute(12), "sell", 5), (minute(13), "buy", 6)]
+
+
+def test_lot_exits_replaying_only_new_fills_matches_a_full_replay() -> None:
+    rng = random.Random(11)
+    ctx = MemoryContext(make_bars([100.0] * 5))
+    running = algo("lot_exits", ctx, **LOT_PARAMS)
+    held = 0
+    for i in range(200):
+        if held and rng.random() < 0.45:
+            qty = rng.randint(1, held)
+            ctx.record(1, "sell", qty, rng.choice([88.0, 95.0, 112.0]), minute(i))
+            held -= qty
+        else:
+            qty = rng.choice([3, 5, 8])
+            ctx.record(1, "buy", qty, rng.uniform(90, 110), minute(i))
+            held += qty
+        running.run(minute(4), 1)
+        fresh = algo("lot_exits", ctx, **LOT_PARAMS)
+        fresh.run(minute(4), 1)
+        expected = [(lot.price, lot.shares, lot.opened_ts) for lot in fresh.open_lots()]
+        assert [(lot.price, lot.shares, lot.opened_ts) for lot in running.open_lots()] == expected
+        assert sum(lot.shares for lot in running.open_lots()) == held
+    # A history that is not an extension of the replayed one (another card's, a restored file).
+    ctx.fills[1] = ctx.fills[1][:50]
+    running.run(minute(4), 1)
+    fresh = algo("lot_exits", ctx, **LOT_PARAMS)
+    fresh.run(minute(4), 1)
+    assert [(lot.price, lot.shares) for lot in running.open_lots()] == [
+        (lot.price, lot.shares) for lot in fresh.open_lots()]
 
 
 def test_lot_exits_takes_partial_or_unmatched_sells_fifo() -> None:
