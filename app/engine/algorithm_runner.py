@@ -164,6 +164,11 @@ class GuardedRunner:
 
     # --- public ----------------------------------------------------------------------
 
+    @property
+    def worker_count(self) -> int:
+        """How many workers the runner keeps serving (replaced ones not counted)."""
+        return self._target
+
     def run(self, algo: AlgorithmBase, current_time: datetime, algo_id: int) -> Decision:
         """One call of ``algo.run(current_time, algo_id)``; raises ``AlgorithmFault`` on any failure."""
         result = self.run_many([(algo, current_time, algo_id)])[0]

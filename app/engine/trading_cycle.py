@@ -38,14 +38,17 @@ class StoreContext:
 
     Algorithms run in the runner's worker threads, which come and go (a slow worker is replaced),
     so connections are pooled rather than kept per thread: each call borrows a pair, uses it on its
-    thread alone and gives it back. The pool never holds more pairs than calls ran at once, so
-    replaced workers leave no open files behind.
+    thread alone and gives it back. At most ``keep`` idle pairs are kept (the runner's worker
+    count); a pair opened during a burst of replaced workers is closed when it comes back, so
+    neither files nor page caches pile up.
     """
 
-    def __init__(self, market_path: Path, system_path: Path, ledger: CardLedger | None = None):
+    def __init__(self, market_path: Path, system_path: Path, ledger: CardLedger | None = None,
+                 keep: int = 8):
         self._market_path = Path(market_path)
         self._system_path = Path(system_path)
         self._ledger = ledger or CardLedger()
+        self._keep = keep
         self._pool: queue.SimpleQueue[tuple[MarketStore, SystemStore]] = queue.SimpleQueue()
 
     @contextmanager
@@ -57,7 +60,11 @@ class StoreContext:
         try:
             yield stores
         finally:
-            self._pool.put(stores)
+            if self._pool.qsize() < self._keep:
+                self._pool.put(stores)
+            else:
+                stores[0].close()
+                stores[1].close()
 
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """Last ``n`` stored bars strictly before ``before_ts``."""
@@ -136,7 +143,7 @@ class TradingCycle:
         self.fill_wait_s = fill_wait_s
         self.check_broker_position = check_broker_position
         self.ledger = CardLedger()  # every card's fills and totals, read incrementally
-        self.context = StoreContext(market.path, system.path, self.ledger)
+        self.context = StoreContext(market.path, system.path, self.ledger, keep=runner.worker_count)
         self._algos: dict[int, AlgorithmBase] = {}
         self.refused: dict[int, str] = {}  # latest refusal per instance, shown on its card
 

@@ -329,3 +329,38 @@ def test_algorithm_data_connections_do_not_pile_up_when_worker_threads_come_and_
     assert len(os.listdir("/proc/self/fd")) <= open_fds
     context.close()
     assert len(os.listdir("/proc/self/fd")) < open_fds
+
+
+def test_a_burst_of_concurrent_calls_leaves_at_most_keep_pairs_open(tmp_path):
+    """Replaced workers can run more calls at once than there are workers; the extra pairs close."""
+    import os
+    import threading
+
+    from app.engine.trading_cycle import StoreContext
+    from app.storage.market_store import MarketStore
+    from app.storage.system_store import SystemStore
+
+    MarketStore(tmp_path / "stocks.db").close()
+    SystemStore(tmp_path / "system.db").close()
+    context = StoreContext(tmp_path / "stocks.db", tmp_path / "system.db", keep=2)
+    before = len(os.listdir("/proc/self/fd"))
+    inside, release = threading.Barrier(7), threading.Event()
+
+    def call() -> None:
+        with context._stores():  # noqa: SLF001 - hold a pair as a slow algorithm would
+            inside.wait()
+            release.wait()
+
+    workers = [threading.Thread(target=call) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    inside.wait()  # six pairs open at once
+    during = len(os.listdir("/proc/self/fd"))
+    release.set()
+    for worker in workers:
+        worker.join()
+    after = len(os.listdir("/proc/self/fd"))
+    assert during > after  # four of the six pairs were closed on return...
+    assert context._pool.qsize() == 2  # noqa: SLF001 - ...and two kept for the next minute
+    context.close()
+    assert len(os.listdir("/proc/self/fd")) == before
