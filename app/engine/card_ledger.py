@@ -82,21 +82,26 @@ class CardLedger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cards: dict[int, _Card] = {}
-        self._last_id = 0
+        self._last: TransactionRecord | None = None  # the newest transaction taken in
 
     def refresh(self, system: SystemStore) -> None:
         """Take in the transactions recorded since the last refresh."""
         with self._lock:
-            newest = system.last_transaction_id()
-            if newest == self._last_id:
-                return
-            if newest < self._last_id:
-                # The file was replaced by an older copy (a restore): start over from it.
-                self._cards.clear()
-                self._last_id = 0
-            for tx in system.transactions_after(self._last_id):
+            if self._last is None:
+                fresh = system.transactions_after(0)
+            else:
+                # Re-read the newest row already taken in, too: if the file was replaced (a
+                # restore) it is gone or different, and the ledger starts over from the file.
+                fresh = system.transactions_after(self._last.id - 1)
+                if not fresh or fresh[0] != self._last:
+                    self._cards.clear()
+                    self._last = None
+                    fresh = system.transactions_after(0)
+                else:
+                    fresh = fresh[1:]
+            for tx in fresh:
                 self._cards.setdefault(tx.algorithm_id, _Card()).add(tx)
-                self._last_id = tx.id
+                self._last = tx
 
     def holding(self, system: SystemStore, algo_id: int) -> Holding:
         """Card ``algo_id``'s fills and totals as recorded now."""

@@ -166,10 +166,12 @@ class Orchestrator(QObject):
         now = self.clock.now()
         offset = timedelta(seconds=self.options.wake_offset_s)
         minute = next_cycle_minute(parts.calendar, now, self.options.wake_offset_s)
-        if self._last_run is not None:
-            follow = self._following_minute(self._last_run)
-            if follow < minute and now - (follow + offset) <= CATCH_UP:
-                minute = follow  # the last cycle overran this minute's wake-up: run it now, late
+        if self._last_run is not None and parts.calendar.is_open(now):
+            # The last cycle overran the wake-up of the minutes after it: run the earliest one not
+            # more than CATCH_UP late, now. Never after the close (its orders would wait a night).
+            late = max(self._following_minute(self._last_run),
+                       next_cycle_minute(parts.calendar, now - CATCH_UP, self.options.wake_offset_s))
+            minute = min(minute, late)
         wake = minute + offset
         if self.skip_closed_hours and isinstance(self.clock, SimClock) and wake - now > timedelta(minutes=5):
             # Sim mode: nobody wants to wait for a simulated night; land just before the open.
@@ -205,6 +207,11 @@ class Orchestrator(QObject):
         wake_at = minute + timedelta(seconds=self.options.wake_offset_s)
         if now < wake_at - timedelta(milliseconds=5):
             self._schedule()  # a capped long sleep: not there yet
+            return
+        if not parts.calendar.is_open(now):
+            # Woken after the close (a late timer, a stall): this minute is missed, not traded late.
+            log.warning("woke after the close for %s; not trading it", utc_text(minute))
+            self._schedule()
             return
         if now - wake_at > timedelta(seconds=60):
             # Missed minutes (machine asleep, clock jump): trade the current minute only.

@@ -285,10 +285,6 @@ class SystemStore(SqliteStore):
             f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE id > ? ORDER BY id", (after_id,)).fetchall()
         return [TransactionRecord(*row) for row in rows]
 
-    def last_transaction_id(self) -> int:
-        """The highest transaction id recorded, 0 when there is none (a primary-key lookup)."""
-        return self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()[0]
-
     def all_transactions(self) -> list[TransactionRecord]:
         """Every transaction of every card, oldest first."""
         rows = self._conn.execute(

@@ -69,22 +69,35 @@ def test_a_late_fill_with_an_earlier_time_keeps_time_order(system: SystemStore) 
         "2024-06-04T14:35:00Z", "2024-06-04T14:40:00Z"]
 
 
+def _restore(path: Path, backup: Path) -> SystemStore:
+    shutil.copy(backup, path)
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return SystemStore(path)
+
+
 def test_a_restored_older_database_is_read_again(tmp_path: Path) -> None:
-    path = tmp_path / "system.db"
+    path, backup = tmp_path / "system.db", tmp_path / "backup.db"
     store = SystemStore(path)
     card = store.create_instance("AAPL", "buy_and_hold", 5_000)
     store.record_buy(card, 3, 100.0)
     store.close()
-    shutil.copy(path, tmp_path / "backup.db")
+    shutil.copy(path, backup)
     store = SystemStore(path)
-    store.record_buy(card, 4, 101.0)
+    store.record_buy(card, 4, 101.0)  # id 2, lost by the restore below
     ledger = CardLedger()
     assert ledger.holding(store, card).shares == 7
     store.close()
-    shutil.copy(tmp_path / "backup.db", path)
-    for suffix in ("-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    store = SystemStore(path)
+
+    # Restored, and trading before the ledger looks: the new row reuses id 2.
+    store = _restore(path, backup)
+    store.record_buy(card, 5, 99.0)
+    _assert_matches(ledger, store, card, 5_000, 100.0)
+    assert ledger.holding(store, card).shares == 8
+    store.close()
+
+    # Restored again: fewer rows than the ledger has seen.
+    store = _restore(path, backup)
     assert ledger.holding(store, card).shares == 3
     store.close()
 

@@ -152,7 +152,7 @@ def test_orchestrator_trades_on_the_right_minutes_and_cards_follow_the_money_rul
 def test_an_overrun_minute_runs_late_and_a_long_stall_is_counted_missed(tmp_path, algos, qtbot, hosts):
     # At 300x a simulated second is 3.3 ms. Stalling the engine thread inside a cycle for 78 s
     # (simulated) passes the next minute's wake-up: it must run late, not be skipped. A 150 s stall
-    # is beyond the catch-up window: the current minute runs and the gap is counted as missed.
+    # from 13:36:02 leaves 13:37 90 s late (missed, and counted) and 13:38 30 s late (run now).
     start = utc(2024, 6, 4, 13, 25)
     seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
     host = hosts.start(tmp_path, speed=300, start=start, algorithm_dirs=(algos,))
@@ -171,10 +171,35 @@ def test_an_overrun_minute_runs_late_and_a_long_stall_is_counted_missed(tmp_path
     late = reports[3]  # 13:33, woken while 13:32 was still running
     assert late.minute == utc(2024, 6, 4, 13, 33) and late.started_at - late.scheduled_at > timedelta(seconds=10)
     after = minutes[minutes.index(utc(2024, 6, 4, 13, 36)) + 1]
-    gap = int((after - utc(2024, 6, 4, 13, 37)).total_seconds() // 60)
-    assert gap >= 1  # the long stall skipped minutes...
-    assert host.orchestrator.totals["missed"] == gap  # ...and every one of them is counted
+    assert after == utc(2024, 6, 4, 13, 38)  # 13:37 was too late; 13:38 was not
+    assert host.orchestrator.totals["missed"] == 1  # 13:37, counted
     assert host.orchestrator.totals["cycles_run"] == len(minutes)
+
+
+def test_no_catch_up_after_the_close(qtbot):
+    # The 19:58Z cycle overran past the close: 19:59 must not be traded at 20:00:01Z (its orders
+    # would wait for the next open); the next cycle is the next morning's first minute.
+    from types import SimpleNamespace
+
+    from PySide6.QtCore import QTimer
+
+    from app.engine.clock import ManualClock
+    from app.engine.orchestrator import Orchestrator
+
+    cal = MarketCalendar()
+    orch = Orchestrator(settings=None, clock=ManualClock(utc(2024, 6, 4, 20, 0, 1)), signals=None,
+                        skip_closed_hours=False)
+    orch.parts = SimpleNamespace(calendar=cal)  # _schedule reads only the calendar
+    orch._timer = QTimer()
+    orch._last_run = utc(2024, 6, 4, 19, 58)
+    orch._schedule()
+    assert orch._scheduled == utc(2024, 6, 5, 13, 30)
+    # Inside the session the same overrun is caught up: 19:57's cycle ending at 19:58:40Z.
+    orch.clock = ManualClock(utc(2024, 6, 4, 19, 58, 40))
+    orch._last_run = utc(2024, 6, 4, 19, 57)
+    orch._schedule()
+    assert orch._scheduled == utc(2024, 6, 4, 19, 58)
+    orch._timer.stop()
 
 
 def test_no_cycle_on_independence_day(tmp_path, algos, qtbot, hosts):
