@@ -36,6 +36,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))  # run from a checkout
 
+from app.engine.maintenance import read_last_cycle  # noqa: E402
 from app.engine.market_calendar import MarketCalendar  # noqa: E402
 from app.storage.system_store import SystemStore  # noqa: E402
 from app.storage.timefmt import parse_utc_text  # noqa: E402
@@ -111,21 +112,6 @@ def sample(pid: int) -> ProcSample:
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     return ProcSample(round(rss_kb / 1024, 1), len(os.listdir(f"/proc/{pid}/fd")), threads)
-
-
-def read_last_cycle(store: SystemStore) -> dict | None:
-    """The engine's ``last_cycle`` record (with its running totals), or None before the first cycle."""
-    text = store.get_config("last_cycle")
-    return json.loads(text) if text else None
-
-
-def session_minutes_between(calendar: MarketCalendar, first: datetime, last: datetime) -> int:
-    """Calendar session minutes from ``first`` to ``last`` inclusive."""
-    first_ts, last_ts = int(first.timestamp()), int(last.timestamp())
-    total = 0
-    for day in calendar.sessions_between(first.date(), last.date()):
-        total += sum(1 for ts in calendar.session_minutes(day) if first_ts <= ts <= last_ts)
-    return total
 
 
 def log_errors(log_dir: Path) -> tuple[int, list[str]]:
@@ -272,7 +258,8 @@ def run_soak(sessions: int, instances: int, speed: float, data_root: Path,
     result = {
         "sessions": sessions,
         "instances": instances,
-        "cycles_scheduled": session_minutes_between(calendar, watch.first_minute, parse_utc_text(final["minute"])),
+        "cycles_scheduled": calendar.open_minutes_between(watch.first_minute,
+                                                          parse_utc_text(final["minute"]) + timedelta(minutes=1)),
         "cycles_run": final.get("cycles_run", 0),
         "cycles_late": final.get("late_1s", 0),
         "late_max_s": final.get("late_max_s"),  # simulated seconds; ÷ speed for real time

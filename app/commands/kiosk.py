@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -58,12 +57,13 @@ def last_cycled_minute(system_db: Path) -> datetime | None:
     """The minute the last run over this system.db cycled, or None (no file, no cycle, unreadable)."""
     if not system_db.is_file():
         return None
+    from app.engine.maintenance import read_last_cycle
     from app.storage.system_store import SystemStore
     from app.storage.timefmt import parse_utc_text
     try:
         with SystemStore(system_db) as store:
-            text = store.get_config("last_cycle")
-        return parse_utc_text(json.loads(text)["minute"]) if text else None
+            cycle = read_last_cycle(store)
+        return parse_utc_text(cycle["minute"]) if cycle else None
     except Exception:  # noqa: BLE001 - a damaged file is the engine's start check to report
         return None
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
+from app.engine.maintenance import LAST_CYCLE_KEY
 from app.engine.runtime import DataPaths
 from app.engine.settings import MODES
 from app.storage.backup import BackupError, check_backup, peek_config, restore_backup
@@ -61,7 +62,7 @@ def kiosk_activity(paths: DataPaths, mode: str, now: datetime | None = None) -> 
         return f"process {', '.join(map(str, holders))} has {paths.system_db} open"
     now = now or datetime.now(timezone.utc)
     try:
-        cycle = json.loads(peek_config(paths.system_db, "last_cycle") or "null")
+        cycle = json.loads(peek_config(paths.system_db, LAST_CYCLE_KEY) or "null")
     except ValueError:
         cycle = None
     if isinstance(cycle, dict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -100,17 +100,17 @@ def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar
     )
 
 
-def build_cards(holding_of: Callable[[int], Holding], market: MarketStore, calendar: MarketCalendar,
+def build_cards(holdings: Mapping[int, Holding], market: MarketStore, calendar: MarketCalendar,
                 now: datetime, instances: Iterable[InstanceRecord], names: dict[str, str],
                 refused: dict[int, str]) -> tuple[CardSnapshot, ...]:
-    """Cards for ``instances`` (``holding_of`` gives an instance's fills), reading each ticker's bars once."""
+    """Cards for ``instances`` (``holdings`` by instance id), reading each ticker's bars once."""
     sessions: dict[str, list[Bar]] = {}
     reader = SessionBars(market, calendar)
     cards = []
     for inst in instances:
         if inst.ticker not in sessions:
             sessions[inst.ticker] = reader.for_ticker(inst.ticker, now)
-        cards.append(build_card(inst, holding_of(inst.id),
+        cards.append(build_card(inst, holdings[inst.id],
                                 sessions[inst.ticker],
                                 algorithm_name=names.get(inst.algorithm_type, inst.algorithm_type),
                                 refused_reason=refused.get(inst.id)))

@@ -12,7 +12,7 @@ import bisect
 import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 from app.engine.money import ZERO, CardFigures, figures_from_position, to_decimal
 from app.storage.records import TransactionRecord
@@ -105,7 +105,10 @@ class CardLedger:
 
     def holding(self, system: SystemStore, algo_id: int) -> Holding:
         """Card ``algo_id``'s fills and totals as recorded now."""
+        return self.holdings(system, (algo_id,))[algo_id]
+
+    def holdings(self, system: SystemStore, algo_ids: Iterable[int]) -> dict[int, Holding]:
+        """Several cards' fills and totals after one refresh (one query for a whole card list)."""
         self.refresh(system)
         with self._lock:
-            card = self._cards.get(algo_id)
-            return card.holding() if card is not None else NO_HOLDING
+            return {i: (self._cards[i].holding() if i in self._cards else NO_HOLDING) for i in algo_ids}

@@ -20,7 +20,7 @@ from app.engine.card_builder import build_cards
 from app.engine.engine_client import ServiceError
 from app.engine.engine_parts import EngineParts
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
-from app.engine.maintenance import health_report
+from app.engine.maintenance import health_report, read_last_cycle
 from app.engine.money import available_cash, format_money
 from app.engine.pin import PinError, PinResult
 from app.engine.risk_guard import OrderRequest, refusal
@@ -109,7 +109,8 @@ class EngineService:
     def cards(self) -> tuple[CardSnapshot, ...]:
         """Every running instance with its card figures."""
         p = self.parts
-        return build_cards(p.cycle.holding, p.market, p.calendar, p.clock.now(), p.system.all_instances("running"),
+        running = p.system.all_instances("running")
+        return build_cards(p.cycle.holdings(running), p.market, p.calendar, p.clock.now(), running,
                            self._names(), p.cycle.refused)
 
     def market_status(self) -> MarketStatus:
@@ -137,11 +138,10 @@ class EngineService:
         return self._available_from(cash)
 
     def _available_from(self, cash: Decimal) -> Decimal:
-        system = self.parts.system
-        uninvested = []
-        for inst in system.all_instances("running"):
-            uninvested.append(self.parts.cycle.holding(inst.id).figures(inst.initial_capital, None).uninvested)
-        return available_cash(cash, uninvested)
+        running = self.parts.system.all_instances("running")
+        holdings = self.parts.cycle.holdings(running)
+        return available_cash(cash, (holdings[inst.id].figures(inst.initial_capital, None).uninvested
+                                     for inst in running))
 
     def account(self, cards: tuple[CardSnapshot, ...] | None = None) -> AccountSummary:
         """Header figures: mode, available cash, total P&L, halt switch."""
@@ -283,7 +283,7 @@ class EngineService:
             "broker_cash": None if cash is None else str(cash.quantize(CENT)),
             "available_cash": None if cash is None else str(self._available_from(cash).quantize(CENT)),
             "broker_error": self._last_cash_error,
-            "last_cycle": json.loads(p.system.get_config("last_cycle") or "null"),
+            "last_cycle": read_last_cycle(p.system),
             "stream": json.loads(p.system.get_config("stream_state") or "null"),
             "instances": [
                 {"id": c.instance_id, "display_name": c.display_name, "ticker": c.ticker,

@@ -6,6 +6,7 @@ Qt-free: the orchestrator calls these on the engine thread; the CLI calls :func:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -36,6 +37,15 @@ _ERROR_LEVELS = (b"ERROR", b"CRITICAL")
 
 class DatabaseDamaged(RuntimeError):
     """system.db failed its integrity check: the engine must not trade on it. The text says what to do."""
+
+
+LAST_CYCLE_KEY = "last_cycle"  # system_config row the orchestrator rewrites after every cycle
+
+
+def read_last_cycle(system: SystemStore) -> dict | None:
+    """The last cycle's record (minute, timings, running totals), or None before the first cycle."""
+    text = system.get_config(LAST_CYCLE_KEY)
+    return json.loads(text) if text else None
 
 
 def utc_now() -> datetime:

@@ -53,9 +53,6 @@ def card_figures(initial_capital: Any, transactions: Iterable[Any], price: Any |
 
     ``price`` None or 0 means no price yet for the ticker.
     """
-    capital = to_decimal(initial_capital, "initial capital")
-    if capital < 0:
-        raise ValueError(f"initial capital must not be negative (got {capital})")
     shares = 0
     trade_count = 0
     invested = ZERO
@@ -75,7 +72,7 @@ def card_figures(initial_capital: Any, transactions: Iterable[Any], price: Any |
         else:
             raise ValueError(f"transaction type must be 'buy' or 'sell' (got {tx.type!r})")
         trade_count += 1
-    return figures_from_position(capital, shares, invested, trade_count, price)
+    return figures_from_position(initial_capital, shares, invested, trade_count, price)
 
 
 def figures_from_position(initial_capital: Any, shares: int, invested: Decimal, trade_count: int,

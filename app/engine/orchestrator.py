@@ -23,7 +23,8 @@ from app.engine.engine_parts import EngineOptions, EngineParts
 from app.engine.engine_service import EngineService
 from app.engine.events import CycleReport, Notice, StreamStatus
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
-from app.engine.maintenance import DailyBackup, check_at_start, stopped_notice, storage_problem, utc_now
+from app.engine.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, stopped_notice, storage_problem,
+                                    utc_now)
 from app.engine.runtime import DataPaths
 from app.engine.settings import Settings
 from app.storage.timefmt import utc_text
@@ -100,7 +101,6 @@ class Orchestrator(QObject):
         self.started = threading.Event()
         self.start_error: BaseException | None = None
         self.reports: list[CycleReport] = []  # recent cycles (bounded), for status and benchmarks
-        self.cycles_late = 0
         # Storage safety (issue 7): why trading stopped (None while trading), and the daily backup.
         self.trading_stopped: str | None = None
         self.backup: DailyBackup | None = None
@@ -213,12 +213,11 @@ class Orchestrator(QObject):
             log.warning("woke after the close for %s; not trading it", utc_text(minute))
             self._schedule()
             return
-        if now - wake_at > timedelta(seconds=60):
+        if now - wake_at > CATCH_UP:
             # Missed minutes (machine asleep, clock jump): trade the current minute only.
-            self.cycles_late += 1
             log.warning("woke %.0f s late for %s; running the current minute instead",
                         (now - wake_at).total_seconds(), utc_text(minute))
-            minute = next_cycle_minute(parts.calendar, now - timedelta(seconds=60), self.options.wake_offset_s)
+            minute = next_cycle_minute(parts.calendar, now - CATCH_UP, self.options.wake_offset_s)
             if minute > now:
                 self._schedule()
                 return
@@ -282,7 +281,7 @@ class Orchestrator(QObject):
             self.totals["late_1s"] += 1
             log.info("cycle for %s started %.1f s late (took %.0f ms)", utc_text(minute), late_s, duration_ms)
         self.totals["refused"] += len(result.refused)
-        parts.system.set_config("last_cycle", json.dumps({
+        parts.system.set_config(LAST_CYCLE_KEY, json.dumps({
             "minute": utc_text(minute), "started": utc_text(started), "duration_ms": round(duration_ms, 1),
             "wall": utc_text(utc_now()),  # real time, even in sim: `autotrader restore` sees a running kiosk
             "orders": result.orders, "refused": len(result.refused), "faults": len(result.faults),

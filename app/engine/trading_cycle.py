@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -269,5 +269,10 @@ class TradingCycle:
         """An instance's fills and totals as recorded now (read on the engine thread)."""
         return self.ledger.holding(self.system, instance_id)
 
+    def holdings(self, instances: Iterable[InstanceRecord]) -> dict[int, Holding]:
+        """Fills and totals of several instances after one look at the database (engine thread)."""
+        return self.ledger.holdings(self.system, (inst.id for inst in instances))
+
     def _shares_all_instances(self, ticker: str) -> int:
-        return sum(self.holding(inst.id).shares for inst in self.system.all_instances() if inst.ticker == ticker)
+        same = [inst for inst in self.system.all_instances() if inst.ticker == ticker]
+        return sum(holding.shares for holding in self.holdings(same).values())
