@@ -23,34 +23,6 @@ from app.engine.engine_parts import EngineOptions, EngineParts
 from app.engine.settings import Settings
 from tests.fakes.alpaca_server import FakeAlpaca
 
-# Buys ``shares`` when flat, sells everything when holding: an order every minute per card.
-PINGPONG_SOURCE = '''\
-"""Test algorithm: flat -> buy ``shares``, holding -> sell all, every minute."""
-from app.engine.algorithm_api import AlgorithmBase, Param
-
-
-class Algorithm(AlgorithmBase):
-    name = "Ping-pong"
-    description = "Buys a few shares when flat and sells them all the next minute."
-    parameters = {"shares": Param(2, int, "shares per buy", min=1)}
-
-    def run(self, current_time, algo_id):
-        held = self.position()
-        if held > 0:
-            return ("sell", held)
-        if self.last_price() is None:
-            return ("hold", 0)
-        return ("buy", self.params["shares"])
-'''
-
-
-def write_pingpong(folder: Path) -> Path:
-    """Write ``pingpong.py`` into ``folder``; returns the folder (an algorithm_dirs entry)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pingpong.py").write_text(PINGPONG_SOURCE)
-    return folder
-
-
 def paper_settings(fake: FakeAlpaca, data_root: Path, algorithm_dirs: tuple[Path, ...]) -> Settings:
     """Paper-mode settings whose every Alpaca URL is the fake."""
     return Settings(api_key=fake.key, secret=fake.secret, paper=True, data_root=data_root,
@@ -88,7 +60,9 @@ class SignalLog(QObject):
     they reach the kiosk window, so its times are comparable with what the header showed.
     """
 
-    KINDS = ("stream_changed", "notice", "account_changed", "cycle_done", "cards_changed")
+    # One named @Slot per signal, spelled out: a slot made by a factory function is looked up by its
+    # __name__, and unless that is a slot of this class PySide6 connects directly, so engine-thread
+    # emissions would run on the engine thread instead of being queued to this one.
 
     def __init__(self, clock: SimClock) -> None:
         super().__init__()
@@ -148,7 +122,6 @@ class MinuteBars:
         self.open_ts = open_ts
         self.close_ts = close_ts
         self.next_ts = open_ts  # minute of the next bar to push
-        self.delivered: dict[int, int] = {}  # minute -> stream clients reached (summed over symbols)
 
     def bar(self, symbol: str, ts: int) -> tuple:
         """The bar of ``symbol`` at minute ``ts``: (ts, o, h, l, c, v)."""
@@ -164,12 +137,10 @@ class MinuteBars:
         limit = min(int(now.timestamp()), self.close_ts)
         while self.next_ts + 60 <= limit:
             ts = self.next_ts
-            reached = 0
             for symbol in self.symbols:
                 bar = self.bar(symbol, ts)
                 self.fake.set_price(symbol, Decimal(str(bar[4])))
-                reached += self.fake.push_bar(symbol, bar)
-            self.delivered[ts] = reached
+                self.fake.push_bar(symbol, bar)
             self.next_ts += 60
             done += 1
         return done

@@ -71,11 +71,20 @@ def start_app(root: Path, env: dict[str, str], *args: str, name: str) -> subproc
     return proc
 
 
-def power_cut(proc: subprocess.Popen) -> None:
-    """SIGKILL (no handler, no cleanup: what a power cut leaves) and reap."""
+def power_cut(proc: subprocess.Popen) -> bool:
+    """SIGKILL (no handler, no cleanup: what a power cut leaves) and reap; also the cleanup of every start.
+
+    Returns True when it was the SIGKILL that ended the app (it was still running).
+    """
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    return proc.wait(10) == -signal.SIGKILL
+
+
+def stop_cleanly(proc: subprocess.Popen, err: Path) -> None:
+    """SIGTERM: the app stops by itself, with exit status 0, within 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, err.read_text()[-3000:]
 
 
 def last_cycle_text(system_db: Path) -> str | None:
@@ -217,12 +226,9 @@ def test_sim_app_survives_20_power_cuts(tmp_path):
                 in_flight += bool(cut["open"])
             else:
                 time.sleep(1.0)
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(30) == 0, (tmp_path / f"run-{i}.err").read_text()[-3000:]
+                stop_cleanly(proc, tmp_path / f"run-{i}.err")
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+            power_cut(proc)
 
     # The sim starts at the latest session open; when that session is over in real time its bars are
     # all stored already and orders fill at once. Run fast into the next session, whose bars (and so
@@ -232,12 +238,9 @@ def test_sim_app_survives_20_power_cuts(tmp_path):
         first, _ = wait_new_cycle(system_db, None, proc, tmp_path / "warm-up.err")
         wait_until(lambda: json.loads(last_cycle_text(system_db))["minute"][:10] != first["minute"][:10],
                    timeout=60, interval=0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        stop_cleanly(proc, tmp_path / "warm-up.err")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        power_cut(proc)
 
     for i in range(KILLS):
         one_run(i, kill=True)
@@ -363,13 +366,10 @@ def test_alpaca_app_survives_power_cuts_during_start(tmp_path, fake_alpaca):
                 came_up += 1
                 time.sleep(rng.uniform(0.0, 1.0))
             assert proc.poll() is None, f"the app exited by itself:\n{err.read_text()[-3000:]}"
-            power_cut(proc)
-            kills += 1
+            kills += power_cut(proc)  # counts only cuts that really killed a running app
         finally:
             fake.faults.reset()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+            power_cut(proc)
         cut = snapshot(paper / "system.db")
         assert cut["integrity"] == (True, "ok"), f"system.db damaged by kill {round_no}: {cut['integrity']}"
         assert cut["running"] == cards
@@ -387,12 +387,9 @@ def test_alpaca_app_survives_power_cuts_during_start(tmp_path, fake_alpaca):
             final = {o["client_order_id"] for o in fake.orders() if o["status"] == "filled"}
             return final <= {coid for *_, coid in snapshot(paper / "system.db")["txs"].values()}
         wait_until(settled, timeout=START_TIMEOUT_S, interval=0.1)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        stop_cleanly(proc, tmp_path / "alpaca-final.err")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        power_cut(proc)
 
     final = snapshot(paper / "system.db")
     fills = fake_fills(fake)

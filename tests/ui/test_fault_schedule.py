@@ -35,10 +35,9 @@ from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import from_epoch
 from app.ui.kiosk_window import KioskWindow
-from tests.engine.crash_child import coid_minute
+from tests.engine.crash_child import FLIPPER_SOURCE, coid_minute, write_algorithm
 from tests.fakes.alpaca_server import FakeAlpaca
-from tests.fault_rig import (MinuteBars, SignalLog, fast_parts_factory, paper_settings, utc_ts,
-                             write_pingpong)
+from tests.fault_rig import MinuteBars, SignalLog, fast_parts_factory, paper_settings, utc_ts
 
 OPEN = datetime(2024, 11, 29, 14, 30, tzinfo=timezone.utc)  # Black Friday: closes 13:00 New York
 CLOSE = datetime(2024, 11, 29, 18, 0, tzinfo=timezone.utc)
@@ -117,7 +116,7 @@ def fast_polls(monkeypatch):
 
 def test_fault_schedule(tmp_path, qtbot, qloop, fast_polls, broker_log) -> None:
     started = time.monotonic()
-    algos = write_pingpong(tmp_path / "algos")
+    algos = write_algorithm(tmp_path / "algos", "flipper", FLIPPER_SOURCE)
     faults = schedule()
     with FakeAlpaca(cash=100_000, fill_delay=0.03) as fake:
         clock = SimClock(OPEN - timedelta(minutes=10), speed=SPEED)
@@ -131,10 +130,9 @@ def test_fault_schedule(tmp_path, qtbot, qloop, fast_polls, broker_log) -> None:
         signals.attach(host.signals)
         host.start()
         stream = None
-        win = None
         try:
             for ticker in TICKERS:
-                resolve(qtbot, host.client.call(host.service.create_instance, ticker, "pingpong", "10000",
+                resolve(qtbot, host.client.call(host.service.create_instance, ticker, "flipper", "10000",
                                                 {"shares": "2"}))
             paths = host.orchestrator.parts.paths
             cards = resolve(qtbot, host.client.call(host.service.cards))
@@ -254,6 +252,7 @@ def test_fault_schedule(tmp_path, qtbot, qloop, fast_polls, broker_log) -> None:
         return [e.value for e in signals.of("notice") if e.value.kind == kind and start <= e.sim <= end]
 
     instances = sorted(set(card_of.values()))
+    assert len(instances) == len(TICKERS), "a card never ordered"  # else the all() below skips it
     for fault in faults:
         assert all(traded_after(i, fault.at, timedelta(minutes=10)) for i in instances), \
             f"trading did not resume by itself after the {fault.name}"
