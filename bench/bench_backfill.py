@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from app.engine.alpaca_history import AlpacaHistory  # noqa: E402
-from app.engine.market_calendar import MarketCalendar  # noqa: E402
-from app.engine.settings import Settings  # noqa: E402
+from app.engine.alpaca.history import AlpacaHistory  # noqa: E402
+from app.engine.marketdata.calendar import MarketCalendar  # noqa: E402
+from app.engine.system.settings import Settings  # noqa: E402
 from app.storage.market_store import MarketStore  # noqa: E402
 from tests.fakes.alpaca_server import FakeAlpaca  # noqa: E402
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from app.engine.backtest import BacktestRequest, replay_bars  # noqa: E402
-from app.engine.market_calendar import MarketCalendar  # noqa: E402
-from app.engine.sim_market import SimMarket  # noqa: E402
+from app.engine.backtest.replay import BacktestRequest, replay_bars  # noqa: E402
+from app.engine.marketdata.calendar import MarketCalendar  # noqa: E402
+from app.engine.sim.market import SimMarket  # noqa: E402
 from app.storage.records import Bar  # noqa: E402
 
 FAST, SLOW = 20, 50

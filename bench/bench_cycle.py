@@ -39,10 +39,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from app.engine.clock import ManualClock, SimClock  # noqa: E402
-from app.engine.engine_parts import EngineOptions, EngineParts  # noqa: E402
-from app.engine.engine_service import EngineService  # noqa: E402
-from app.engine.settings import Settings  # noqa: E402
+from app.engine.marketdata.clock import ManualClock, SimClock  # noqa: E402
+from app.engine.host.wiring import EngineOptions, EngineParts  # noqa: E402
+from app.engine.host.service import EngineService  # noqa: E402
+from app.engine.system.settings import Settings  # noqa: E402
 from app.storage.system_store import SystemStore  # noqa: E402
 from app.storage.timefmt import epoch_text, from_epoch  # noqa: E402
 
@@ -131,7 +131,7 @@ def bench_wake(root: Path, instances: int, wakes: int, speed: float) -> list[flo
     """Real-time lateness (ms) of the orchestrator's wake-ups on a SimClock at ``speed``."""
     from PySide6.QtCore import QCoreApplication
 
-    from app.engine.engine_host import EngineHost
+    from app.engine.host.thread import EngineHost
 
     app = QCoreApplication.instance() or QCoreApplication([])
     settings = Settings(data_root=root, sim_forced=True)

@@ -36,10 +36,10 @@ def first_frame_child(data_dir: str) -> None:
     from PySide6.QtCore import QEvent, QObject, QSize
     from PySide6.QtWidgets import QApplication
 
-    from app.engine.engine_host import EngineHost
-    from app.engine.settings import Settings
-    from app.engine.clock import SimClock
-    from app.engine.market_calendar import MarketCalendar
+    from app.engine.host.thread import EngineHost
+    from app.engine.system.settings import Settings
+    from app.engine.marketdata.clock import SimClock
+    from app.engine.marketdata.calendar import MarketCalendar
     from app.ui.kiosk_window import KioskWindow
     import asyncio
     import qasync
@@ -95,7 +95,7 @@ def measure_updates() -> tuple[list[float], list[float]]:
     from PySide6.QtCore import QSize
     from PySide6.QtWidgets import QApplication
 
-    from app.engine.orchestrator import EngineSignals
+    from app.engine.host.orchestrator import EngineSignals
     from app.ui.kiosk_window import KioskWindow
     from tests.ui import samples
 

@@ -36,8 +36,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))  # run from a checkout
 
-from app.engine.maintenance import read_last_cycle  # noqa: E402
-from app.engine.market_calendar import MarketCalendar  # noqa: E402
+from app.engine.system.maintenance import read_last_cycle  # noqa: E402
+from app.engine.marketdata.calendar import MarketCalendar  # noqa: E402
 from app.storage.system_store import SystemStore  # noqa: E402
 from app.storage.timefmt import parse_utc_text  # noqa: E402
 

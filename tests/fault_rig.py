@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Slot
 
-from app.engine.clock import SimClock
-from app.engine.engine_parts import EngineOptions, EngineParts
-from app.engine.settings import Settings
+from app.engine.marketdata.clock import SimClock
+from app.engine.host.wiring import EngineOptions, EngineParts
+from app.engine.system.settings import Settings
 from tests.fakes.alpaca_server import FakeAlpaca
 
 def paper_settings(fake: FakeAlpaca, data_root: Path, algorithm_dirs: tuple[Path, ...]) -> Settings:
@@ -35,7 +35,7 @@ def fast_parts_factory(settings: Settings, clock: SimClock, options: EngineOptio
     """EngineParts.build with an AlpacaBroker whose HTTP timeout and retry wait suit accelerated time."""
 
     def build() -> EngineParts:
-        from app.engine.alpaca_broker import AlpacaBroker
+        from app.engine.alpaca.broker import AlpacaBroker
 
         broker = AlpacaBroker.from_settings(settings, timeout_s=timeout_s, retry_wait_s=retry_wait_s)
         return EngineParts.build(settings, clock=clock, options=options, broker=broker)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.market_store import MarketStore
 from tests.fakes.alpaca_server import FakeAlpaca
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.bar_csv import HEADER
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.bar_csv import HEADER
+from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
-from app.engine.pin import PinGuard
+from app.engine.system.pin import PinGuard
 from tests.cli_helpers import run_cli
 
 DAY_MINUTES = MarketCalendar().session_minutes(__import__("datetime").date(2024, 1, 2))

@@ -37,8 +37,8 @@ from pathlib import Path
 import pytest
 
 from app.commands.kiosk import sim_start
-from app.engine.market_calendar import MarketCalendar
-from app.engine.money import card_figures
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.portfolio.money import card_figures
 from app.storage.sim_book_store import SimBookStore
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import parse_utc_text
@@ -292,9 +292,9 @@ def leave_orders_in_flight(root: Path, env: dict[str, str], fake, cards: dict[in
                            rng: random.Random) -> None:
     """What a cycle killed half-way leaves behind, made with the product's own journal and broker:
     a journal row never submitted, orders the fake filled that were never recorded, one still open."""
-    from app.engine.alpaca_broker import AlpacaBroker
-    from app.engine.order_journal import OrderJournal
-    from app.engine.settings import load_settings
+    from app.engine.alpaca.broker import AlpacaBroker
+    from app.engine.minute.journal import OrderJournal
+    from app.engine.system.settings import load_settings
 
     settings = load_settings(env, dotenv_files=[])
     minute = datetime(2024, 1, 2, 15, 0, tzinfo=timezone.utc) + timedelta(minutes=round_no)

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from app.engine.logging_setup import clear_secrets, configure_logging, shutdown_logging
-from app.engine.settings import Settings, SettingsError, load_settings
+from app.engine.system.logging_setup import clear_secrets, configure_logging, shutdown_logging
+from app.engine.system.settings import Settings, SettingsError, load_settings
 from tests.cli_helpers import run_cli
 from tests.fakes.alpaca_server import FakeAlpaca
 
@@ -153,8 +153,8 @@ def test_settings_never_show_the_keys(audit, tmp_path):
 
 
 def test_broker_failures_keep_the_keys_out(audit, fake, tmp_path):
-    from app.engine.alpaca_broker import AlpacaBroker
-    from app.engine.broker import BrokerError, BrokerUnavailable, OrderRejected
+    from app.engine.alpaca.broker import AlpacaBroker
+    from app.engine.brokers.protocol import BrokerError, BrokerUnavailable, OrderRejected
 
     fake.add_asset("AAPL")
     fake.set_price("AAPL", "101.25")
@@ -202,8 +202,8 @@ def test_broker_failures_keep_the_keys_out(audit, fake, tmp_path):
 
 
 def test_history_failures_keep_the_keys_out(audit, fake, tmp_path):
-    from app.engine.alpaca_history import AlpacaHistory, MarketDataError
-    from app.engine.market_calendar import MarketCalendar
+    from app.engine.alpaca.history import AlpacaHistory, MarketDataError
+    from app.engine.marketdata.calendar import MarketCalendar
     from app.storage.market_store import MarketStore
 
     cal = MarketCalendar()
@@ -239,8 +239,8 @@ class Algorithm(AlgorithmBase):
 
 
 def _history_bars(tmp_path: Path, symbol: str) -> list[tuple]:
-    from app.engine.market_calendar import MarketCalendar
-    from app.engine.sim_market import SimMarket
+    from app.engine.marketdata.calendar import MarketCalendar
+    from app.engine.sim.market import SimMarket
     from app.storage.market_store import MarketStore
 
     cal = MarketCalendar()
@@ -251,11 +251,11 @@ def _history_bars(tmp_path: Path, symbol: str) -> list[tuple]:
 
 
 def test_paper_engine_cards_fills_and_pin_keep_secrets_out(audit, fake, tmp_path):
-    from app.engine.alpaca_broker import AlpacaBroker
-    from app.engine.clock import ManualClock
-    from app.engine.engine_client import ServiceError
-    from app.engine.engine_parts import EngineParts
-    from app.engine.engine_service import EngineService
+    from app.engine.alpaca.broker import AlpacaBroker
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.host.client import ServiceError
+    from app.engine.host.wiring import EngineParts
+    from app.engine.host.service import EngineService
 
     algos = tmp_path / "algos"
     algos.mkdir()
@@ -320,8 +320,8 @@ def test_paper_engine_cards_fills_and_pin_keep_secrets_out(audit, fake, tmp_path
 
 
 def test_stream_good_and_wrong_keys_keep_secrets_out(audit, fake, tmp_path, qtbot):
-    from app.engine.bar_stream import BarStream
-    from app.engine.market_calendar import MarketCalendar
+    from app.engine.alpaca.bar_stream import BarStream
+    from app.engine.marketdata.calendar import MarketCalendar
 
     cal = MarketCalendar()
     t0 = int(utc(2024, 6, 4, 15, 0).timestamp())

@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 from app.commands.common import EXIT_OK, CommandError, settings_for
-from app.engine.algorithm_loader import default_dirs, discover
-from app.engine.engine_client import ServiceError
-from app.engine.engine_parts import EngineParts
-from app.engine.engine_service import EngineService
-from app.engine.money import format_money, format_pct
+from app.engine.plugins.loader import default_dirs, discover
+from app.engine.host.client import ServiceError
+from app.engine.host.wiring import EngineParts
+from app.engine.host.service import EngineService
+from app.engine.portfolio.money import format_money, format_pct
 
 
 def register(sub: argparse._SubParsersAction) -> None:

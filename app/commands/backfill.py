@@ -9,9 +9,9 @@ from typing import TextIO
 
 from app.commands.common import (EXIT_FAILED, EXIT_OK, CommandError, fail, parse_day, paths_for,
                                  settings_for)
-from app.engine.broker import InvalidSymbol, check_symbol_format
-from app.engine.market_calendar import CalendarRangeError, MarketCalendar
-from app.engine.runtime import open_market_store
+from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
+from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
+from app.engine.system.data_folder import open_market_store
 
 SIM_MESSAGE = ("backfill needs Alpaca keys (ALPACA_API_KEY/ALPACA_SECRET); "
                "the simulated market makes its own bars")
@@ -57,7 +57,7 @@ class Progress:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Fetch the sessions coverage lacks and print what was done."""
-    from app.engine.alpaca_history import AlpacaHistory, MarketDataError, MarketDataUnavailable
+    from app.engine.alpaca.history import AlpacaHistory, MarketDataError, MarketDataUnavailable
 
     try:
         symbol = check_symbol_format(args.symbol)

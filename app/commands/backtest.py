@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from app.commands.admin import parse_params
 from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, fail, parse_day, settings_for
-from app.engine.money import format_money, format_pct, to_decimal
+from app.engine.portfolio.money import format_money, format_pct, to_decimal
 
 if TYPE_CHECKING:
-    from app.engine.backtest import BacktestResult
+    from app.engine.backtest.replay import BacktestResult
 
 _BAR_WIDTH = 30
 _SHOWN_TRADES = 10
@@ -143,7 +143,7 @@ def summary_lines(result: BacktestResult) -> list[str]:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Validate everything, replay, then print the summary or JSON and write the CSV."""
-    from app.engine.backtest import BacktestError, BacktestRequest, BacktestRunError, run_backtest
+    from app.engine.backtest.replay import BacktestError, BacktestRequest, BacktestRunError, run_backtest
 
     start, end = parse_day(args.start, "--start"), parse_day(args.end, "--end")
     params = parse_params(args.param)

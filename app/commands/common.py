@@ -7,8 +7,8 @@ import sys
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from app.engine.runtime import DataPaths, data_paths
-from app.engine.settings import Settings, SettingsError, load_settings
+from app.engine.system.data_folder import DataPaths, data_paths
+from app.engine.system.settings import Settings, SettingsError, load_settings
 
 NEW_YORK = ZoneInfo("America/New_York")
 EXIT_OK = 0

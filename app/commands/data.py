@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from app.commands.common import (EXIT_OK, CommandError, day_range_utc, parse_day, paths_for)
-from app.engine.bar_csv import BarCsvError, check_file, good_bars, write_bars_csv
-from app.engine.broker import InvalidSymbol, check_symbol_format
-from app.engine.market_calendar import MarketCalendar
-from app.engine.runtime import open_market_store
+from app.engine.marketdata.bar_csv import BarCsvError, check_file, good_bars, write_bars_csv
+from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.system.data_folder import open_market_store
 from app.storage.timefmt import to_epoch
 
 

@@ -9,7 +9,7 @@ import sqlite3
 import tempfile
 
 from app.commands.common import EXIT_FAILED, EXIT_OK, settings_for
-from app.engine.runtime import data_paths
+from app.engine.system.data_folder import data_paths
 from app.storage.sqlite import connect, integrity_ok
 
 

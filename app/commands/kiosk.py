@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
-from app.engine.clock import Clock, RealClock, SimClock
-from app.engine.logging_setup import configure_logging, register_secret
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.clock import Clock, RealClock, SimClock
+from app.engine.system.logging_setup import configure_logging, register_secret
+from app.engine.marketdata.calendar import MarketCalendar
 
 log = logging.getLogger("autotrader.ui")
 
@@ -57,7 +57,7 @@ def last_cycled_minute(system_db: Path) -> datetime | None:
     """The minute the last run over this system.db cycled, or None (no file, no cycle, unreadable)."""
     if not system_db.is_file():
         return None
-    from app.engine.maintenance import read_last_cycle
+    from app.engine.system.maintenance import read_last_cycle
     from app.storage.system_store import SystemStore
     from app.storage.timefmt import parse_utc_text
     try:
@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(paths.log_dir)
     register_secret(settings.api_key)
     register_secret(settings.secret)
-    from app.engine.hardening import warn_exposed_env_files
+    from app.engine.system.hardening import warn_exposed_env_files
     warn_exposed_env_files()
     clock = make_clock(settings.mode, args.speed,
                        last_cycled_minute(paths.system_db) if settings.mode == "sim" else None)
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
     import qasync
 
-    from app.engine.engine_host import EngineHost, EngineStartError
+    from app.engine.host.thread import EngineHost, EngineStartError
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("AutoTrader")
@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                      cards=cards, account=account, market=market)
                 window.present()
             if settings.mode != "sim":
-                from app.engine.bar_stream import BarStream
+                from app.engine.alpaca.bar_stream import BarStream
                 stream = BarStream.from_settings(settings, paths, host.signals)
                 stream.start()
             loop.run_until_complete(_until_quit(app))
@@ -174,8 +174,8 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
     import qasync
 
-    from app.engine.engine_host import EngineHost
-    from app.engine.settings import Settings
+    from app.engine.host.thread import EngineHost
+    from app.engine.system.settings import Settings
     from app.ui.kiosk_window import KioskWindow
     from app.ui.screenshot import render_png
 

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
-from app.engine.maintenance import LAST_CYCLE_KEY
-from app.engine.runtime import DataPaths
-from app.engine.settings import MODES
+from app.engine.system.maintenance import LAST_CYCLE_KEY
+from app.engine.system.data_folder import DataPaths
+from app.engine.system.settings import MODES
 from app.storage.backup import BackupError, check_backup, peek_config, restore_backup
 from app.storage.timefmt import parse_utc_text, utc_text
 

@@ -7,8 +7,8 @@ import getpass
 import sys
 
 from app.commands.common import EXIT_OK, CommandError, paths_for
-from app.engine.pin import PinError, PinGuard
-from app.engine.runtime import open_system_store
+from app.engine.system.pin import PinError, PinGuard
+from app.engine.system.data_folder import open_system_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

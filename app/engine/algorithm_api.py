@@ -19,7 +19,7 @@ from decimal import Decimal
 from numbers import Integral, Real
 from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
-from app.engine.money import CardFigures, card_figures, to_decimal
+from app.engine.portfolio.money import CardFigures, card_figures, to_decimal
 from app.storage.records import Bar
 from app.storage.timefmt import from_epoch, parse_utc_text, to_epoch
 

@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (QButtonGroup, QHBoxLayout, QLabel, QPushButton, Q
                                QStackedWidget, QVBoxLayout, QWidget)
 
 from app.engine.algorithm_api import Param
-from app.engine.algorithm_loader import AlgorithmInfo
-from app.engine.backtest import BacktestCancelled, BacktestError
-from app.engine.money import format_money
+from app.engine.plugins.loader import AlgorithmInfo
+from app.engine.backtest.replay import BacktestCancelled, BacktestError
+from app.engine.portfolio.money import format_money
 from app.ui import theme
 from app.ui.backtest_view import DEFAULT_SESSIONS, BacktestView
 from app.ui.engine_calls import EngineCalls

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QButtonGroup, QGridLayout, QHBoxLayout, QHeaderVi
                                QProgressBar, QSizePolicy, QStackedWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from app.engine.money import format_money, format_pct
+from app.engine.portfolio.money import format_money, format_pct
 from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
 from app.ui.overlay import Overlay

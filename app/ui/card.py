@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from app.engine.events import CardSnapshot
-from app.engine.money import format_money, format_pct
+from app.engine.portfolio.money import format_money, format_pct
 from app.ui import theme
 from app.ui.sparkline import Sparkline
 from app.ui.widgets import ElidedLabel, local_time, separator

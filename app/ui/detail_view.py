@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QHeaderView, QStackedWi
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.engine.events import CardSnapshot
-from app.engine.money import format_money, format_pct, to_decimal
+from app.engine.portfolio.money import format_money, format_pct, to_decimal
 from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
 from app.ui.overlay import Overlay

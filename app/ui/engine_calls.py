@@ -10,7 +10,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from app.engine.engine_client import ServiceError
+from app.engine.host.client import ServiceError
 
 NOT_CONNECTED = "The engine is not connected."
 

@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from app.engine.events import AccountSummary, MarketStatus, StreamStatus
-from app.engine.money import format_money
+from app.engine.portfolio.money import format_money
 from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
 from app.ui.widgets import ElidedLabel, button, local_time

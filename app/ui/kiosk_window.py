@@ -13,7 +13,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
-from app.engine.maintenance import STOPPED_PREFIX
+from app.engine.system.maintenance import STOPPED_PREFIX
 from app.ui import theme
 from app.ui.add_dialog import AddDialog
 from app.ui.card_strip import CardStrip

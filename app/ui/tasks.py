@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from app.engine.engine_client import ServiceError
+from app.engine.host.client import ServiceError
 
 log = logging.getLogger("autotrader.ui")
 

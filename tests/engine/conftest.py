@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.calendar import MarketCalendar
 
 
 @pytest.fixture(scope="module")

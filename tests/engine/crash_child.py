@@ -23,11 +23,11 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make the project importable without installing it
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.engine.clock import ManualClock  # noqa: E402
-from app.engine.engine_parts import EngineOptions, EngineParts  # noqa: E402
-from app.engine.engine_service import EngineService  # noqa: E402
-from app.engine.settings import Settings  # noqa: E402
-from app.engine.trading_cycle import CycleResult  # noqa: E402
+from app.engine.marketdata.clock import ManualClock  # noqa: E402
+from app.engine.host.wiring import EngineOptions, EngineParts  # noqa: E402
+from app.engine.host.service import EngineService  # noqa: E402
+from app.engine.system.settings import Settings  # noqa: E402
+from app.engine.minute.cycle import CycleResult  # noqa: E402
 from app.storage.timefmt import from_epoch, parse_utc_text, utc_text  # noqa: E402
 
 WAKE_OFFSET = timedelta(seconds=2)

@@ -10,7 +10,7 @@ import pytest
 from app.engine.algorithm_api import (
     INTERFACE_VERSION, AlgorithmBase, AlgorithmError, AlgorithmParamError, Bar, Param,
 )
-from app.engine.algorithm_loader import load_algorithm_class
+from app.engine.plugins.loader import load_algorithm_class
 
 from .algo_helpers import START, MemoryContext, make_bars, minute
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.engine.algorithm_api import AlgorithmBase, AlgorithmParamError
-from app.engine.algorithm_loader import (
+from app.engine.plugins.loader import (
     AlgorithmLoadError, clear_cache, create_algorithm, default_dirs, discover, load_algorithm_class,
 )
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.engine.algorithm_api import AlgorithmBase
-from app.engine.algorithm_loader import create_algorithm
-from app.engine.algorithm_runner import (
+from app.engine.plugins.loader import create_algorithm
+from app.engine.plugins.runner import (
     HOLD, MAX_SHARES, AlgorithmFault, Decision, GuardedRunner, validate_decision,
 )
 
@@ -176,7 +176,7 @@ def test_a_stuck_algorithm_does_not_keep_the_process_alive(tmp_path: Path) -> No
     script.write_text(
         "from datetime import datetime, timezone\n"
         "from app.engine.algorithm_api import AlgorithmBase\n"
-        "from app.engine.algorithm_runner import GuardedRunner\n"
+        "from app.engine.plugins.runner import GuardedRunner\n"
         "class Spin(AlgorithmBase):\n"
         "    def run(self, current_time, algo_id):\n"
         "        while True:\n"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.alpaca_broker import AlpacaBroker, order_state
-from app.engine.alpaca_clients import AlpacaSetupError, make_trading_client
-from app.engine.broker import (BrokerError, BrokerUnavailable, InsufficientFunds, InvalidSymbol, NotFound,
+from app.engine.alpaca.broker import AlpacaBroker, order_state
+from app.engine.alpaca.clients import AlpacaSetupError, make_trading_client
+from app.engine.brokers.protocol import (BrokerError, BrokerUnavailable, InsufficientFunds, InvalidSymbol, NotFound,
                                OrderRejected)
-from app.engine.settings import Settings
+from app.engine.system.settings import Settings
 from tests.fakes.alpaca_server import FakeAlpaca
 
 TIMEOUT_S = 0.5

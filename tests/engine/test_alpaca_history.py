@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.alpaca_clients import make_data_client
-from app.engine.alpaca_feed import AlpacaFeed
-from app.engine.alpaca_history import AlpacaHistory, MarketDataError, MarketDataUnavailable
-from app.engine.market_calendar import MarketCalendar
-from app.engine.settings import Settings
+from app.engine.alpaca.clients import make_data_client
+from app.engine.alpaca.feed import AlpacaFeed
+from app.engine.alpaca.history import AlpacaHistory, MarketDataError, MarketDataUnavailable
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from tests.fakes.alpaca_server import FakeAlpaca
@@ -275,7 +275,7 @@ def test_feed_ensure_ready_failure_is_retried_by_poll(fake_alpaca, tmp_path, sto
 
 
 def test_parser_reads_other_time_forms_and_keeps_session_minutes_only():
-    from app.engine.alpaca_history import _BarParser
+    from app.engine.alpaca.history import _BarParser
 
     day = SESSIONS_2024[0]
     open_ts = int(CAL.session_open(day).timestamp())

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.algorithm_loader import load_algorithm_class
-from app.engine.backtest import (BacktestCancelled, BacktestError, BacktestRequest, BacktestRunError,
+from app.engine.plugins.loader import load_algorithm_class
+from app.engine.backtest.replay import (BacktestCancelled, BacktestError, BacktestRequest, BacktestRunError,
                                  MemoryBars, replay_bars, run_backtest)
-from app.engine.engine_parts import EngineOptions
-from app.engine.market_calendar import MarketCalendar
-from app.engine.money import card_figures
-from app.engine.settings import Settings
-from app.engine.sim_market import SimMarket
+from app.engine.host.wiring import EngineOptions
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.portfolio.money import card_figures
+from app.engine.system.settings import Settings
+from app.engine.sim.market import SimMarket
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import to_epoch, utc_text

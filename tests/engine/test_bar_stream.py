@@ -14,7 +14,7 @@ from alpaca.data.enums import DataFeed
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
-from app.engine.bar_stream import (
+from app.engine.alpaca.bar_stream import (
     REASON_AUTH,
     REASON_CONNECTION_LIMIT,
     BarStream,
@@ -25,7 +25,7 @@ from app.engine.bar_stream import (
     classify_stream_error,
 )
 from app.engine.events import StreamStatus
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from tests.fakes.alpaca_server import FakeAlpaca
@@ -273,10 +273,10 @@ def test_drop_reconnects_resubscribes_and_backfills(make_stream, fake_alpaca: Fa
 
 def test_app_history_fill_uses_alpaca_history_on_its_own_thread(fake_alpaca: FakeAlpaca, tmp_path: Path,
                                                                 calendar: MarketCalendar) -> None:
-    pytest.importorskip("app.engine.alpaca_history")
-    from app.engine.bar_stream import _LazyHistoryFill
-    from app.engine.runtime import DataPaths
-    from app.engine.settings import Settings
+    pytest.importorskip("app.engine.alpaca.history")
+    from app.engine.alpaca.bar_stream import _LazyHistoryFill
+    from app.engine.system.data_folder import DataPaths
+    from app.engine.system.settings import Settings
 
     settings = Settings(api_key=fake_alpaca.key, secret=fake_alpaca.secret, data_url=fake_alpaca.origin,
                         data_root=tmp_path)
@@ -361,9 +361,9 @@ def test_stop_right_after_the_first_symbol(make_stream, fake_alpaca: FakeAlpaca,
 
 
 def test_from_settings_follows_the_engine_signals(fake_alpaca: FakeAlpaca, tmp_path: Path, qtbot) -> None:
-    from app.engine.orchestrator import EngineSignals
-    from app.engine.runtime import DataPaths
-    from app.engine.settings import Settings
+    from app.engine.host.orchestrator import EngineSignals
+    from app.engine.system.data_folder import DataPaths
+    from app.engine.system.settings import Settings
 
     settings = Settings(api_key=fake_alpaca.key, secret=fake_alpaca.secret, stream_url=fake_alpaca.stream_url,
                         data_root=tmp_path)

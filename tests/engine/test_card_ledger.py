@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.card_ledger import CardLedger
-from app.engine.money import card_figures
+from app.engine.portfolio.ledger import CardLedger
+from app.engine.portfolio.money import card_figures
 from app.storage.system_store import SystemStore
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.engine.clock import Clock, ManualClock, RealClock, SimClock
+from app.engine.marketdata.clock import Clock, ManualClock, RealClock, SimClock
 
 START = datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc)
 

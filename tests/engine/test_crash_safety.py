@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from app.engine.money import card_figures
+from app.engine.portfolio.money import card_figures
 from app.storage.system_store import SystemStore
 from tests.engine.crash_child import FLIPPER_SOURCE, SimRig, write_algorithm
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.engine_client import ServiceError
-from app.engine.engine_parts import EngineOptions
-from app.engine.money import card_figures
+from app.engine.host.client import ServiceError
+from app.engine.host.wiring import EngineOptions
+from app.engine.portfolio.money import card_figures
 from tests.engine.crash_child import SimRig
 
 BROKEN = Path(__file__).resolve().parent / "broken_algorithms"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.algorithm_loader import (AlgorithmLoadError, default_dirs, discover, load_algorithm_class)
-from app.engine.bar_csv import MAX_LINE_CHARS, BarCsvError, check_file, iter_bars
-from app.engine.engine_client import ServiceError
-from app.engine.hardening import exposed_env_files, warn_exposed_env_files
-from app.engine.settings import SettingsError, load_settings
+from app.engine.plugins.loader import (AlgorithmLoadError, default_dirs, discover, load_algorithm_class)
+from app.engine.marketdata.bar_csv import MAX_LINE_CHARS, BarCsvError, check_file, iter_bars
+from app.engine.host.client import ServiceError
+from app.engine.system.hardening import exposed_env_files, warn_exposed_env_files
+from app.engine.system.settings import SettingsError, load_settings
 from app.storage.records import Bar
 from tests.cli_helpers import run_cli
 

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from app.engine.logging_setup import (
+from app.engine.system.logging_setup import (
     clear_secrets,
     configure_logging,
     get_logger,

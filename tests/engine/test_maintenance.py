@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.engine_host import EngineHost, EngineStartError
-from app.engine.engine_parts import EngineOptions
-from app.engine.maintenance import (DailyBackup, DatabaseDamaged, check_at_start, count_errors_today,
+from app.engine.host.thread import EngineHost, EngineStartError
+from app.engine.host.wiring import EngineOptions
+from app.engine.system.maintenance import (DailyBackup, DatabaseDamaged, check_at_start, count_errors_today,
                                     health_report, storage_problem)
-from app.engine.runtime import DataPaths
-from app.engine.settings import Settings
-from app.engine.clock import SimClock
+from app.engine.system.data_folder import DataPaths
+from app.engine.system.settings import Settings
+from app.engine.marketdata.clock import SimClock
 from app.storage.backup import backup_name, check_backup, list_backups
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
@@ -373,7 +373,7 @@ def test_health_report_figures(tmp_path):
 
 def test_kiosk_holds_the_trading_stopped_banner(qtbot):
     from app.engine.events import AccountSummary, Notice
-    from app.engine.maintenance import stopped_notice
+    from app.engine.system.maintenance import stopped_notice
     from app.ui.kiosk_window import KioskWindow
     from decimal import Decimal
 

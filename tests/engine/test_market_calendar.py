@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from app.engine.market_calendar import CalendarRangeError, MarketCalendar, minute_floor
+from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar, minute_floor
 from tests.engine.time_helpers import ep, utc
 
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import pytest
 
-from app.engine.money import CardFigures, available_cash, card_figures, format_money, format_pct
+from app.engine.portfolio.money import CardFigures, available_cash, card_figures, format_money, format_pct
 from app.storage.records import TransactionRecord
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.engine.engine_client import ServiceError
-from app.engine.engine_host import EngineHost
-from app.engine.money import card_figures
-from app.engine.orchestrator import ceil_minute, next_cycle_minute
-from app.engine.market_calendar import MarketCalendar
+from app.engine.host.client import ServiceError
+from app.engine.host.thread import EngineHost
+from app.engine.portfolio.money import card_figures
+from app.engine.host.orchestrator import ceil_minute, next_cycle_minute
+from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import to_epoch, utc_text
@@ -183,8 +183,8 @@ def test_no_catch_up_after_the_close(qtbot):
 
     from PySide6.QtCore import QTimer
 
-    from app.engine.clock import ManualClock
-    from app.engine.orchestrator import Orchestrator
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.host.orchestrator import Orchestrator
 
     cal = MarketCalendar()
     orch = Orchestrator(settings=None, clock=ManualClock(utc(2024, 6, 4, 20, 0, 1)), signals=None,

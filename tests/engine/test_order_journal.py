@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.broker import BrokerUnavailable, OrderState
-from app.engine.clock import ManualClock
-from app.engine.market_calendar import MarketCalendar
-from app.engine.order_journal import UNKNOWN_ORDER_GRACE, OrderJournal
-from app.engine.sim_broker import SimBroker
-from app.engine.sim_market import SimMarket
+from app.engine.brokers.protocol import BrokerUnavailable, OrderState
+from app.engine.marketdata.clock import ManualClock
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.minute.journal import UNKNOWN_ORDER_GRACE, OrderJournal
+from app.engine.sim.broker import SimBroker
+from app.engine.sim.market import SimMarket
 from app.storage.market_store import MarketStore
 from app.storage.sim_book_store import SimBookStore
 from app.storage.system_store import SystemStore
@@ -273,9 +273,9 @@ def test_broker_rejection_after_acceptance_reaches_the_card(fake_alpaca, tmp_pat
     """Alpaca accepts an order, then rejects it: the card gets the reason, nothing is recorded."""
     from datetime import datetime, timezone
 
-    from app.engine.alpaca_broker import AlpacaBroker
-    from app.engine.order_journal import OrderJournal
-    from app.engine.settings import Settings
+    from app.engine.alpaca.broker import AlpacaBroker
+    from app.engine.minute.journal import OrderJournal
+    from app.engine.system.settings import Settings
     from app.storage.system_store import SystemStore
 
     settings = Settings(api_key=fake_alpaca.key, secret=fake_alpaca.secret, trading_url=fake_alpaca.origin,

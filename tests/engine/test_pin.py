@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.pin import DEFAULT_PIN, MAX_LOCKOUT_S, PinError, PinGuard, PinResult
+from app.engine.system.pin import DEFAULT_PIN, MAX_LOCKOUT_S, PinError, PinGuard, PinResult
 from app.storage.system_store import SystemStore
 
 T0 = datetime(2024, 6, 4, 14, 30, tzinfo=timezone.utc)

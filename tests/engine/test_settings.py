@@ -8,7 +8,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from app.engine.settings import Settings, SettingsError, load_settings
+from app.engine.system.settings import Settings, SettingsError, load_settings
 
 KEY = "PKTESTKEY1234567890"
 SECRET = "sEcReT-abcdefghijklmnopqrstuvwxyz"

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from app.engine.algorithm_api import AlgorithmParamError
-from app.engine.algorithm_loader import create_algorithm
+from app.engine.plugins.loader import create_algorithm
 
 from .algo_helpers import MemoryContext, make_bars, minute, simulate
 

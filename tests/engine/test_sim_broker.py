@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.broker import (
+from app.engine.brokers.protocol import (
     Broker,
     InsufficientFunds,
     InvalidSymbol,
@@ -17,10 +17,10 @@ from app.engine.broker import (
     NotFound,
     OrderRejected,
 )
-from app.engine.clock import ManualClock
-from app.engine.market_calendar import MarketCalendar
-from app.engine.sim_broker import SimBroker
-from app.engine.sim_market import SimMarket
+from app.engine.marketdata.clock import ManualClock
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.sim.broker import SimBroker
+from app.engine.sim.market import SimMarket
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.sim_book_store import SimBookStore

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.broker import InvalidSymbol
-from app.engine.market_calendar import MarketCalendar
-from app.engine.sim_market import SimMarket, SymbolBar
+from app.engine.brokers.protocol import InvalidSymbol
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.sim.market import SimMarket, SymbolBar
 from app.storage.market_store import MarketStore
 from tests.engine.time_helpers import ep, utc
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.engine_client import ServiceError
+from app.engine.host.client import ServiceError
 
-from app.engine.money import card_figures
-from app.engine.orchestrator import next_cycle_minute
+from app.engine.portfolio.money import card_figures
+from app.engine.host.orchestrator import next_cycle_minute
 from app.storage.timefmt import parse_utc_text, to_epoch, utc_text
 from tests.engine.crash_child import FLIPPER_SOURCE, PEEKER_SOURCE, SimRig, coid_minute, write_algorithm
 
@@ -226,14 +226,14 @@ def test_transaction_timestamps_parse_back_to_the_decision_minute(tmp_path, algo
 # --- the full path with real alpaca-py clients against the fake Alpaca server --------------
 
 def test_full_path_on_alpaca_paper_against_the_fake_server(tmp_path, algos):
-    alpaca_broker = pytest.importorskip("app.engine.alpaca_broker")
-    from app.engine.broker import OrderState  # noqa: F401 - the protocol the broker speaks
-    from app.engine.clock import ManualClock
-    from app.engine.engine_parts import EngineParts
-    from app.engine.engine_service import EngineService
-    from app.engine.market_calendar import MarketCalendar
-    from app.engine.settings import Settings
-    from app.engine.sim_market import SimMarket
+    alpaca_broker = pytest.importorskip("app.engine.alpaca.broker")
+    from app.engine.brokers.protocol import OrderState  # noqa: F401 - the protocol the broker speaks
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.host.wiring import EngineParts
+    from app.engine.host.service import EngineService
+    from app.engine.marketdata.calendar import MarketCalendar
+    from app.engine.system.settings import Settings
+    from app.engine.sim.market import SimMarket
     from app.storage.market_store import MarketStore
     from tests.fakes.alpaca_server import FakeAlpaca
 
@@ -312,7 +312,7 @@ def test_algorithm_data_connections_do_not_pile_up_when_worker_threads_come_and_
     import os
     import threading
 
-    from app.engine.trading_cycle import StoreContext
+    from app.engine.minute.cycle import StoreContext
     from app.storage.market_store import MarketStore
     from app.storage.system_store import SystemStore
 
@@ -336,7 +336,7 @@ def test_a_burst_of_concurrent_calls_leaves_at_most_keep_pairs_open(tmp_path):
     import os
     import threading
 
-    from app.engine.trading_cycle import StoreContext
+    from app.engine.minute.cycle import StoreContext
     from app.storage.market_store import MarketStore
     from app.storage.system_store import SystemStore
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.bar_stream import BarStream, StreamBar
-from app.engine.market_calendar import MarketCalendar
-from app.engine.sim_market import SimMarket, SymbolBar
+from app.engine.alpaca.bar_stream import BarStream, StreamBar
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.sim.market import SimMarket, SymbolBar
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from tests.fakes.alpaca_server import FakeAlpaca
@@ -82,7 +82,7 @@ def test_sim_session_close_stores_bars_and_coverage_in_one_transaction(tmp_path,
 
 
 def test_sim_bad_symbol_in_the_list_writes_nothing(tmp_path, cal):
-    from app.engine.broker import InvalidSymbol
+    from app.engine.brokers.protocol import InvalidSymbol
 
     with open_store(tmp_path / "stocks.db", cal) as store:
         market = SimMarket(cal, store, seed=3)
@@ -175,7 +175,7 @@ def test_stream_stop_keeps_bars_still_waiting_for_their_flush(fake_alpaca: FakeA
 
 
 def test_flush_delay_is_bounded(tmp_path, cal, qtbot):
-    from app.engine.bar_stream import BarStreamError
+    from app.engine.alpaca.bar_stream import BarStreamError
 
     with pytest.raises(BarStreamError, match="flush delay"):
         BarStream("k", "s", url=None, feed="iex", store_path=tmp_path / "s.db", calendar=cal, flush_delay_s=5)

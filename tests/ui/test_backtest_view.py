@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSize, QTimer
 
-from app.engine.backtest import BacktestCancelled, BacktestRequest, run_backtest
-from app.engine.engine_host import EngineHost
-from app.engine.market_calendar import MarketCalendar
-from app.engine.money import format_money
+from app.engine.backtest.replay import BacktestCancelled, BacktestRequest, run_backtest
+from app.engine.host.thread import EngineHost
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.portfolio.money import format_money
 from app.ui.backtest_view import FAILED, RESULTS, RUNNING
 from app.ui.kiosk_window import KioskWindow
 from app.ui.screenshot import render_png

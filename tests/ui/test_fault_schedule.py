@@ -25,11 +25,11 @@ from decimal import Decimal
 from typing import Callable
 
 import pytest
-from app.engine import alpaca_broker
-from app.engine.bar_stream import REASON_CONNECTION_LIMIT, BarStream
-from app.engine.clock import SimClock
-from app.engine.engine_host import EngineHost
-from app.engine.engine_parts import EngineOptions
+from app.engine.alpaca import broker as alpaca_broker
+from app.engine.alpaca.bar_stream import REASON_CONNECTION_LIMIT, BarStream
+from app.engine.marketdata.clock import SimClock
+from app.engine.host.thread import EngineHost
+from app.engine.host.wiring import EngineOptions
 from app.engine.events import AccountSummary, Notice, StreamStatus
 from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
@@ -328,7 +328,7 @@ def test_fault_schedule(tmp_path, qtbot, qloop, fast_polls, broker_log) -> None:
 def test_stall_watch_counts_only_session_time(fake_alpaca, tmp_path, qtbot) -> None:
     """A silent connection is reconnected after five quiet session minutes; a night never counts."""
     from app.engine.events import CycleReport
-    from app.engine.market_calendar import MarketCalendar
+    from app.engine.marketdata.calendar import MarketCalendar
 
     def cycle(minute: datetime) -> CycleReport:
         return CycleReport(minute=minute, scheduled_at=minute, started_at=minute, duration_ms=0.0,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("app.engine.engine_service")
-engine_host = pytest.importorskip("app.engine.engine_host")
+pytest.importorskip("app.engine.host.service")
+engine_host = pytest.importorskip("app.engine.host.thread")
 
 from PySide6.QtCore import QSize  # noqa: E402
 

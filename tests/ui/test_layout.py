@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtWidgets import QAbstractScrollArea, QLabel, QPushButton, QWidget
 
-from app.engine.algorithm_loader import discover
+from app.engine.plugins.loader import discover
 from app.ui import theme
 from app.ui.kiosk_window import KioskWindow
 from app.ui.screenshot import render_png

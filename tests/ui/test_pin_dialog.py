@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import QSize
 from PySide6.QtWidgets import QLabel
 
-from app.engine.engine_client import ServiceError
-from app.engine.pin import PinError, PinGuard
+from app.engine.host.client import ServiceError
+from app.engine.system.pin import PinError, PinGuard
 from app.storage.system_store import SystemStore
 from app.ui.keypads import BACK, OK
 from app.ui.kiosk_window import KioskWindow

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import QSize
 from PySide6.QtGui import QImage
 
-from app.engine.algorithm_loader import discover
+from app.engine.plugins.loader import discover
 from app.engine.events import Notice
 from app.storage.records import TransactionRecord
 from app.ui import theme

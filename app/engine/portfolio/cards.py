@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from app.engine.card_ledger import Holding
+from app.engine.portfolio.ledger import Holding
 from app.engine.events import CardSnapshot, TradeMarker
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, InstanceRecord, TransactionRecord
 from app.storage.timefmt import from_epoch, parse_utc_text, to_epoch

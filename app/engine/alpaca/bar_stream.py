@@ -182,7 +182,7 @@ class _Session:
         missing = [name for name in _SDK_MEMBERS if not hasattr(stream, name)]
         if missing:
             raise RuntimeError(f"this alpaca-py version lacks {', '.join(missing)}: "
-                               "app/engine/bar_stream.py needs updating")
+                               "app/engine/alpaca/bar_stream.py needs updating")
         stream._reconnect_min_backoff, stream._reconnect_max_backoff = backoff
         self.stream = stream
         self._wrap_sdk()
@@ -386,7 +386,7 @@ class BarStream(QObject):
         """A BarStream wired to the engine: ``symbols_changed`` drives it, its status goes out as
         ``stream_changed``. Its initial symbols are the running cards' tickers (read once from
         system.db, because the engine announced them before this object existed)."""
-        from app.engine.market_calendar import MarketCalendar
+        from app.engine.marketdata.calendar import MarketCalendar
 
         if not getattr(settings, "has_keys", False) or settings.mode == "sim":
             raise BarStreamError("the live bar stream needs Alpaca keys; sim mode has its own market")
@@ -729,8 +729,8 @@ class _LazyHistoryFill:
 
     def __call__(self, symbol: str, start_ts: int, end_ts: int) -> int:
         if self._history is None:
-            from app.engine.alpaca_history import AlpacaHistory
-            from app.engine.runtime import open_market_store
+            from app.engine.alpaca.history import AlpacaHistory
+            from app.engine.system.data_folder import open_market_store
 
             self._store = open_market_store(self._paths, self._calendar)
             self._history = AlpacaHistory.from_settings(self._settings, self._store, self._calendar)
@@ -745,7 +745,7 @@ class _LazyHistoryFill:
 
 def _running_tickers(paths: Any) -> frozenset[str]:
     """Tickers of the running cards, read once from system.db (empty if it cannot be read)."""
-    from app.engine.runtime import open_system_store
+    from app.engine.system.data_folder import open_system_store
 
     try:
         system = open_system_store(paths)

@@ -16,13 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from app.engine.algorithm_api import AlgorithmBase
-from app.engine.algorithm_loader import AlgorithmLoadError, create_algorithm
-from app.engine.algorithm_runner import AlgorithmFault, Decision, GuardedRunner
-from app.engine.broker import Broker, BrokerError
-from app.engine.card_ledger import CardLedger, Holding
-from app.engine.market_calendar import MarketCalendar
-from app.engine.order_journal import Fill, OrderJournal
-from app.engine.risk_guard import OrderRequest, refusal
+from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm
+from app.engine.plugins.runner import AlgorithmFault, Decision, GuardedRunner
+from app.engine.brokers.protocol import Broker, BrokerError
+from app.engine.portfolio.ledger import CardLedger, Holding
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.minute.journal import Fill, OrderJournal
+from app.engine.minute.risk_guard import OrderRequest, refusal
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, InstanceRecord
 from app.storage.system_store import SystemStore

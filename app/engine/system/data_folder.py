@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from app.engine.market_calendar import MarketCalendar
-from app.engine.settings import Settings
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
 

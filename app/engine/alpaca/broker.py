@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from app.engine.alpaca_clients import (
+from app.engine.alpaca.clients import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT_S,
     ApiFailure,
@@ -22,7 +22,7 @@ from app.engine.alpaca_clients import (
     client_secrets,
     make_trading_client,
 )
-from app.engine.broker import (
+from app.engine.brokers.protocol import (
     BrokerError,
     BrokerUnavailable,
     InsufficientFunds,
@@ -34,7 +34,7 @@ from app.engine.broker import (
     check_order_args,
     check_symbol_format,
 )
-from app.engine.settings import Settings
+from app.engine.system.settings import Settings
 
 log = logging.getLogger("autotrader.engine.alpaca_broker")
 
@@ -108,7 +108,7 @@ class AlpacaBroker:
     """Broker on Alpaca: ``name`` is 'alpaca-paper' or 'alpaca-live'. One instance per thread.
 
     ``client`` is an alpaca-py TradingClient built with ``raw_data=True`` (see
-    :func:`app.engine.alpaca_clients.make_trading_client`).
+    :func:`app.engine.alpaca.clients.make_trading_client`).
     """
 
     def __init__(self, client: Any, *, paper: bool) -> None:

@@ -1,6 +1,6 @@
 """What the seed's Flask API did, as plain method calls on the engine thread.
 
-The kiosk calls these through :class:`~app.engine.engine_client.EngineClient`; the headless CLI
+The kiosk calls these through :class:`~app.engine.host.client.EngineClient`; the headless CLI
 (``autotrader add/stop/status``) calls them directly in its own process. Every refusal is a
 :class:`ServiceError` whose text says what to fix, and a refused request writes nothing.
 """
@@ -14,17 +14,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
 from app.engine.algorithm_api import AlgorithmParamError
-from app.engine.algorithm_loader import AlgorithmInfo, AlgorithmLoadError, create_algorithm, discover
-from app.engine.broker import BrokerError, BrokerUnavailable, InvalidSymbol
-from app.engine.card_builder import build_cards
-from app.engine.engine_client import ServiceError
-from app.engine.engine_parts import EngineParts
+from app.engine.plugins.loader import AlgorithmInfo, AlgorithmLoadError, create_algorithm, discover
+from app.engine.brokers.protocol import BrokerError, BrokerUnavailable, InvalidSymbol
+from app.engine.portfolio.cards import build_cards
+from app.engine.host.client import ServiceError
+from app.engine.host.wiring import EngineParts
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
-from app.engine.maintenance import health_report, read_last_cycle
-from app.engine.money import available_cash, format_money
-from app.engine.pin import PinError, PinResult
-from app.engine.risk_guard import OrderRequest, refusal
-from app.engine.trading_cycle import HALT_KEY
+from app.engine.system.maintenance import health_report, read_last_cycle
+from app.engine.portfolio.money import available_cash, format_money
+from app.engine.system.pin import PinError, PinResult
+from app.engine.minute.risk_guard import OrderRequest, refusal
+from app.engine.minute.cycle import HALT_KEY
 from app.storage.records import TransactionRecord
 
 log = logging.getLogger("autotrader.engine.service")
@@ -308,9 +308,9 @@ class EngineService:
         # Imported here: the backtest machinery is only needed once someone asks for one.
         from datetime import timezone
 
-        from app.engine.backtest import BacktestError, BacktestRequest
-        from app.engine.backtest_jobs import BacktestJobs
-        from app.engine.market_calendar import CalendarRangeError
+        from app.engine.backtest.replay import BacktestError, BacktestRequest
+        from app.engine.backtest.jobs import BacktestJobs
+        from app.engine.marketdata.calendar import CalendarRangeError
 
         if isinstance(sessions, bool) or not isinstance(sessions, int) or not 1 <= sessions <= 2000:
             raise ServiceError(f"the backtest period must be 1 to 2000 sessions, got {sessions!r}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from app.engine.broker import (Broker, BrokerError, BrokerUnavailable, NotFound, OrderRejected,
+from app.engine.brokers.protocol import (Broker, BrokerError, BrokerUnavailable, NotFound, OrderRejected,
                                OrderState)
 from app.storage.records import OrderRecord
 from app.storage.system_store import SystemStore

@@ -19,8 +19,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from app.engine.events import Notice
-from app.engine.logging_setup import AREA_FILES
-from app.engine.runtime import DataPaths
+from app.engine.system.logging_setup import AREA_FILES
+from app.engine.system.data_folder import DataPaths
 from app.storage.backup import (KEEP_BACKUPS, backup_connection, backup_name, file_integrity, move_aside,
                                 newest_backup, prune_backups)
 from app.storage.system_store import SystemStore

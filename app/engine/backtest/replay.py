@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 
 from app.engine.algorithm_api import AlgorithmBase, AlgorithmParamError
-from app.engine.algorithm_loader import AlgorithmLoadError, create_algorithm, default_dirs
-from app.engine.algorithm_runner import AlgorithmFault, describe_exception, validate_decision
-from app.engine.broker import InvalidSymbol, check_symbol_format
-from app.engine.market_calendar import CalendarRangeError, MarketCalendar
-from app.engine.money import card_figures, to_decimal
-from app.engine.risk_guard import OrderRequest, refusal
-from app.engine.settings import Settings
+from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm, default_dirs
+from app.engine.plugins.runner import AlgorithmFault, describe_exception, validate_decision
+from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
+from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
+from app.engine.portfolio.money import card_figures, to_decimal
+from app.engine.minute.risk_guard import OrderRequest, refusal
+from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, TransactionRecord
 from app.storage.timefmt import epoch_text, from_epoch, to_epoch
@@ -580,12 +580,12 @@ def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalenda
     if not missing:
         return
     if settings.mode == "sim":
-        from app.engine.sim_market import SimMarket
+        from app.engine.sim.market import SimMarket
 
         SimMarket(calendar, store, seed=SIM_SEED).ensure_history(
             symbol, len(sessions), before=calendar.session_close(sessions[-1]))
         return
-    from app.engine.alpaca_history import AlpacaHistory, MarketDataError, MarketDataUnavailable
+    from app.engine.alpaca.history import AlpacaHistory, MarketDataError, MarketDataUnavailable
 
     def fetched(done: int, total: int) -> None:
         if progress is not None and total:
@@ -612,8 +612,8 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
     Bad input raises ``BacktestError`` before any file is touched; a failing algorithm or an
     unreachable data source raise ``BacktestRunError``.
     """
-    from app.engine.runtime import data_paths, open_market_store
-    from app.engine.settings import SettingsError, load_settings
+    from app.engine.system.data_folder import data_paths, open_market_store
+    from app.engine.system.settings import SettingsError, load_settings
 
     if settings is None:
         try:

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.engine.backtest import BacktestCancelled, BacktestError, BacktestRequest, BacktestResult, run_backtest
-from app.engine.settings import Settings
+from app.engine.backtest.replay import BacktestCancelled, BacktestError, BacktestRequest, BacktestResult, run_backtest
+from app.engine.system.settings import Settings
 
 log = logging.getLogger("autotrader.engine.backtest")
 

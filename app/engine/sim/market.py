@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from app.engine.broker import check_symbol_format
-from app.engine.market_calendar import CalendarRangeError, MarketCalendar
+from app.engine.brokers.protocol import check_symbol_format
+from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import to_epoch

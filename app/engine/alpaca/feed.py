@@ -16,10 +16,10 @@ from datetime import date, datetime
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from app.engine.alpaca_history import AlpacaHistory, MarketDataError, default_backfill_start
-from app.engine.market_calendar import CalendarRangeError, MarketCalendar
-from app.engine.market_feed import HISTORY_SESSIONS
-from app.engine.settings import Settings
+from app.engine.alpaca.history import AlpacaHistory, MarketDataError, default_backfill_start
+from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
+from app.engine.marketdata.feed import HISTORY_SESSIONS
+from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import to_epoch

@@ -8,12 +8,12 @@ from typing import Callable
 
 from PySide6.QtCore import QMetaObject, Qt, QThread
 
-from app.engine.clock import Clock, RealClock, SimClock
-from app.engine.engine_client import CallBridge, EngineClient
-from app.engine.engine_parts import EngineOptions, EngineParts
-from app.engine.engine_service import EngineService
-from app.engine.orchestrator import EngineSignals, Orchestrator
-from app.engine.settings import Settings
+from app.engine.marketdata.clock import Clock, RealClock, SimClock
+from app.engine.host.client import CallBridge, EngineClient
+from app.engine.host.wiring import EngineOptions, EngineParts
+from app.engine.host.service import EngineService
+from app.engine.host.orchestrator import EngineSignals, Orchestrator
+from app.engine.system.settings import Settings
 
 log = logging.getLogger("autotrader.engine.host")
 

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from app.engine.settings import Settings
+from app.engine.system.settings import Settings
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RETRIES = 3  # the SDK's own default

@@ -7,17 +7,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from app.engine.algorithm_loader import default_dirs
-from app.engine.algorithm_runner import GuardedRunner
-from app.engine.broker import Broker
-from app.engine.clock import Clock, RealClock
-from app.engine.market_calendar import MarketCalendar
-from app.engine.market_feed import MarketFeed, SimFeed
-from app.engine.order_journal import OrderJournal
-from app.engine.pin import PinGuard
-from app.engine.runtime import DataPaths, open_market_store, open_system_store
-from app.engine.settings import Settings
-from app.engine.trading_cycle import TradingCycle
+from app.engine.plugins.loader import default_dirs
+from app.engine.plugins.runner import GuardedRunner
+from app.engine.brokers.protocol import Broker
+from app.engine.marketdata.clock import Clock, RealClock
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.marketdata.feed import MarketFeed
+from app.engine.sim.feed import SimFeed
+from app.engine.minute.journal import OrderJournal
+from app.engine.system.pin import PinGuard
+from app.engine.system.data_folder import DataPaths, open_market_store, open_system_store
+from app.engine.system.settings import Settings
+from app.engine.minute.cycle import TradingCycle
 from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
 
@@ -72,8 +73,8 @@ class EngineParts:
         market = open_market_store(paths, calendar)
         closers: list = [system.close, market.close]
         if mode == "sim":
-            from app.engine.sim_broker import SimBroker
-            from app.engine.sim_market import SimMarket
+            from app.engine.sim.broker import SimBroker
+            from app.engine.sim.market import SimMarket
             from app.storage.sim_book_store import SimBookStore
             sim_market = SimMarket(calendar, market, seed=options.sim_seed)
             feed: MarketFeed = SimFeed(sim_market)
@@ -83,8 +84,8 @@ class EngineParts:
                 broker = SimBroker(book, market, calendar, clock.now, slippage_bps=options.sim_slippage_bps)
             fill_wait = 0.0 if options.fill_wait_s is None else options.fill_wait_s
         else:
-            from app.engine.alpaca_broker import AlpacaBroker
-            from app.engine.alpaca_feed import AlpacaFeed
+            from app.engine.alpaca.broker import AlpacaBroker
+            from app.engine.alpaca.feed import AlpacaFeed
             if broker is None:
                 broker = AlpacaBroker.from_settings(settings)
             feed = AlpacaFeed.from_settings(settings, market, calendar)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from app.engine.broker import (
+from app.engine.brokers.protocol import (
     InsufficientFunds,
     MarketClosed,
     NotFound,
@@ -24,8 +24,8 @@ from app.engine.broker import (
     check_order_args,
     check_symbol_format,
 )
-from app.engine.market_calendar import CalendarRangeError, MarketCalendar
-from app.engine.money import format_money
+from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
+from app.engine.portfolio.money import format_money
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.sim_book_store import SimBookStore, SimOrderRow

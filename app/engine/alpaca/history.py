@@ -19,7 +19,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.engine.alpaca_clients import (
+from app.engine.alpaca.clients import (
     DEFAULT_RETRIES,
     DEFAULT_RETRY_WAIT_S,
     DEFAULT_TIMEOUT_S,
@@ -27,9 +27,9 @@ from app.engine.alpaca_clients import (
     client_secrets,
     make_data_client,
 )
-from app.engine.broker import check_symbol_format
-from app.engine.market_calendar import MarketCalendar
-from app.engine.settings import Settings
+from app.engine.brokers.protocol import check_symbol_format
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import parse_utc_text, to_epoch

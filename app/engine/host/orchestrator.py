@@ -18,15 +18,15 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
-from app.engine.clock import Clock, SimClock
-from app.engine.engine_parts import EngineOptions, EngineParts
-from app.engine.engine_service import EngineService
+from app.engine.marketdata.clock import Clock, SimClock
+from app.engine.host.wiring import EngineOptions, EngineParts
+from app.engine.host.service import EngineService
 from app.engine.events import CycleReport, Notice, StreamStatus
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
-from app.engine.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, stopped_notice, storage_problem,
+from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, stopped_notice, storage_problem,
                                     utc_now)
-from app.engine.runtime import DataPaths
-from app.engine.settings import Settings
+from app.engine.system.data_folder import DataPaths
+from app.engine.system.settings import Settings
 from app.storage.timefmt import utc_text
 
 log = logging.getLogger("autotrader.engine.orchestrator")

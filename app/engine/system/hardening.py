@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from app.engine.settings import default_dotenv_files
+from app.engine.system.settings import default_dotenv_files
 
 log = logging.getLogger("autotrader.engine.hardening")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable
 
-from app.engine.money import ZERO, CardFigures, figures_from_position, to_decimal
+from app.engine.portfolio.money import ZERO, CardFigures, figures_from_position, to_decimal
 from app.storage.records import TransactionRecord
 from app.storage.system_store import SystemStore
 

@@ -1,0 +1,1 @@
+"""Backtests: replaying an algorithm file over stored bars, and running those replays off the UI thread."""

@@ -1,0 +1,1 @@
+"""Algorithm files: discovery and loading (the catalogue) and the guarded runner that calls them."""
