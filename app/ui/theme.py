@@ -8,7 +8,7 @@ update is far too slow for 50 cards.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
 
 from PySide6.QtCore import QSize
 from PySide6.QtGui import QColor, QFont, QPalette
@@ -25,7 +25,8 @@ RED = QColor("#ef4444")
 AMBER = QColor("#f59e0b")
 
 MIN_TOUCH_PX = 48
-STYLE_SHEET = Path(__file__).resolve().parents[2] / "resources" / "kiosk.qss"
+# The repository's resources/ ships inside the package as app/resources (see pyproject.toml).
+STYLE_SHEET = files("app") / "resources" / "kiosk.qss"
 
 
 @dataclass(frozen=True, slots=True)
