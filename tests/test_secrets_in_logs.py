@@ -158,7 +158,7 @@ def test_broker_failures_keep_the_keys_out(audit, fake, tmp_path):
 
     fake.add_asset("AAPL")
     fake.set_price("AAPL", "101.25")
-    broker = AlpacaBroker.from_settings(settings_for(fake, tmp_path), timeout_s=0.4, retry_wait_s=0.01)
+    broker = AlpacaBroker.from_settings(settings_for(fake, tmp_path), timeout_s=3.0, retry_wait_s=0.01)
     audit.add("repr(broker)", broker)
     assert broker.account_cash() == 50_000
     assert broker.validate_symbol("AAPL") == "AAPL"
@@ -193,7 +193,7 @@ def test_broker_failures_keep_the_keys_out(audit, fake, tmp_path):
     # 401: wrong key, and wrong secret.
     for key, secret in ((WRONG_KEY, SECRET), (KEY, WRONG_SECRET)):
         wrong = AlpacaBroker.from_settings(settings_for(fake, tmp_path, key=key, secret=secret),
-                                           timeout_s=0.4, retry_wait_s=0.01)
+                                           timeout_s=3.0, retry_wait_s=0.01)
         exc = audit.raises(BrokerError, wrong.account_cash)
         assert "refused the API key" in str(exc)
         audit.raises(BrokerError, wrong.submit_market_order, "secret-test-3", "AAPL", "buy", 1)

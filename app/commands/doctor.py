@@ -34,6 +34,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         results.append(_line(True, "PySide6", f"{PySide6.__version__} (Qt {QtCore.qVersion()})"))
     except ImportError as exc:
         results.append(_line(False, "PySide6", f"cannot import: {exc}"))
+    try:
+        from app.engine.alpaca.sdk import AlpacaSdkMismatch, check_sdk
+        try:
+            results.append(_line(True, "alpaca-py", f"{check_sdk()} (every private member it needs is there)"))
+        except AlpacaSdkMismatch as exc:
+            results.append(_line(False, "alpaca-py", str(exc)))
+    except ImportError as exc:
+        results.append(_line(False, "alpaca-py", f"cannot import: {exc}"))
     settings = settings_for(args)
     if settings.mode == "sim":
         results.append(_line(True, "mode", "SIM (no Alpaca keys configured)"))

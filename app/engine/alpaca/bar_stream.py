@@ -38,6 +38,7 @@ from typing import Any
 import msgpack
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
+from app.engine.alpaca import sdk
 from app.engine.events import StreamStatus
 from app.storage.market_store import MarketStore, StoreError, check_symbol
 from app.storage.records import Bar
@@ -60,9 +61,6 @@ REASON_STALLED = "no bars from Alpaca for {minutes} minutes: reconnecting"
 FLUSH_DELAY_S = 0.5  # a minute's bars for every symbol arrive together; one commit for all of them
 _MINUTE = 60
 
-# Private alpaca-py members this module relies on; checked when a stream is built.
-_SDK_MEMBERS = ("_start_ws", "_consume", "_handlers", "_loop", "_ws", "_stop_stream_event",
-                "_reconnect_min_backoff", "_reconnect_max_backoff")
 
 
 class BarStreamError(ValueError):
@@ -179,11 +177,7 @@ class _Session:
         self._emit_event = emit_event
         self._emit_bar = emit_bar
         stream = StockDataStream(key, secret, raw_data=True, feed=DataFeed(feed), url_override=url)
-        missing = [name for name in _SDK_MEMBERS if not hasattr(stream, name)]
-        if missing:
-            raise RuntimeError(f"this alpaca-py version lacks {', '.join(missing)}: "
-                               "app/engine/alpaca/bar_stream.py needs updating")
-        stream._reconnect_min_backoff, stream._reconnect_max_backoff = backoff
+        sdk.set_stream_backoff(stream, *backoff)
         self.stream = stream
         self._wrap_sdk()
         # Before run() this only registers the handlers, so _run_forever never spins waiting for one.
@@ -191,31 +185,13 @@ class _Session:
         self.thread = threading.Thread(target=self._run, name=f"alpaca-stream-{generation}", daemon=True)
 
     def _wrap_sdk(self) -> None:
-        stream, gen, emit = self.stream, self.generation, self._emit_event
-        start_ws, consume = stream._start_ws, stream._consume
-
-        async def _start_ws() -> None:
-            emit(gen, "attempt", None)
-            try:
-                await start_ws()
-            except Exception as exc:
-                emit(gen, "error", _describe(exc))
-                raise
-            emit(gen, "connected", None)
-
-        async def _consume() -> bool:
-            try:
-                stale = await consume()
-            except Exception as exc:
-                emit(gen, "lost", _describe(exc))
-                raise
-            if stale:
-                emit(gen, "lost", "no data within the data timeout")
-            return stale
-
-        # Instance attributes shadow the methods for this stream only.
-        stream._start_ws = _start_ws
-        stream._consume = _consume
+        gen, emit = self.generation, self._emit_event
+        sdk.wrap_stream_connection(
+            self.stream,
+            on_attempt=lambda: emit(gen, "attempt", None),
+            on_connected=lambda: emit(gen, "connected", None),
+            on_error=lambda exc: emit(gen, "error", _describe(exc)),
+            on_lost=lambda exc: emit(gen, "lost", "no data within the data timeout" if exc is None else _describe(exc)))
 
     async def on_bar(self, msg: dict[str, Any]) -> None:
         """SDK handler (stream loop): hand the bar to the UI thread."""
@@ -254,12 +230,11 @@ class _Session:
             # and the next reconnect would resubscribe: forget them here.
             log.info("unsubscribe %s not sent (%s); dropping the handlers", symbols, _describe(exc))
             for symbol in symbols:
-                self.stream._handlers["bars"].pop(symbol, None)
+                sdk.forget_bar_handler(self.stream, symbol)
 
     def drop_connection(self) -> None:
         """Close the socket under the SDK (from any thread): it reconnects and resubscribes by itself."""
-        loop, ws = self.stream._loop, self.stream._ws
-        transport = getattr(ws, "transport", None)
+        loop, transport = sdk.stream_loop(self.stream), sdk.stream_transport(self.stream)
         if loop is not None and transport is not None:
             try:
                 loop.call_soon_threadsafe(transport.close)
@@ -272,16 +247,15 @@ class _Session:
         deadline = time.monotonic() + timeout
         stream, thread = self.stream, self.thread
         # stop_ws before _run_forever's set-up would be cleared by it: wait until the set-up is done.
-        while thread.is_alive() and stream._stop_stream_event is None and time.monotonic() < deadline:
+        while thread.is_alive() and not sdk.stream_set_up(stream) and time.monotonic() < deadline:
             time.sleep(0.002)
-        loop = stream._loop
+        loop = sdk.stream_loop(stream)
         if loop is not None and loop.is_running():
             try:
                 stream.stop()
             except Exception:  # noqa: BLE001 - the loop ended meanwhile, or was busy for 5 s
                 pass
-            ws = stream._ws
-            transport = getattr(ws, "transport", None)
+            transport = sdk.stream_transport(stream)
             if transport is not None:
                 try:
                     # Wakes the consumer's recv() now instead of after its 5-second timeout.

@@ -2,7 +2,7 @@
 
 alpaca-py 0.44 facts this module designs around:
 
-* ``RESTClient._session`` is a ``requests.Session`` called without ``timeout``: a hung server
+* alpaca-py calls its ``requests.Session`` without ``timeout``: a hung server
   blocks forever, so every client gets an adapter that fills in a default timeout. A timeout
   raises ``requests.exceptions.ReadTimeout``/``ConnectTimeout`` (not APIError, never retried).
 * Retries live in ``_retry`` (count), ``_retry_wait`` (seconds) and ``_retry_codes`` ([429, 504]);
@@ -21,6 +21,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from app.engine.alpaca import sdk
 from app.engine.system.settings import Settings
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -53,11 +54,8 @@ def tune_client(client: Any, *, timeout_s: float = DEFAULT_TIMEOUT_S, retries: i
         raise ValueError(f"the HTTP timeout must be positive, got {timeout_s!r}")
     if retries < 0 or retry_wait_s < 0:
         raise ValueError("retries and retry wait must not be negative")
-    adapter = TimeoutAdapter(timeout_s)
-    client._session.mount("http://", adapter)
-    client._session.mount("https://", adapter)
-    client._retry = int(retries)
-    client._retry_wait = float(retry_wait_s)
+    sdk.mount_rest_adapter(client, TimeoutAdapter(timeout_s))
+    sdk.set_rest_retries(client, retries, retry_wait_s)
     return client
 
 

@@ -86,6 +86,8 @@ class EngineParts:
         else:
             from app.engine.alpaca.broker import AlpacaBroker
             from app.engine.alpaca.feed import AlpacaFeed
+            from app.engine.alpaca.sdk import check_sdk
+            check_sdk()  # an untested alpaca-py stops here with one sentence, not later in silence
             if broker is None:
                 broker = AlpacaBroker.from_settings(settings)
             feed = AlpacaFeed.from_settings(settings, market, calendar)
