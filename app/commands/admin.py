@@ -105,6 +105,18 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stream_line(stream: dict | None) -> str:
+    """The stream as the running kiosk last recorded it: state, reason, since when."""
+    if not stream:
+        return "not recorded yet (the kiosk has not run with this data folder)"
+    line = str(stream.get("state"))
+    if stream.get("reason"):
+        line += f": {stream['reason']}"
+    if stream.get("since"):
+        line += f" (since {stream['since']})"
+    return line
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the status, human-readable or JSON."""
     with service_for(args) as service:
@@ -115,8 +127,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"mode      {status['mode'].upper()}{'  (HALTED)' if status['halted'] else ''}")
     state = "OPEN" if status["market_open"] else "closed"
     print(f"market    {state}; next open {status['next_open']}, next close {status['next_close']}")
-    stream = status["stream"] or {"state": "unknown"}
-    print(f"stream    {stream.get('state')}{(': ' + stream['reason']) if stream.get('reason') else ''}")
+    print(f"stream    {_stream_line(status['stream'])}")
     cycle = status["last_cycle"]
     print("last cycle " + (f"{cycle['minute']} ({cycle['duration_ms']} ms)" if cycle else "none yet"))
     if status["available_cash"] is not None:

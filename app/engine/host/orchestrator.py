@@ -121,6 +121,9 @@ class Orchestrator(QObject):
             self.parts = (self._parts_factory() if self._parts_factory else
                           EngineParts.build(self.settings, clock=self.clock, options=self.options))
             self.service = EngineService(self.parts, QtPublisher(self.signals))
+            # Whoever reports the stream (the bar stream on the UI thread, or the sim below), the
+            # engine thread records it for `autotrader status`.
+            self.signals.stream_changed.connect(self._record_stream)
             self._timer = QTimer(self)
             self._timer.setSingleShot(True)
             self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -145,6 +148,14 @@ class Orchestrator(QObject):
         self.started.set()
         self.ready.emit()
         self._schedule()
+
+    @Slot(object)
+    def _record_stream(self, status: StreamStatus) -> None:
+        if self.service is not None and self.parts is not None:
+            try:
+                self.service.record_stream(status, utc_now())
+            except Exception:  # noqa: BLE001 - a status line must never stop the engine
+                log.exception("could not record the stream state")
 
     @Slot()
     def stop(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
@@ -26,9 +27,11 @@ from app.engine.system.pin import PinError, PinResult
 from app.engine.minute.risk_guard import OrderRequest, refusal
 from app.engine.minute.cycle import HALT_KEY
 from app.storage.records import TransactionRecord
+from app.storage.timefmt import utc_text
 
 log = logging.getLogger("autotrader.engine.service")
 
+STREAM_STATE_KEY = "stream_state"  # the running kiosk's live-bar stream, for `autotrader status`
 MAX_CAPITAL = Decimal("100000000")
 CENT = Decimal("0.01")
 
@@ -268,6 +271,12 @@ class EngineService:
         self.publisher.market(self.market_status())
         return cards
 
+    def record_stream(self, status: StreamStatus, at: datetime) -> None:
+        """Write the live-bar stream's state where ``autotrader status`` reads it (``at``: wall time)."""
+        state = "no stream: sim" if status.simulated else status.state
+        self.parts.system.set_config(STREAM_STATE_KEY, json.dumps(
+            {"state": state, "reason": status.reason, "since": utc_text(at)}))
+
     def status(self) -> dict:
         """Everything ``autotrader status`` prints, as plain JSON-able values."""
         p = self.parts
@@ -284,7 +293,7 @@ class EngineService:
             "available_cash": None if cash is None else str(self._available_from(cash).quantize(CENT)),
             "broker_error": self._last_cash_error,
             "last_cycle": read_last_cycle(p.system),
-            "stream": json.loads(p.system.get_config("stream_state") or "null"),
+            "stream": json.loads(p.system.get_config(STREAM_STATE_KEY) or "null"),
             "instances": [
                 {"id": c.instance_id, "display_name": c.display_name, "ticker": c.ticker,
                  "algorithm": c.algorithm_type, "shares": c.shares, "trade_count": c.trade_count,
