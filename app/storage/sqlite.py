@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.storage.errors import sorted_errors
+
 BUSY_TIMEOUT_MS = 10_000
 CACHE_KIB = 512  # page cache per connection
 
@@ -21,9 +23,14 @@ def connect(path: str | Path, *, readonly: bool = False, shared: bool = False) -
     """Open ``path`` in WAL mode with foreign keys on, ``synchronous=NORMAL`` and a busy timeout.
 
     The connection is in autocommit mode (``isolation_level=None``); group writes with
-    :func:`transaction`. ``readonly`` opens an existing file without write access.
+    :func:`transaction`. ``readonly`` opens an existing file without write access. A full, read-only,
+    missing or damaged file raises :class:`~app.storage.errors.StorageUnavailable`.
     """
-    path = Path(path)
+    with sorted_errors():
+        return _connect(Path(path), readonly=readonly, shared=shared)
+
+
+def _connect(path: Path, *, readonly: bool, shared: bool) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
                                timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=not shared)
@@ -48,19 +55,22 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
     """Run the block in one SQLite transaction: commit on success, roll back on any exception.
 
     ``BEGIN IMMEDIATE`` takes the write lock up front so two writers wait on the busy
-    timeout instead of failing half-way with ``database is locked``.
+    timeout instead of failing half-way with ``database is locked``. Environment problems (disk
+    full, read-only, I/O error, damage, a lock held past the timeout) come out as
+    :class:`~app.storage.errors.StorageUnavailable`; other errors unchanged.
     """
-    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-    try:
-        yield conn
-    except BaseException:
-        # On a full or failing disk SQLite has already rolled back by itself; a second ROLLBACK
-        # would raise and hide the real error.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
+    with sorted_errors():
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            # On a full or failing disk SQLite has already rolled back by itself; a second ROLLBACK
+            # would raise and hide the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
@@ -101,8 +111,9 @@ class SqliteStore:
         self._path = Path(path)
         self._conn = connect(self._path, shared=shared)
         try:
-            migrate(self._conn, self.MIGRATIONS)
-            self._after_open()
+            with sorted_errors():
+                migrate(self._conn, self.MIGRATIONS)
+                self._after_open()
         except BaseException:
             self._conn.close()
             raise

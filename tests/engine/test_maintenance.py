@@ -13,6 +13,7 @@ import pytest
 
 from app.engine.host.thread import EngineHost, EngineStartError
 from app.engine.host.wiring import EngineOptions
+from app.storage.errors import StorageUnavailable
 from app.engine.system.maintenance import (DailyBackup, DatabaseDamaged, check_at_start, count_errors_today,
                                     health_report, storage_problem)
 from app.engine.system.data_folder import DataPaths
@@ -309,7 +310,7 @@ def test_read_only_data_fails_the_record_not_the_fill_and_restart_reconciles_onc
         rig.step(utc(2024, 6, 4, 14, 0))
         (order,) = rig.system.open_orders()
         rig.system.connection.execute("PRAGMA query_only = ON")  # as if the folder became read-only
-        with pytest.raises(sqlite3.OperationalError) as failed:
+        with pytest.raises(StorageUnavailable) as failed:  # sorted at the storage boundary
             rig.step(utc(2024, 6, 4, 14, 1))
         assert storage_problem(failed.value) == "the data folder is read-only — make it writable and restart"
         assert rig.parts.broker.get_order(order.client_order_id).status == "filled"

@@ -23,6 +23,7 @@ from app.engine.system.logging_setup import AREA_FILES
 from app.engine.system.data_folder import DataPaths
 from app.storage.backup import (KEEP_BACKUPS, backup_connection, backup_name, file_integrity, move_aside,
                                 newest_backup, prune_backups)
+from app.storage.errors import StorageUnavailable, classify
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import utc_text
 
@@ -99,19 +100,6 @@ def check_at_start(paths: DataPaths, *, now: Callable[[], datetime] = utc_now) -
 
 # --- failed writes ----------------------------------------------------------------------------
 
-_STORAGE_REASONS = (
-    ("SQLITE_FULL", "the data disk is full — free space and restart"),
-    ("SQLITE_READONLY", "the data folder is read-only — make it writable and restart"),
-    ("SQLITE_IOERR", "the data disk failed to write (disk I/O error) — check the disk and restart"),
-    ("SQLITE_CANTOPEN", "a database file cannot be opened — check the data folder and restart"),
-    ("SQLITE_CORRUPT", "system.db or stocks.db is damaged — restart to check it"),
-    ("SQLITE_NOTADB", "system.db or stocks.db is damaged — restart to check it"),
-)
-_STORAGE_ERRNOS = {28: "the data disk is full — free space and restart",  # ENOSPC
-                   30: "the data folder is read-only — make it writable and restart",  # EROFS
-                   5: "the data disk failed to write (disk I/O error) — check the disk and restart"}  # EIO
-
-
 def storage_problem(exc: BaseException) -> str | None:
     """Why trading must stop, if ``exc`` means the data folder can no longer record (disk full,
     read-only, I/O error, corruption); None for anything else (a busy lock is not a storage failure).
@@ -130,24 +118,10 @@ def storage_problem(exc: BaseException) -> str | None:
 
 
 def _one_problem(exc: BaseException) -> str | None:
-    if isinstance(exc, sqlite3.DatabaseError):
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        for prefix, reason in _STORAGE_REASONS:
-            if name.startswith(prefix):
-                return reason
-        text = str(exc).lower()
-        if "disk is full" in text:
-            return _STORAGE_REASONS[0][1]
-        if "readonly database" in text:
-            return _STORAGE_REASONS[1][1]
-        if "disk i/o error" in text:
-            return _STORAGE_REASONS[2][1]
-        if "malformed" in text or "not a database" in text:
-            return _STORAGE_REASONS[4][1]
+    found = classify(exc)
+    if found is None or found[0] == "locked":  # a lock only waits: trading goes on
         return None
-    if isinstance(exc, OSError):
-        return _STORAGE_ERRNOS.get(exc.errno or 0)
-    return None
+    return found[1]
 
 
 def stopped_notice(reason: str, at: datetime | None = None) -> Notice:
@@ -207,7 +181,7 @@ class DailyBackup:
         try:
             backup_connection(self.system.connection, dest)
             pruned = tuple(prune_backups(self.folder, self.keep))
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, StorageUnavailable) as exc:
             ms = (time.perf_counter() - t0) * 1000
             self._retry_at = time.monotonic() + BACKUP_RETRY_S
             log.error("daily backup of system.db to %s failed: %s", dest, exc)
