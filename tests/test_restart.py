@@ -247,7 +247,9 @@ def test_sim_app_survives_20_power_cuts(tmp_path):
     one_run(KILLS, kill=False)  # the final reconciliation, then a clean stop
 
     assert in_flight >= KILLS // 2, f"only {in_flight} of {KILLS} kills had orders in flight {note}"
-    assert max(starts) < 15, f"slowest restart to first cycle: {max(starts):.1f} s"
+    # Seconds, not minutes: a restart that waited for the next session would take far longer. The
+    # bound holds on a busy 2-core machine (a cold start imports Qt and opens the stores).
+    assert max(starts) < 45, f"slowest restart to first cycle: {max(starts):.1f} s"
     assert minutes == sorted(minutes) and len(set(minutes)) == len(minutes)
 
     book = broker_fills(book_db)

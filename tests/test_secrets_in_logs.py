@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -176,10 +175,8 @@ def test_broker_failures_keep_the_keys_out(audit, fake, tmp_path):
         audit.exceptions.append(exc)
 
     # A hung request ends with a timeout, not a hang.
-    fake.faults.hang("/v2/account", seconds=3)
-    started = time.monotonic()
+    fake.faults.hang("/v2/account")  # until released: only the client's timeout can end the call
     audit.raises(BrokerUnavailable, broker.account_cash)
-    assert time.monotonic() - started < 2.5
     fake.faults.release_hangs()
 
     # 429 burst beyond the retries, then 5xx.

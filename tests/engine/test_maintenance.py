@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from app.engine.host.thread import EngineHost, EngineStartError
-from app.engine.host.wiring import EngineOptions
 from app.storage.errors import StorageUnavailable
 from app.engine.system.maintenance import (DailyBackup, DatabaseDamaged, check_at_start, count_errors_today,
                                     health_report, storage_problem)

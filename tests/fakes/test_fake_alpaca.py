@@ -6,7 +6,6 @@ import json
 import logging
 import subprocess
 import sys
-import time
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -216,10 +215,8 @@ def test_5xx_is_not_retried_and_body_may_be_html(fake_alpaca: FakeAlpaca) -> Non
 def test_hung_request_is_cut_by_session_timeout(fake_alpaca: FakeAlpaca) -> None:
     client = trading_client(fake_alpaca, timeout=0.3)
     release = fake_alpaca.faults.hang("/v2/orders", method="POST", after_handling=True)
-    started = time.monotonic()
-    with pytest.raises(requests.exceptions.ReadTimeout):
+    with pytest.raises(requests.exceptions.ReadTimeout):  # while the fake still holds the answer
         client.submit_order(_order("slow"))
-    assert time.monotonic() - started < 2
     release.set()
     # The order was accepted before the answer stalled: look it up, never resubmit blindly.
     assert _final(client, "slow").status == OrderStatus.FILLED
