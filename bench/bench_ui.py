@@ -6,7 +6,8 @@ first_frame_s. Targets on a 2-vCPU machine: <= 16 ms per full update round, <= 2
 update: a real EngineSignals.cards_changed emission carrying 50 new CardSnapshots, handled by the
 real KioskWindow (all 50 cards take their new figures), then the window repainted synchronously —
 what the wall shows (update_median_ms). As a harsher extra figure, render_all_cards_ms also paints
-every one of the 50 cards, including those scrolled out of view, into an off-screen pixmap. first frame: a child process that starts a real sim engine, builds the window with
+every one of the 50 cards, including those scrolled out of view, into an off-screen pixmap.
+first frame: a child process that starts a real sim engine, builds the window with
 the engine's cards and reports when the window's first paint event finishes.
 """
 

@@ -21,8 +21,8 @@ CAL = MarketCalendar()
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "AUTOTRADER_"))}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=env["AUTOTRADER_DATA_DIR"], env=full, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=env["AUTOTRADER_DATA_DIR"], env=full,
+                          capture_output=True, text=True, timeout=120)
 
 
 def env_for(fake: FakeAlpaca, tmp_path: Path) -> dict[str, str]:

@@ -142,14 +142,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _until_quit(app) -> None:
     done = asyncio.get_event_loop().create_future()
-    app.aboutToQuit.connect(lambda: done.done() or done.set_result(None))
+    app.aboutToQuit.connect(lambda: None if done.done() else done.set_result(None))
     await done
 
 
-SCREENSHOT_CARDS = (("NVDA", "sma_crossover", "10000", {"fast": "5", "slow": "20"}),
-                    ("AAPL", "buy_and_hold", "8000", {}),
-                    ("MSFT", "lot_exits", "12000", {}),
-                    ("TSLA", "sma_crossover", "6000", {}))
+SCREENSHOT_CARDS: tuple[tuple[str, str, str, dict[str, str]], ...] = (
+    ("NVDA", "sma_crossover", "10000", {"fast": "5", "slow": "20"}),
+    ("AAPL", "buy_and_hold", "8000", {}),
+    ("MSFT", "lot_exits", "12000", {}),
+    ("TSLA", "sma_crossover", "6000", {}),
+)
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -105,7 +105,7 @@ class Param:
             if isinstance(value, Integral):
                 return int(value)
             if isinstance(value, (Real, Decimal)) and math.isfinite(value) and float(value).is_integer():
-                return int(value)
+                return int(value) if isinstance(value, Decimal) else int(float(value))
             if text is not None:
                 try:
                     return int(text)
@@ -228,7 +228,7 @@ class AlgorithmBase(ABC):
                 raise AlgorithmParamError(f"unknown parameter '{key}' for {self._type_label()}{suffix}")
         return {key: p.coerce(given[key], key) if key in given else p.default for key, p in spec.items()}
 
-    def check_params(self) -> None:
+    def check_params(self) -> None:  # noqa: B027 - an optional hook: the base accepts every parameter
         """Hook for rules across parameters (e.g. fast < slow). Raise ``AlgorithmParamError``."""
 
     @abstractmethod

@@ -6,6 +6,8 @@ simply had no trades (normal on the IEX feed) are not fetched again forever.
 
 from __future__ import annotations
 
+from typing import Any
+
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -97,8 +99,9 @@ def _session_text(session: object) -> str:
 
 def _reject_reason(bar: object, filt: Callable[[int], bool] | None) -> str:
     """Explain why a bar was refused (the slow path, only run for refused bars)."""
+    fields: Any = bar  # anything may arrive here: each field is checked below
     try:
-        ts, o, h, low, c, v = bar  # type: ignore[misc]
+        ts, o, h, low, c, v = fields
     except (TypeError, ValueError):
         return f"not a 6-field bar (ts, open, high, low, close, volume): {repr(bar)[:60]}"
     try:

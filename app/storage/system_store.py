@@ -124,7 +124,7 @@ def _ticker(value: object) -> str:
 def _side(value: object) -> str:
     if value not in SIDES:
         raise StoreError(f"order side must be 'buy' or 'sell', got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _timestamp(value: object, what: str) -> str:
@@ -192,7 +192,8 @@ class SystemStore(SqliteStore):
             cursor = self._conn.execute(
                 "INSERT INTO algorithm_instances (display_name, algorithm_type, ticker, "
                 "initial_capital, status, created_at, params_json) VALUES (?, ?, ?, ?, 'running', ?, ?)",
-                (_display_name(ticker, algorithm_type, now), algorithm_type, ticker, capital, utc_text(now), params_json))
+                (_display_name(ticker, algorithm_type, now), algorithm_type, ticker, capital, utc_text(now),
+                 params_json))
         return cursor.lastrowid  # type: ignore[return-value]
 
     def stop_instance(self, instance_id: int) -> bool:

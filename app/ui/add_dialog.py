@@ -231,7 +231,7 @@ class AddDialog(Overlay):
         right.addWidget(self.form_error)
         right.addLayout(actions)
 
-        layout = QHBoxLayout(self.body)
+        self.body_layout = layout = QHBoxLayout(self.body)
         layout.addLayout(left, 1)
         layout.addWidget(separator(vertical=True))
         layout.addLayout(right, 0)
@@ -259,7 +259,7 @@ class AddDialog(Overlay):
         width = self.letters.minimum_width(metrics)
         self.keypads.setFixedWidth(width)
         self.form_error.setFixedWidth(width)
-        self.body.layout().setContentsMargins(metrics.pad_px, metrics.pad_px, metrics.pad_px, metrics.pad_px)
+        self.body_layout.setContentsMargins(metrics.pad_px, metrics.pad_px, metrics.pad_px, metrics.pad_px)
         self.backtest_view.apply_metrics(metrics)
 
     # -- opening ---------------------------------------------------------------------------------
@@ -539,6 +539,7 @@ class AddDialog(Overlay):
                 self.form_scroll.ensureWidgetVisible(bad[0])
             return None
         params = {name: field.text for name, field in self.param_fields.items()}
+        assert ticker is not None and capital is not None and self._selected is not None  # no problems above
         return ticker, self._selected.algorithm_type, capital, params
 
     # -- backtesting -----------------------------------------------------------------------------

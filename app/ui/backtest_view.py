@@ -273,7 +273,7 @@ class BacktestView(Overlay):
         self.create_button.clicked.connect(self.create_requested)
         bottom.addWidget(self.create_button)
 
-        layout = QVBoxLayout(self.body)
+        self.body_layout = layout = QVBoxLayout(self.body)
         titles = QVBoxLayout()
         titles.setSpacing(0)
         titles.addWidget(self.title)
@@ -287,8 +287,8 @@ class BacktestView(Overlay):
         """Margins, bar and row heights for a new window size."""
         super().apply_metrics(metrics)
         pad = metrics.pad_px
-        self.body.layout().setContentsMargins(pad, pad // 2, pad, pad)
-        self.body.layout().setSpacing(max(4, pad // 2))
+        self.body_layout.setContentsMargins(pad, pad // 2, pad, pad)
+        self.body_layout.setSpacing(max(4, pad // 2))
         self.table.verticalHeader().setDefaultSectionSize(max(22, round(metrics.small_px * 1.9)))
         self._grid.setVerticalSpacing(max(3, round(metrics.pad_px * 0.6)))
         self.progress.setFixedHeight(max(16, round(metrics.touch_px / 2)))
@@ -365,7 +365,8 @@ class BacktestView(Overlay):
                                      f"{format_pct(result.buy_and_hold_pnl_pct)}",
                      STATE_COLORS[pnl_state(result.buy_and_hold_pnl)])
         edge = result.pnl - result.buy_and_hold_pnl
-        self._figure("edge", f"{format_money(edge, signed=True)}  {'better' if edge > 0 else 'worse' if edge < 0 else 'same'}",
+        verdict = "better" if edge > 0 else "worse" if edge < 0 else "same"
+        self._figure("edge", f"{format_money(edge, signed=True)}  {verdict}",
                      STATE_COLORS[pnl_state(edge)])
         drawdown = Decimal(str(round(result.max_drawdown, 2)))
         self._figure("drawdown", f"{format_money(-drawdown)}  {format_pct(-result.max_drawdown_pct)}",

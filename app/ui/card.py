@@ -34,7 +34,9 @@ def pnl_state(pnl: Decimal) -> str:
 STATE_COLORS = {"profit": theme.GREEN, "loss": theme.RED, "even": theme.WHITE}
 
 
-def _price_text(price: Decimal) -> str:
+def _price_text(price: Decimal | None) -> str:
+    if price is None:
+        return "—"
     return format_money(price) if price >= 1 else f"${price:.4f}"
 
 

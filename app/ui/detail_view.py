@@ -75,7 +75,8 @@ class DetailView(Overlay):
 
         self.stop_button = button("STOP…", kind="danger")
         self.stop_button.setObjectName("detailStop")
-        self.stop_button.clicked.connect(lambda: self._snapshot and self.stop_requested.emit(self._snapshot.instance_id))
+        self.stop_button.clicked.connect(
+            lambda: self._snapshot and self.stop_requested.emit(self._snapshot.instance_id))
         self.resume_button = button("RESUME", kind="primary")
         self.resume_button.setObjectName("detailResume")
         self.resume_button.clicked.connect(
@@ -130,7 +131,7 @@ class DetailView(Overlay):
         top.addWidget(self.resume_button)
         top.addWidget(self.stop_button)
         top.addWidget(self.close_button)
-        layout = QVBoxLayout(self.body)
+        self.body_layout = layout = QVBoxLayout(self.body)
         layout.addLayout(top)
         layout.addWidget(self.pages, 1)
         self.apply_metrics(metrics)
@@ -138,7 +139,7 @@ class DetailView(Overlay):
     def apply_metrics(self, metrics: theme.Metrics) -> None:
         """Margins and table row heights for a new window size."""
         super().apply_metrics(metrics)
-        self.body.layout().setContentsMargins(metrics.pad_px, metrics.pad_px, metrics.pad_px, metrics.pad_px)
+        self.body_layout.setContentsMargins(metrics.pad_px, metrics.pad_px, metrics.pad_px, metrics.pad_px)
         self.table.verticalHeader().setDefaultSectionSize(max(24, round(metrics.small_px * 2)))
 
     # -- content ---------------------------------------------------------------------------------

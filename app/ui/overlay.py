@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, QObject, QRect, Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from app.ui import theme
@@ -50,8 +50,12 @@ class Overlay(QWidget):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         if watched is self.parent() and event.type() == QEvent.Type.Resize and self.isVisible():
-            self.setGeometry(self.parentWidget().rect())
+            self.setGeometry(self._parent_rect())
         return False
+
+    def _parent_rect(self) -> QRect:
+        parent = self.parentWidget()
+        return parent.rect() if parent is not None else self.rect()
 
     @property
     def is_open(self) -> bool:
@@ -60,7 +64,7 @@ class Overlay(QWidget):
 
     def open_overlay(self) -> None:
         """Show on top of everything, filling the window."""
-        self.setGeometry(self.parentWidget().rect())
+        self.setGeometry(self._parent_rect())
         self.show()
         self.raise_()
 

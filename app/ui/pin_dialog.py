@@ -118,7 +118,7 @@ class PinDialog(Overlay):
         left.addWidget(self.message)
         left.addStretch(1)
         left.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignHCenter)
-        layout = QHBoxLayout(self.body)
+        self.body_layout = layout = QHBoxLayout(self.body)
         layout.addLayout(left, 1)
         layout.addWidget(self.keypad, 1)
         self.apply_metrics(metrics)
@@ -129,7 +129,7 @@ class PinDialog(Overlay):
         self.keypad.apply_metrics(metrics)
         self.keypad.setMaximumWidth(int(metrics.touch_px * 2.2 * 3))
         self.cancel_button.setMinimumWidth(metrics.touch_px * 3)
-        self.body.layout().setContentsMargins(metrics.pad_px * 2, metrics.pad_px, metrics.pad_px * 2, metrics.pad_px)
+        self.body_layout.setContentsMargins(metrics.pad_px * 2, metrics.pad_px, metrics.pad_px * 2, metrics.pad_px)
 
     # -- entry -----------------------------------------------------------------------------------
 

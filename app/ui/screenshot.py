@@ -26,8 +26,9 @@ def render_png(widget: QWidget, size: QSize, path: str | Path) -> Path:
     # Layouts, polish and deferred deletes settle over a few passes.
     for _ in range(3):
         app.processEvents()
-    if widget.layout() is not None:
-        widget.layout().activate()
+    layout = widget.layout()
+    if layout is not None:
+        layout.activate()
     app.processEvents()
     pixmap = widget.grab()
     if not pixmap.save(str(path), "PNG"):

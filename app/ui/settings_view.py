@@ -31,7 +31,7 @@ class SettingsView(Overlay):
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.close_button)
-        layout = QVBoxLayout(self.body)
+        self.body_layout = layout = QVBoxLayout(self.body)
         layout.addLayout(top)
         layout.addWidget(self.info)
         layout.addWidget(self.change_pin_button, 0, Qt.AlignmentFlag.AlignLeft)
@@ -42,7 +42,7 @@ class SettingsView(Overlay):
     def apply_metrics(self, metrics: theme.Metrics) -> None:
         """Margins and button widths for a new window size."""
         super().apply_metrics(metrics)
-        self.body.layout().setContentsMargins(metrics.pad_px * 2, metrics.pad_px, metrics.pad_px * 2, metrics.pad_px)
+        self.body_layout.setContentsMargins(metrics.pad_px * 2, metrics.pad_px, metrics.pad_px * 2, metrics.pad_px)
         self.change_pin_button.setMinimumWidth(metrics.touch_px * 4)
 
     def set_message(self, text: str) -> None:

@@ -92,16 +92,19 @@ class Sparkline(QWidget):
                 continue  # a fill from another session
             x, y = index * step, y_of(float(m.price))
             if m.side == "buy":
-                tri = QPolygonF([QPointF(x, y + 1), QPointF(x - mark, y + mark * 1.6), QPointF(x + mark, y + mark * 1.6)])
+                tip, base = y + 1, y + mark * 1.6
+                tri = QPolygonF([QPointF(x, tip), QPointF(x - mark, base), QPointF(x + mark, base)])
                 self._marks.append((tri, theme.GREEN))
             else:
-                tri = QPolygonF([QPointF(x, y - 1), QPointF(x - mark, y - mark * 1.6), QPointF(x + mark, y - mark * 1.6)])
+                tip, base = y - 1, y - mark * 1.6
+                tri = QPolygonF([QPointF(x, tip), QPointF(x - mark, base), QPointF(x + mark, base)])
                 self._marks.append((tri, theme.RED))
 
     def paintEvent(self, _event) -> None:  # noqa: N802
         if self._path is None:
             self._rebuild()
-        if len(self._values) < 2:
+        path = self._path
+        if len(self._values) < 2 or path is None:
             return
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -115,7 +118,7 @@ class Sparkline(QWidget):
         painter.save()
         for k in range(strokes):
             painter.translate(0, 0.7 if k else 0)
-            painter.drawPath(self._path)
+            painter.drawPath(path)
         painter.restore()
         painter.setPen(Qt.PenStyle.NoPen)
         for poly, color in self._marks:

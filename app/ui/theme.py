@@ -109,7 +109,7 @@ def install_palette() -> None:
     their parent, so the window's own palette would leave labels black on black.
     """
     app = QApplication.instance()
-    if app is not None:
+    if isinstance(app, QApplication):
         app.setPalette(base_palette())
 
 

@@ -80,7 +80,8 @@ def test_url_validation() -> None:
         load({"ALPACA_STREAM_URL": "http://127.0.0.1:8124"})
 
 
-@pytest.mark.parametrize(("present", "missing"), [("ALPACA_API_KEY", "ALPACA_SECRET"), ("ALPACA_SECRET", "ALPACA_API_KEY")])
+@pytest.mark.parametrize(("present", "missing"),
+                         [("ALPACA_API_KEY", "ALPACA_SECRET"), ("ALPACA_SECRET", "ALPACA_API_KEY")])
 def test_only_one_key_names_the_missing_one_without_echoing(present: str, missing: str) -> None:
     with pytest.raises(SettingsError) as excinfo:
         load({present: SECRET})
@@ -138,7 +139,8 @@ def test_data_dir_separation(tmp_path: Path) -> None:
     dirs = {settings.data_dir(m) for m in ("sim", "paper", "live")}
     assert dirs == {tmp_path / "sim", tmp_path / "paper", tmp_path / "live"}
     assert settings.log_dir == tmp_path / "sim" / "logs"
-    live = load({"AUTOTRADER_DATA_DIR": str(tmp_path), "ALPACA_API_KEY": KEY, "ALPACA_SECRET": SECRET, "ALPACA_PAPER": "no"})
+    live = load({"AUTOTRADER_DATA_DIR": str(tmp_path), "ALPACA_API_KEY": KEY, "ALPACA_SECRET": SECRET,
+                 "ALPACA_PAPER": "no"})
     assert live.data_dir() == tmp_path / "live"
     assert live.log_dir == tmp_path / "live" / "logs"
     with pytest.raises(SettingsError, match="mode must be one of"):

@@ -282,7 +282,8 @@ def test_full_path_on_alpaca_paper_against_the_fake_server(tmp_path, algos):
             fake.set_price("AAPL", "102.00")
             fake.faults.gateway_timeout_after_accept(1)
             second = step(utc(2024, 6, 4, 15, 2))
-            assert len(second.fills) == 1, (parts.system.orders_for(card)[-1], fake.orders()[-1]["status"], parts.system.get_transactions(card))
+            assert len(second.fills) == 1, (parts.system.orders_for(card)[-1], fake.orders()[-1]["status"],
+                                            parts.system.get_transactions(card))
             (sold,) = second.fills
             assert (sold.side, sold.shares, sold.price) == ("sell", bought.shares, Decimal("102"))
             assert [o["client_order_id"] for o in fake.orders()].count(sold.client_order_id) == 1

@@ -17,7 +17,8 @@ def test_installed_alpaca_py_passes_the_check():
 @pytest.mark.parametrize("found", ["0.45.0", "0.43.2", "1.0.0"])
 def test_a_version_outside_the_tested_range_is_refused(monkeypatch, found):
     monkeypatch.setattr(sdk, "installed_version", lambda: found)
-    with pytest.raises(sdk.AlpacaSdkMismatch, match=rf"alpaca-py {found} is installed but AutoTrader is tested with 0\.44"):
+    expected = rf"alpaca-py {found} is installed but AutoTrader is tested with 0\.44"
+    with pytest.raises(sdk.AlpacaSdkMismatch, match=expected):
         sdk.check_sdk()
 
 

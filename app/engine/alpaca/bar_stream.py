@@ -193,7 +193,7 @@ class _Session:
             on_error=lambda exc: emit(gen, "error", _describe(exc)),
             on_lost=lambda exc: emit(gen, "lost", "no data within the data timeout" if exc is None else _describe(exc)))
 
-    async def on_bar(self, msg: dict[str, Any]) -> None:
+    async def on_bar(self, msg: Any) -> None:  # raw_data=True: a dict
         """SDK handler (stream loop): hand the bar to the UI thread."""
         try:
             symbol, bar = bar_from_message(msg)

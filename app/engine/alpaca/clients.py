@@ -41,7 +41,7 @@ class TimeoutAdapter(HTTPAdapter):
         self.timeout_s = timeout_s
         super().__init__(**kwargs)
 
-    def send(self, request: Any, **kwargs: Any) -> Any:  # noqa: D102 - adapter hook
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # adapter hook: passes all on
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout_s
         return super().send(request, **kwargs)

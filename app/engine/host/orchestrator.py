@@ -168,6 +168,12 @@ class Orchestrator(QObject):
             self.parts.close()
             self.parts = None
 
+    def _running(self) -> tuple[EngineParts, EngineService]:
+        """The parts and service of a started engine (the methods below run only after start)."""
+        if self.parts is None or self.service is None:
+            raise RuntimeError("the engine has not started")
+        return self.parts, self.service
+
     # --- scheduling --------------------------------------------------------------------
 
     def _schedule(self) -> None:
@@ -187,14 +193,14 @@ class Orchestrator(QObject):
         if self.skip_closed_hours and isinstance(self.clock, SimClock) and wake - now > timedelta(minutes=5):
             # Sim mode: nobody wants to wait for a simulated night; land just before the open.
             self.clock.jump_to(minute - timedelta(seconds=1))
-            self.signals.market_changed.emit(self.service.market_status())
+            self.signals.market_changed.emit(self._running()[1].market_status())
             now = self.clock.now()
         self._scheduled = minute
         delay_ms = min(MAX_TIMER_MS, max(0, math.ceil(self.clock.real_seconds_until(wake) * 1000)))
         self._timer.start(int(delay_ms))
 
     def _following_minute(self, minute: datetime) -> datetime:
-        calendar = self.parts.calendar
+        calendar = self._running()[0].calendar
         following = minute + timedelta(minutes=1)
         return following if calendar.is_open(following) else calendar.next_open(minute)
 
@@ -202,7 +208,7 @@ class Orchestrator(QObject):
         """Record the session minutes between the last cycle and ``minute`` that got no cycle."""
         if self._last_run is not None and minute > self._last_run:
             follow = self._following_minute(self._last_run)
-            missed = self.parts.calendar.open_minutes_between(follow, minute) if minute > follow else 0
+            missed = self._running()[0].calendar.open_minutes_between(follow, minute) if minute > follow else 0
             if missed:
                 self.totals["missed"] += missed
                 log.warning("%d minute(s) from %s got no cycle", missed, utc_text(follow))
@@ -270,7 +276,7 @@ class Orchestrator(QObject):
 
     def run_cycle(self, minute: datetime, scheduled_at: datetime | None = None) -> CycleReport:
         """Poll the feed, run the trading cycle for ``minute`` and publish the results."""
-        parts = self.parts
+        parts, service = self._running()
         started = self.clock.now()
         t0 = time.perf_counter()
         self._sync_symbols()
@@ -301,12 +307,12 @@ class Orchestrator(QObject):
             self.signals.notice.emit(Notice("fault", outcome.reason or "fault", outcome.instance_id, started))
         for outcome in result.refused:
             self.signals.notice.emit(Notice("refused", outcome.reason or "refused", outcome.instance_id, started))
-        self.service.publish_all()
+        service.publish_all()
         self.signals.cycle_done.emit(report)
         return report
 
     def _sync_symbols(self, initial: bool = False) -> None:
-        parts = self.parts
+        parts = self._running()[0]
         symbols = frozenset(inst.ticker for inst in parts.system.all_instances("running"))
         # A stopped card's last order (e.g. its liquidation) still needs its symbol's bars to fill.
         symbols |= {order.symbol for order in parts.journal.open_orders()}

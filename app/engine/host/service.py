@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.engine.algorithm_api import AlgorithmParamError
 from app.engine.plugins.loader import AlgorithmInfo, AlgorithmLoadError, create_algorithm, discover
@@ -28,6 +28,9 @@ from app.engine.minute.risk_guard import OrderRequest, refusal
 from app.engine.minute.cycle import HALT_KEY
 from app.storage.records import TransactionRecord
 from app.storage.timefmt import utc_text
+
+if TYPE_CHECKING:  # imported when the first backtest is asked for: keeps the start-up light
+    from app.engine.backtest.jobs import BacktestJobs
 
 log = logging.getLogger("autotrader.engine.service")
 
@@ -74,7 +77,7 @@ class EngineService:
         self._catalogue: tuple[AlgorithmInfo, ...] | None = None
         self._last_cash: Decimal | None = None
         self._last_cash_error: str | None = None
-        self._backtest_jobs = None  # made on the first backtest request
+        self._backtest_jobs: BacktestJobs | None = None  # made on the first backtest request
 
     def close(self) -> None:
         """Cancel running backtests (they run on their own daemon threads)."""

@@ -58,7 +58,10 @@ class EngineHost:
     @property
     def service(self) -> EngineService:
         """The engine service (call its methods only through ``client.call``)."""
-        return self.orchestrator.service
+        service = self.orchestrator.service
+        if service is None:
+            raise RuntimeError("the engine has not started")
+        return service
 
     @property
     def mode(self) -> str:

@@ -61,7 +61,8 @@ def _tables() -> _Tables:
     closes = tuple(int(ts.timestamp()) for ts in schedule["close"])
     by_session = {day: (o, c) for day, o, c in zip(sessions, opens, closes)}
     by_utc_day = {o // _DAY: (o, c) for o, c in zip(opens, closes)}
-    first_ts = int(datetime(CALENDAR_START.year, CALENDAR_START.month, CALENDAR_START.day, tzinfo=timezone.utc).timestamp())
+    first_ts = int(datetime(CALENDAR_START.year, CALENDAR_START.month, CALENDAR_START.day,
+                            tzinfo=timezone.utc).timestamp())
     end_ts = int(datetime(last_day.year, last_day.month, last_day.day, tzinfo=timezone.utc).timestamp()) + _DAY
     return _Tables(CALENDAR_START, last_day, sessions, opens, closes, by_session, by_utc_day, first_ts, end_ts)
 

@@ -1,1 +1,3 @@
-"""A trading minute: the scheduling policy, the trading cycle (decision, risk check, journal, submit, fill), the risk guard and the order journal."""
+"""A trading minute: the scheduling policy, the trading cycle (decision, risk check, journal,
+submit, fill), the risk guard and the order journal.
+"""

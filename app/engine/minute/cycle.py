@@ -234,9 +234,9 @@ class TradingCycle:
     def _trade(self, inst: InstanceRecord, decision: Decision, minute: datetime, price: Decimal | None,
                market_open: bool, halted: bool, busy: set[int]) -> Outcome:
         if inst.id in busy:
-            reason = "an earlier order of this card is still open"
-            self.refused[inst.id] = reason
-            return Outcome(inst.id, "refused", decision.shares, reason)
+            still_open = "an earlier order of this card is still open"
+            self.refused[inst.id] = still_open
+            return Outcome(inst.id, "refused", decision.shares, still_open)
         figures = self.holding(inst.id).figures(inst.initial_capital, price)
         broker_position = None
         all_shares = 0

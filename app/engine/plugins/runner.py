@@ -232,7 +232,7 @@ class GuardedRunner:
             slow = [s.worker for s in batch.slots
                     if s.result is None and s.worker is not None and now - s.started >= self._slow_after]
         for worker in slow:
-            self._detach(worker)  # type: ignore[arg-type]
+            self._detach(worker)
 
     def _detach(self, worker: _Worker) -> None:
         with self._lock:

@@ -23,7 +23,8 @@ def _local_hhmm(moment: datetime) -> str:
 
 def describe_transaction(tx: TransactionRecord) -> str:
     """``BUY 12 @ 101.20 at 14:32`` in local time."""
-    return f"{tx.type.upper()} {tx.shares} @ {Decimal(str(tx.price)):.2f} at {_local_hhmm(parse_utc_text(tx.timestamp))}"
+    when = _local_hhmm(parse_utc_text(tx.timestamp))
+    return f"{tx.type.upper()} {tx.shares} @ {Decimal(str(tx.price)):.2f} at {when}"
 
 
 def _downsample(bars: Sequence[Bar], points: int) -> tuple[float, ...]:

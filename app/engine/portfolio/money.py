@@ -49,7 +49,7 @@ class CardFigures:
 
 
 def card_figures(initial_capital: Any, transactions: Iterable[Any], price: Any | None) -> CardFigures:
-    """Derive a card's figures from its capital, its fills (objects with ``type``, ``shares``, ``price``) and the last price.
+    """Derive a card's figures from its capital, its fills (with ``type``, ``shares``, ``price``) and the last price.
 
     ``price`` None or 0 means no price yet for the ticker.
     """

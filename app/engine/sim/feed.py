@@ -36,7 +36,7 @@ class SimFeed:
         """Bars completed by ``now`` for the current symbols."""
         if not self._symbols:
             return []
-        bars = []
+        bars: list[tuple[str, Bar]] = []
         last = self._last_poll
         self._last_poll = now
         if last is not None and last.astimezone(timezone.utc).date() != now.astimezone(timezone.utc).date():

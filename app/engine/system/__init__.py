@@ -1,1 +1,3 @@
-"""The installation: settings, the data folder, the PIN, logging, file hardening and daily maintenance (integrity checks, backups, health)."""
+"""The installation: settings, the data folder, the PIN, logging, file hardening and daily
+maintenance (integrity checks, backups, health).
+"""

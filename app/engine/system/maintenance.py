@@ -13,7 +13,7 @@ import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -108,11 +108,12 @@ def storage_problem(exc: BaseException) -> str | None:
     SQLITE_FULL, so an explicit ROLLBACK then fails with "no transaction is active" and hides the cause.
     """
     seen = 0
-    while exc is not None and seen < 8:
-        reason = _one_problem(exc)
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        reason = _one_problem(current)
         if reason:
             return reason
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
         seen += 1
     return None
 
@@ -229,7 +230,7 @@ def free_bytes(path: Path) -> int | None:
         return None
 
 
-def _lines_backwards(path: Path) -> Iterator[bytes]:
+def _lines_backwards(path: Path) -> Generator[bytes, None, None]:
     """The file's lines, last first, reading blocks from the end (only as far as the caller goes)."""
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)

@@ -146,7 +146,8 @@ def load_settings(
     """Read settings from ``env`` (default ``os.environ``) over ``dotenv_files`` (default: ./.env, then the
     user config folder's .env). Blank values count as unset. Raises SettingsError on malformed values.
     """
-    values = _merged(os.environ if env is None else env, default_dotenv_files() if dotenv_files is None else dotenv_files)
+    values = _merged(os.environ if env is None else env,
+                     default_dotenv_files() if dotenv_files is None else dotenv_files)
 
     def get(name: str) -> str | None:
         raw = values.get(name)
