@@ -96,7 +96,7 @@ def measure_updates() -> tuple[list[float], list[float]]:
     from PySide6.QtCore import QSize
     from PySide6.QtWidgets import QApplication
 
-    from app.engine.host.orchestrator import EngineSignals
+    from app.engine.host.signals import EngineSignals
     from app.ui.kiosk_window import KioskWindow
     from tests.ui import samples
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Mapping, Protocol, Sequence
 from app.engine.portfolio.money import CardFigures, card_figures, to_decimal
 from app.storage.records import Bar
 from app.storage.timefmt import from_epoch, parse_utc_text, to_epoch
+from app.engine.marketdata.minutes import floor_ts
 
 __all__ = [
     "ACTIONS", "INTERFACE_VERSION", "AlgorithmBase", "AlgorithmContext", "AlgorithmError",
@@ -244,8 +245,7 @@ class AlgorithmBase(ABC):
     def _enter_run(self, current_time: datetime, algo_id: int) -> None:
         # Bars are visible only once closed: a bar's ts is its opening minute, so cut at the
         # start of current_time's minute (identical to "ts < current_time" on minute marks).
-        now = to_epoch(current_time)
-        self._now_ts = now - now % 60
+        self._now_ts = floor_ts(to_epoch(current_time))
         self._algo_id = algo_id
         self._tx_cache = None
 
@@ -256,8 +256,7 @@ class AlgorithmBase(ABC):
 
     def _cutoff(self, current_time: datetime | None) -> int:
         if current_time is not None:
-            ts = to_epoch(current_time)
-            asked = ts - ts % 60
+            asked = floor_ts(to_epoch(current_time))
             return asked if self._now_ts is None else min(asked, self._now_ts)
         if self._now_ts is None:
             raise AlgorithmError("no current time: call data methods from run() or pass current_time")

@@ -7,6 +7,7 @@ forgets to ship (the style sheet once did: FileNotFoundError on start).
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -24,8 +25,12 @@ REPO = Path(__file__).resolve().parents[2]
 def wheel(tmp_path_factory) -> Path:
     """A wheel of this checkout, built without network (setuptools and wheel are test extras)."""
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and *.egg-info next to the sources it builds.
+    source = out / "src"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(REPO)], check=True, cwd=out, timeout=600)
+                    "--wheel-dir", str(out), str(source)], check=True, cwd=out, timeout=600)
     (found,) = out.glob("autotrader-*.whl")
     return found
 

@@ -357,7 +357,7 @@ def test_stop_right_after_the_first_symbol(make_stream, fake_alpaca: FakeAlpaca,
 
 
 def test_from_settings_follows_the_engine_signals(fake_alpaca: FakeAlpaca, tmp_path: Path, qtbot) -> None:
-    from app.engine.host.orchestrator import EngineSignals
+    from app.engine.host.signals import EngineSignals
     from app.engine.system.data_folder import DataPaths
     from app.engine.system.settings import Settings
 

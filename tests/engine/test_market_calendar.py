@@ -7,7 +7,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar, minute_floor
+from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
+from app.engine.marketdata.minutes import minute_floor
 from tests.engine.time_helpers import ep, utc
 
 

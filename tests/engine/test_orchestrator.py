@@ -18,7 +18,9 @@ from PySide6.QtCore import Qt
 from app.engine.host.client import ServiceError
 from app.engine.host.thread import EngineHost
 from app.engine.portfolio.money import card_figures
-from app.engine.host.orchestrator import ceil_minute, next_cycle_minute
+from app.engine.marketdata.minutes import ceil_minute
+from app.engine.minute import schedule
+from app.engine.minute.schedule import next_cycle_minute
 from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
@@ -176,30 +178,38 @@ def test_an_overrun_minute_runs_late_and_a_long_stall_is_counted_missed(tmp_path
     assert host.orchestrator.totals["cycles_run"] == len(minutes)
 
 
-def test_no_catch_up_after_the_close(qtbot):
+def test_no_catch_up_after_the_close():
     # The 19:58Z cycle overran past the close: 19:59 must not be traded at 20:00:01Z (its orders
     # would wait for the next open); the next cycle is the next morning's first minute.
-    from types import SimpleNamespace
-
-    from PySide6.QtCore import QTimer
-
-    from app.engine.marketdata.clock import ManualClock
-    from app.engine.host.orchestrator import Orchestrator
-
     cal = MarketCalendar()
-    orch = Orchestrator(settings=None, clock=ManualClock(utc(2024, 6, 4, 20, 0, 1)), signals=None,
-                        skip_closed_hours=False)
-    orch.parts = SimpleNamespace(calendar=cal)  # _schedule reads only the calendar
-    orch._timer = QTimer()
-    orch._last_run = utc(2024, 6, 4, 19, 58)
-    orch._schedule()
-    assert orch._scheduled == utc(2024, 6, 5, 13, 30)
+    assert schedule.minute_to_schedule(cal, utc(2024, 6, 4, 20, 0, 1), 2.0, utc(2024, 6, 4, 19, 58)) == \
+        utc(2024, 6, 5, 13, 30)
     # Inside the session the same overrun is caught up: 19:57's cycle ending at 19:58:40Z.
-    orch.clock = ManualClock(utc(2024, 6, 4, 19, 58, 40))
-    orch._last_run = utc(2024, 6, 4, 19, 57)
-    orch._schedule()
-    assert orch._scheduled == utc(2024, 6, 4, 19, 58)
-    orch._timer.stop()
+    assert schedule.minute_to_schedule(cal, utc(2024, 6, 4, 19, 58, 40), 2.0, utc(2024, 6, 4, 19, 57)) == \
+        utc(2024, 6, 4, 19, 58)
+    # A wake-up for 19:59 that fires after the close is not traded.
+    assert schedule.on_wake(cal, utc(2024, 6, 4, 20, 0, 3), utc(2024, 6, 4, 19, 59), 2.0).action == "reschedule"
+
+
+def test_catch_up_takes_the_earliest_minute_within_the_window_and_counts_the_rest():
+    cal = MarketCalendar()
+    # The 14:00 cycle ran until 14:01:30: 14:01 (wake 14:01:02) is 28 s late and is run now.
+    assert schedule.minute_to_schedule(cal, utc(2024, 6, 4, 14, 1, 30), 2.0, utc(2024, 6, 4, 14, 0)) == \
+        utc(2024, 6, 4, 14, 1)
+    # It ran until 14:03:30: 14:01 and 14:02 are past the 60 s window; 14:03 is 28 s late.
+    assert schedule.minute_to_schedule(cal, utc(2024, 6, 4, 14, 3, 30), 2.0, utc(2024, 6, 4, 14, 0)) == \
+        utc(2024, 6, 4, 14, 3)
+    assert schedule.missed_minutes(cal, utc(2024, 6, 4, 14, 0), utc(2024, 6, 4, 14, 3)) == 2
+    # A wake-up far too late (machine asleep) runs the current minute, not the scheduled one.
+    wake = schedule.on_wake(cal, utc(2024, 6, 4, 15, 0, 5), utc(2024, 6, 4, 14, 10), 2.0)
+    assert (wake.action, wake.minute) == ("run", utc(2024, 6, 4, 15, 0))  # its wake-up was 3 s ago
+    # A timer that fires early is rescheduled; one on time runs its minute.
+    assert schedule.on_wake(cal, utc(2024, 6, 4, 14, 10, 1), utc(2024, 6, 4, 14, 10), 2.0).action == "reschedule"
+    assert schedule.on_wake(cal, utc(2024, 6, 4, 14, 10, 2), utc(2024, 6, 4, 14, 10), 2.0) == \
+        schedule.Wake("run", utc(2024, 6, 4, 14, 10))
+    # Across the night: the session's last minute is followed by the next open, nothing missed.
+    assert schedule.following_minute(cal, utc(2024, 6, 4, 19, 59)) == utc(2024, 6, 5, 13, 30)
+    assert schedule.missed_minutes(cal, utc(2024, 6, 4, 19, 59), utc(2024, 6, 5, 13, 30)) == 0
 
 
 def test_no_cycle_on_independence_day(tmp_path, algos, qtbot, hosts):

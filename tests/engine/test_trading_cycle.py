@@ -16,7 +16,7 @@ import pytest
 from app.engine.host.client import ServiceError
 
 from app.engine.portfolio.money import card_figures
-from app.engine.host.orchestrator import next_cycle_minute
+from app.engine.minute.schedule import next_cycle_minute
 from app.storage.timefmt import parse_utc_text, to_epoch, utc_text
 from tests.engine.crash_child import FLIPPER_SOURCE, PEEKER_SOURCE, SimRig, coid_minute, write_algorithm
 

@@ -18,10 +18,13 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
+from app.engine.host.signals import EngineSignals, QtPublisher
+
 from app.engine.marketdata.clock import Clock, SimClock
 from app.engine.host.wiring import EngineOptions, EngineParts
 from app.engine.host.service import EngineService
 from app.engine.events import CycleReport, Notice, StreamStatus
+from app.engine.minute import schedule
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
 from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, stopped_notice, storage_problem,
                                     utc_now)
@@ -32,49 +35,6 @@ from app.storage.timefmt import utc_text
 log = logging.getLogger("autotrader.engine.orchestrator")
 
 MAX_TIMER_MS = 60 * 60 * 1000  # re-check at least hourly: clock changes, sleeps, DST
-# A minute whose wake-up passed while the previous cycle was still running is run late, up to this
-# long after its instant; beyond it (machine asleep, clock jump) the current minute is run instead.
-CATCH_UP = timedelta(seconds=60)
-
-
-class EngineSignals(QObject):
-    """Signals from the engine thread; each carries a frozen dataclass (or a tuple of them)."""
-
-    cards_changed = Signal(object)
-    market_changed = Signal(object)
-    stream_changed = Signal(object)
-    account_changed = Signal(object)
-    notice = Signal(object)
-    symbols_changed = Signal(object)  # frozenset[str]: the symbols the live stream must carry
-    cycle_done = Signal(object)  # CycleReport
-    bars_arrived = Signal(object)  # tuple[(symbol, Bar), ...]
-
-
-class QtPublisher:
-    """EngineService publisher that emits the engine signals."""
-
-    def __init__(self, signals: EngineSignals):
-        self._s = signals
-
-    def cards(self, cards): self._s.cards_changed.emit(cards)
-    def market(self, status): self._s.market_changed.emit(status)
-    def stream(self, status): self._s.stream_changed.emit(status)
-    def account(self, summary): self._s.account_changed.emit(summary)
-    def notice(self, notice): self._s.notice.emit(notice)
-
-
-def ceil_minute(moment: datetime) -> datetime:
-    """The first whole minute at or after ``moment``."""
-    floor = moment.replace(second=0, microsecond=0)
-    return floor if floor == moment else floor + timedelta(minutes=1)
-
-
-def next_cycle_minute(calendar, now: datetime, offset_s: float) -> datetime:
-    """The next session minute T whose wake-up instant T + offset is not yet past."""
-    candidate = ceil_minute(now - timedelta(seconds=offset_s))
-    if calendar.is_open(candidate):
-        return candidate
-    return calendar.next_open(candidate - timedelta(microseconds=1))
 
 
 class Orchestrator(QObject):
@@ -89,6 +49,7 @@ class Orchestrator(QObject):
         self.settings = settings
         self.clock = clock
         self.signals = signals
+        self.publisher = QtPublisher(signals)  # every state change leaves through it
         self.options = options or EngineOptions()
         self.skip_closed_hours = isinstance(clock, SimClock) if skip_closed_hours is None else skip_closed_hours
         self._parts_factory = parts_factory
@@ -120,7 +81,7 @@ class Orchestrator(QObject):
                 start_notices = check_at_start(DataPaths.for_folder(self.settings.data_dir()))
             self.parts = (self._parts_factory() if self._parts_factory else
                           EngineParts.build(self.settings, clock=self.clock, options=self.options))
-            self.service = EngineService(self.parts, QtPublisher(self.signals))
+            self.service = EngineService(self.parts, self.publisher)
             # Whoever reports the stream (the bar stream on the UI thread, or the sim below), the
             # engine thread records it for `autotrader status`.
             self.signals.stream_changed.connect(self._record_stream)
@@ -132,11 +93,11 @@ class Orchestrator(QObject):
             if fills:
                 log.info("reconciled %d fill(s) left open by the last run", len(fills))
             if self.parts.feed.simulated:
-                self.signals.stream_changed.emit(StreamStatus("live", simulated=True))
+                self.publisher.stream(StreamStatus("live", simulated=True))
             self._sync_symbols(initial=True)
             self.service.publish_all()
             for notice in start_notices:
-                self.signals.notice.emit(notice)
+                self.publisher.notice(notice)
             self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir)
             self._maintain()  # today's backup at start if it is missing
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
@@ -182,36 +143,25 @@ class Orchestrator(QObject):
             return
         now = self.clock.now()
         offset = timedelta(seconds=self.options.wake_offset_s)
-        minute = next_cycle_minute(parts.calendar, now, self.options.wake_offset_s)
-        if self._last_run is not None and parts.calendar.is_open(now):
-            # The last cycle overran the wake-up of the minutes after it: run the earliest one not
-            # more than CATCH_UP late, now. Never after the close (its orders would wait a night).
-            late = max(self._following_minute(self._last_run),
-                       next_cycle_minute(parts.calendar, now - CATCH_UP, self.options.wake_offset_s))
-            minute = min(minute, late)
+        minute = schedule.minute_to_schedule(parts.calendar, now, self.options.wake_offset_s, self._last_run)
         wake = minute + offset
         if self.skip_closed_hours and isinstance(self.clock, SimClock) and wake - now > timedelta(minutes=5):
             # Sim mode: nobody wants to wait for a simulated night; land just before the open.
             self.clock.jump_to(minute - timedelta(seconds=1))
-            self.signals.market_changed.emit(self._running()[1].market_status())
+            self.publisher.market(self._running()[1].market_status())
             now = self.clock.now()
         self._scheduled = minute
         delay_ms = min(MAX_TIMER_MS, max(0, math.ceil(self.clock.real_seconds_until(wake) * 1000)))
         self._timer.start(int(delay_ms))
 
-    def _following_minute(self, minute: datetime) -> datetime:
-        calendar = self._running()[0].calendar
-        following = minute + timedelta(minutes=1)
-        return following if calendar.is_open(following) else calendar.next_open(minute)
-
     def _count_missed(self, minute: datetime) -> None:
         """Record the session minutes between the last cycle and ``minute`` that got no cycle."""
-        if self._last_run is not None and minute > self._last_run:
-            follow = self._following_minute(self._last_run)
-            missed = self._running()[0].calendar.open_minutes_between(follow, minute) if minute > follow else 0
-            if missed:
-                self.totals["missed"] += missed
-                log.warning("%d minute(s) from %s got no cycle", missed, utc_text(follow))
+        calendar = self._running()[0].calendar
+        missed = schedule.missed_minutes(calendar, self._last_run, minute)
+        if missed and self._last_run is not None:
+            self.totals["missed"] += missed
+            log.warning("%d minute(s) from %s got no cycle", missed,
+                        utc_text(schedule.following_minute(calendar, self._last_run)))
         self._last_run = minute
 
     @Slot()
@@ -220,24 +170,16 @@ class Orchestrator(QObject):
         if parts is None or self._scheduled is None or self.trading_stopped:
             return
         now = self.clock.now()
-        minute = self._scheduled
-        wake_at = minute + timedelta(seconds=self.options.wake_offset_s)
-        if now < wake_at - timedelta(milliseconds=5):
-            self._schedule()  # a capped long sleep: not there yet
-            return
-        if not parts.calendar.is_open(now):
-            # Woken after the close (a late timer, a stall): this minute is missed, not traded late.
-            log.warning("woke after the close for %s; not trading it", utc_text(minute))
+        wake = schedule.on_wake(parts.calendar, now, self._scheduled, self.options.wake_offset_s)
+        if wake.action == "reschedule" or wake.minute is None:
+            if wake.why != "early":
+                log.warning("woke for %s: %s; not trading it", utc_text(self._scheduled), wake.why)
             self._schedule()
             return
-        if now - wake_at > CATCH_UP:
-            # Missed minutes (machine asleep, clock jump): trade the current minute only.
-            log.warning("woke %.0f s late for %s; running the current minute instead",
-                        (now - wake_at).total_seconds(), utc_text(minute))
-            minute = next_cycle_minute(parts.calendar, now - CATCH_UP, self.options.wake_offset_s)
-            if minute > now:
-                self._schedule()
-                return
+        if wake.why:
+            log.warning("woke for %s: %s", utc_text(self._scheduled), wake.why)
+        minute = wake.minute
+        wake_at = self._scheduled + timedelta(seconds=self.options.wake_offset_s)
         try:
             self.run_cycle(minute, scheduled_at=wake_at)
         except Exception as exc:  # noqa: BLE001 - one bad minute must not stop the terminal
@@ -246,7 +188,7 @@ class Orchestrator(QObject):
             if reason:
                 self.stop_trading(reason)
                 return
-            self.signals.notice.emit(Notice("error", f"engine error: {type(exc).__name__}: {exc}", at=now))
+            self.publisher.notice(Notice("error", f"engine error: {type(exc).__name__}: {exc}", at=now))
         self._maintain()
         self._schedule()
 
@@ -264,7 +206,7 @@ class Orchestrator(QObject):
         if self._timer:
             self._timer.stop()
         log.error("trading stopped: %s", reason)
-        self.signals.notice.emit(stopped_notice(reason, at=self.clock.now()))
+        self.publisher.notice(stopped_notice(reason, at=self.clock.now()))
 
     def _maintain(self) -> None:
         """Between cycles: today's system.db backup when due (a failure is reported, never fatal)."""
@@ -272,7 +214,7 @@ class Orchestrator(QObject):
             return
         result = self.backup.run_if_due()
         if result is not None and result.error:
-            self.signals.notice.emit(Notice("error", f"daily backup failed: {result.error}", at=self.clock.now()))
+            self.publisher.notice(Notice("error", f"daily backup failed: {result.error}", at=self.clock.now()))
 
     def run_cycle(self, minute: datetime, scheduled_at: datetime | None = None) -> CycleReport:
         """Poll the feed, run the trading cycle for ``minute`` and publish the results."""
@@ -282,7 +224,7 @@ class Orchestrator(QObject):
         self._sync_symbols()
         bars = parts.feed.poll(started)
         if bars:
-            self.signals.bars_arrived.emit(tuple(bars))
+            self.publisher.bars(tuple(bars))
         self._count_missed(minute)
         result = parts.cycle.run_minute(minute)
         duration_ms = (time.perf_counter() - t0) * 1000
@@ -304,11 +246,11 @@ class Orchestrator(QObject):
             "orders": result.orders, "refused": len(result.refused), "faults": len(result.faults),
             **self.totals}))
         for outcome in result.faults:
-            self.signals.notice.emit(Notice("fault", outcome.reason or "fault", outcome.instance_id, started))
+            self.publisher.notice(Notice("fault", outcome.reason or "fault", outcome.instance_id, started))
         for outcome in result.refused:
-            self.signals.notice.emit(Notice("refused", outcome.reason or "refused", outcome.instance_id, started))
+            self.publisher.notice(Notice("refused", outcome.reason or "refused", outcome.instance_id, started))
         service.publish_all()
-        self.signals.cycle_done.emit(report)
+        self.publisher.cycle_done(report)
         return report
 
     def _sync_symbols(self, initial: bool = False) -> None:
@@ -324,4 +266,4 @@ class Orchestrator(QObject):
         if added:
             parts.feed.ensure_ready(sorted(added), self.clock.now())
         log.info("symbols: %s", " ".join(sorted(symbols)) or "none")  # the set the live stream must carry
-        self.signals.symbols_changed.emit(symbols)
+        self.publisher.symbols(symbols)

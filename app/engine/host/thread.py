@@ -12,7 +12,8 @@ from app.engine.marketdata.clock import Clock, RealClock, SimClock
 from app.engine.host.client import CallBridge, EngineClient
 from app.engine.host.wiring import EngineOptions, EngineParts
 from app.engine.host.service import EngineService
-from app.engine.host.orchestrator import EngineSignals, Orchestrator
+from app.engine.host.orchestrator import Orchestrator
+from app.engine.host.signals import EngineSignals
 from app.engine.system.settings import Settings
 
 log = logging.getLogger("autotrader.engine.host")

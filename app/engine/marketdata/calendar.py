@@ -79,12 +79,6 @@ def _epoch(at: datetime) -> float:
     return at.timestamp()
 
 
-def minute_floor(at: datetime) -> datetime:
-    """``at`` in UTC with seconds and microseconds dropped (the start of its bar minute)."""
-    seconds = _epoch(at)
-    return _utc(int(seconds // _MINUTE) * _MINUTE)
-
-
 class MarketCalendar:
     """NYSE sessions, open/close instants and bar minutes. Cheap to construct: the schedule is cached per process."""
 

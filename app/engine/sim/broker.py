@@ -30,6 +30,7 @@ from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.sim_book_store import SimBookStore, SimOrderRow
 from app.storage.timefmt import parse_utc_text, to_epoch
+from app.engine.marketdata.minutes import floor_ts
 
 _BPS = Decimal(10_000)
 _POLL_S = 0.05
@@ -158,7 +159,7 @@ class SimBroker:
             is_open = False
         if not is_open:
             raise MarketClosed(f"the market is closed at {now:%Y-%m-%d %H:%M} UTC: order not placed")
-        decision_ts = to_epoch(now) // 60 * 60
+        decision_ts = floor_ts(to_epoch(now))
         self.settle()
         if side == "buy":
             self._check_funds(symbol, qty, decision_ts)

@@ -25,6 +25,7 @@ from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import to_epoch
+from app.engine.marketdata.minutes import last_complete_ts
 
 ANCHOR_SESSION = date(2015, 1, 2)
 TRADING_DAYS = 252
@@ -237,7 +238,7 @@ class SimMarket:
         open_ts = to_epoch(self._calendar.session_open(day))
         close_ts = to_epoch(self._calendar.session_close(day))
         # Bars in this session that have completed: ts <= now - 60, capped at the last minute.
-        last_due = min((now_ts - 60) // 60 * 60, close_ts - 60)
+        last_due = min(last_complete_ts(now_ts), close_ts - 60)
         if last_due < open_ts:
             return []
         wanted = list(dict.fromkeys(symbols))  # keep order, drop duplicates
