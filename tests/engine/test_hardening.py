@@ -71,6 +71,7 @@ def test_no_second_line_when_the_log_already_goes_to_that_stream(tmp_path):
     assert len(err.getvalue().splitlines()) == 1 and "chmod 600" in err.getvalue()
 
 
+@pytest.mark.e2e  # starts the real kiosk in a child process
 def test_kiosk_start_warns_about_an_exposed_env_in_its_working_folder(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
