@@ -34,7 +34,8 @@ def test_two_accelerated_sessions_with_20_cards_miss_nothing_and_leak_nothing(tm
     result = run_soak(SESSIONS, INSTANCES, SPEED, tmp_path, lines.append, window="--windowed")
     note = f"\n{result}\n" + "\n".join(lines)
 
-    assert result["cycles_scheduled"] >= SESSIONS * 380, note  # two sessions (the first may start late)
+    # The sim starts at the real time of day when the market is open: the first session may be partial.
+    assert result["cycles_scheduled"] > (SESSIONS - 1) * 380, note
     assert result["cycles_run"] == result["cycles_scheduled"], note
     assert result["skipped_minutes"] == [] and result["missed"] == 0, note
     # A cycle later than the catch-up window (60 s simulated) would have been counted missed above;

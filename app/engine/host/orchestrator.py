@@ -50,6 +50,7 @@ class Orchestrator(QObject):
         self.clock = clock
         self.signals = signals
         self.publisher = QtPublisher(signals)  # every state change leaves through it
+        self._catch_up = schedule.catch_up_window(getattr(clock, "speed", 1.0) if isinstance(clock, SimClock) else 1.0)
         self.options = options or EngineOptions()
         self.skip_closed_hours = isinstance(clock, SimClock) if skip_closed_hours is None else skip_closed_hours
         self._parts_factory = parts_factory
@@ -143,7 +144,8 @@ class Orchestrator(QObject):
             return
         now = self.clock.now()
         offset = timedelta(seconds=self.options.wake_offset_s)
-        minute = schedule.minute_to_schedule(parts.calendar, now, self.options.wake_offset_s, self._last_run)
+        minute = schedule.minute_to_schedule(parts.calendar, now, self.options.wake_offset_s, self._last_run,
+                                             self._catch_up)
         wake = minute + offset
         if self.skip_closed_hours and isinstance(self.clock, SimClock) and wake - now > timedelta(minutes=5):
             # Sim mode: nobody wants to wait for a simulated night; land just before the open.
@@ -170,7 +172,7 @@ class Orchestrator(QObject):
         if parts is None or self._scheduled is None or self.trading_stopped:
             return
         now = self.clock.now()
-        wake = schedule.on_wake(parts.calendar, now, self._scheduled, self.options.wake_offset_s)
+        wake = schedule.on_wake(parts.calendar, now, self._scheduled, self.options.wake_offset_s, self._catch_up)
         if wake.action == "reschedule" or wake.minute is None:
             if wake.why != "early":
                 log.warning("woke for %s: %s; not trading it", utc_text(self._scheduled), wake.why)

@@ -2,7 +2,8 @@
 
 The orchestrator wakes ``offset`` after each session minute T (so T's bar is complete) and runs the
 cycle for T. A cycle that overran the wake-up of the minutes after it runs the earliest minute not
-more than :data:`CATCH_UP` late, late, but never after the close (its orders would wait a night).
+more than the catch-up window late (:func:`catch_up_window`), late, but never after the close (its
+orders would wait a night).
 A wake-up later than that (machine asleep, clock jump) trades the current minute instead, and
 every session minute that got no cycle is counted as missed.
 """
@@ -16,6 +17,9 @@ from typing import Protocol
 from app.engine.marketdata.minutes import ONE_MINUTE, ceil_minute
 
 CATCH_UP = timedelta(seconds=60)
+# On an accelerated simulated clock 60 simulated seconds are a fraction of a real second (200 ms at
+# 300×): one scheduling hiccup of a busy machine. There the window is at least this much real time.
+SIM_CATCH_UP_REAL_S = 2.0
 EARLY_TOLERANCE = timedelta(milliseconds=5)  # a timer that fires this early is on time
 
 
@@ -43,12 +47,17 @@ def following_minute(calendar: SessionCalendar, minute: datetime) -> datetime:
     return following if calendar.is_open(following) else calendar.next_open(minute)
 
 
+def catch_up_window(speed: float = 1.0) -> timedelta:
+    """How late a minute may still be run: 60 s, or :data:`SIM_CATCH_UP_REAL_S` of real time at ``speed``."""
+    return max(CATCH_UP, timedelta(seconds=SIM_CATCH_UP_REAL_S * speed)) if speed > 1 else CATCH_UP
+
+
 def minute_to_schedule(calendar: SessionCalendar, now: datetime, offset_s: float,
-                       last_run: datetime | None) -> datetime:
+                       last_run: datetime | None, catch_up: timedelta = CATCH_UP) -> datetime:
     """The minute whose cycle to schedule next, catching up an overrun within the session."""
     minute = next_cycle_minute(calendar, now, offset_s)
     if last_run is not None and calendar.is_open(now):
-        late = max(following_minute(calendar, last_run), next_cycle_minute(calendar, now - CATCH_UP, offset_s))
+        late = max(following_minute(calendar, last_run), next_cycle_minute(calendar, now - catch_up, offset_s))
         minute = min(minute, late)
     return minute
 
@@ -65,15 +74,16 @@ class Wake:
     why: str = ""
 
 
-def on_wake(calendar: SessionCalendar, now: datetime, scheduled: datetime, offset_s: float) -> Wake:
+def on_wake(calendar: SessionCalendar, now: datetime, scheduled: datetime, offset_s: float,
+            catch_up: timedelta = CATCH_UP) -> Wake:
     """Decide what a wake-up at ``now`` for the cycle of ``scheduled`` does."""
     wake_at = scheduled + timedelta(seconds=offset_s)
     if now < wake_at - EARLY_TOLERANCE:
         return Wake("reschedule", why="early")  # a capped long sleep: not there yet
     if not calendar.is_open(now):
         return Wake("reschedule", why="after the close")  # missed, never traded late
-    if now - wake_at > CATCH_UP:
-        current = next_cycle_minute(calendar, now - CATCH_UP, offset_s)
+    if now - wake_at > catch_up:
+        current = next_cycle_minute(calendar, now - catch_up, offset_s)
         if current > now:
             return Wake("reschedule", why="too late, and no current minute yet")
         return Wake("run", current, why=f"{(now - wake_at).total_seconds():.0f} s late: the current minute instead")
