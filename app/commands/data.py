@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from app.commands.common import (EXIT_OK, CommandError, day_range_utc, parse_day, paths_for)
 from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
-from app.engine.marketdata.bar_csv import BarCsvError, BrokenOutput, write_bars_csv
+from app.engine.marketdata.bar_csv import BarCsvError, write_bars_csv
 from app.engine.marketdata.bar_import import import_bars_file
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.system.data_folder import open_market_store
@@ -46,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bars(args: argparse.Namespace) -> int:
-    """Print bars as ``timestamp,open,high,low,close,volume``; a reader that closes the pipe ends it quietly."""
+    """Print bars as ``timestamp,open,high,low,close,volume``."""
     symbol = _symbol(args.symbol)
     _, paths = paths_for(args)
     with open_market_store(paths) as store:
@@ -60,14 +59,7 @@ def cmd_bars(args: argparse.Namespace) -> int:
                 raise CommandError("--start needs --end")
             begin, finish = day_range_utc(parse_day(args.start, "--start"), parse_day(args.end, "--end"))
             bars = store.bars_between(symbol, to_epoch(begin), to_epoch(finish) - 1)
-    try:
-        write_bars_csv(bars, sys.stdout)
-    except BrokenOutput:
-        # Python would report the lost pipe again when it flushes stdout at exit: point it elsewhere.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return EXIT_OK
+    write_bars_csv(bars, sys.stdout)  # a reader closing the pipe is handled quietly by app.cli
     if not bars:
         print(f"no bars stored for {symbol} in that range", file=sys.stderr)
     return EXIT_OK

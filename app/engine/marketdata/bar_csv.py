@@ -67,26 +67,15 @@ class Layout:
     ignored: tuple[str, ...]  # header names of the columns not read (e.g. trade_count, vwap)
 
 
-class BrokenOutput(Exception):
-    """The reader of our output went away (``| head`` closed the pipe)."""
-
-
 def write_bars_csv(bars: Iterable[Bar], out: TextIO) -> int:
-    """Write bars with the header; returns the number of rows written.
-
-    Raises :class:`BrokenOutput` when the reader closed the pipe.
-    """
+    """Write bars with the header; returns the number of rows written."""
     writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADER)
     count = 0
-    try:
-        writer.writerow(HEADER)
-        for bar in bars:
-            writer.writerow((epoch_text(bar.ts), repr(float(bar.open)), repr(float(bar.high)),
-                             repr(float(bar.low)), repr(float(bar.close)), int(bar.volume)))
-            count += 1
-        out.flush()
-    except BrokenPipeError:
-        raise BrokenOutput("the output was closed") from None
+    for bar in bars:
+        writer.writerow((epoch_text(bar.ts), repr(float(bar.open)), repr(float(bar.high)),
+                         repr(float(bar.low)), repr(float(bar.close)), int(bar.volume)))
+        count += 1
     return count
 
 

@@ -55,9 +55,9 @@ class ImportSummary:
 
     def lines(self) -> list[str]:
         """The summary a person reads, one line per symbol and one for the file."""
-        out = [f"read {self.rows:,} rows from {self.path}: {self.new:,} new bars, {self.present:,} already "
-               f"present, {self.duplicates:,} duplicate rows stored once, {self.dropped_extended:,} "
-               "extended-hours rows dropped"]
+        out = [f"imported {self.new:,} new bars for {', '.join(sorted(self.symbols))} from {self.path}: "
+               f"{self.rows:,} rows read, {self.present:,} already present, {self.duplicates:,} duplicate "
+               f"rows (stored once), {self.dropped_extended:,} extended-hours rows dropped"]
         for symbol, c in sorted(self.symbols.items()):
             text = f"  {symbol}: {c.new:,} new, {c.present:,} already present"
             if c.differing:
