@@ -225,6 +225,19 @@ def _reject_reason(bar: object, filt: Callable[[int], bool] | None) -> str:
     return f"{when}: invalid bar"
 
 
+def _valid_row(symbol: str, bar: object, filt: Callable[[int], bool] | None, source: int) -> tuple | None:
+    """The row to store for a valid bar, None for an invalid one: the one place the bar rules live."""
+    # Fast path: one chained comparison covers every price rule; NaN fails all of them.
+    try:
+        ts, o, h, low, c, v = bar  # type: ignore[misc]
+        its = int(ts)
+        ok = (its == ts and its % 60 == 0 and 0 < low <= o <= h < _INF
+              and low <= c <= h and 0 <= v < _MAX_VOLUME and (filt is None or filt(its)))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return (symbol, its, float(o), float(h), float(low), float(c), int(v), source) if ok else None
+
+
 class MarketStore(SqliteStore):
     """Minute bars and fetch coverage in stocks.db. One instance per thread (own connection).
 
@@ -258,16 +271,9 @@ class MarketStore(SqliteStore):
         rejected = 0
         reasons: list[str] = []
         for bar in bars:
-            # Fast path: one chained comparison covers every price rule; NaN fails all of them.
-            try:
-                ts, o, h, low, c, v = bar
-                its = int(ts)
-                ok = (its == ts and its % 60 == 0 and 0 < low <= o <= h < _INF
-                      and low <= c <= h and 0 <= v < _MAX_VOLUME and (filt is None or filt(its)))
-            except (TypeError, ValueError, OverflowError):
-                ok = False
-            if ok:
-                append((symbol, its, float(o), float(h), float(low), float(c), int(v), source))
+            row = _valid_row(symbol, bar, filt, source)
+            if row is not None:
+                append(row)
             else:
                 rejected += 1
                 if len(reasons) < MAX_REJECTED_REASONS:
@@ -547,15 +553,17 @@ class BarImport:
         """Stage ``(line_no, symbol, bar)`` rows; return 'line N: problem' for every refused row."""
         problems: list[str] = []
         staged: list[tuple] = []
+        append = staged.append
+        filt = self._store._minute_filter
         for line_no, symbol, bar in rows:
             if symbol not in self._symbols:
                 check_symbol(symbol)
                 self._symbols.add(symbol)
-            good, result = self._store._valid_rows(symbol, (bar,))
-            if not good:
-                problems.append(f"line {line_no}: {result.rejected_reasons[0]}")
-                continue
-            staged.append((*good[0][:7], line_no))
+            row = _valid_row(symbol, bar, filt, line_no)  # the line number where the source goes
+            if row is None:
+                problems.append(f"line {line_no}: {_reject_reason(bar, filt)}")
+            else:
+                append(row)
         if not staged:
             return problems
         conn = self._conn

@@ -18,7 +18,7 @@ import csv
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -100,8 +100,46 @@ def _layout(path: Path, fields: list[str]) -> Layout:
                   where["volume"], where.get("symbol"), len(fields), tuple(ignored))
 
 
+_day_epochs: dict[str, int] = {}  # 'YYYY-MM-DD' -> epoch seconds of its UTC midnight (a few thousand)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _fast_timestamp(text: str) -> int | None:
+    """The common forms ``YYYY-MM-DDTHH:MM:00Z`` and ``YYYY-MM-DD HH:MM:00+HH:MM`` without building a
+    datetime (a third of the import's time otherwise); None sends the text to the full parser."""
+    n = len(text)
+    if n == 20:
+        if text[19] != "Z":
+            return None
+        offset = 0
+    elif n == 25 and text[22] == ":" and text[19] in "+-" and text[20:22].isdigit() and text[23:25].isdigit():
+        offset = int(text[20:22]) * 3600 + int(text[23:25]) * 60
+        if text[19] == "-":
+            offset = -offset
+    else:
+        return None
+    if text[10] not in "T " or text[13] != ":" or text[16] != ":" or text[17:19] != "00" \
+            or not (text[11:13].isdigit() and text[14:16].isdigit()):
+        return None
+    hour, minute = int(text[11:13]), int(text[14:16])
+    if hour > 23 or minute > 59:
+        return None
+    day = _day_epochs.get(text[:10])
+    if day is None:
+        try:
+            day = (date.fromisoformat(text[:10]).toordinal() - _EPOCH_ORDINAL) * 86_400
+        except ValueError:
+            return None
+        if len(_day_epochs) < 100_000:
+            _day_epochs[text[:10]] = day
+    return day + hour * 3600 + minute * 60 - offset
+
+
 def parse_timestamp(text: str) -> int:
     """Epoch seconds of an ISO timestamp with an offset (``Z``, ``+00:00``, ``-04:00``), a whole minute."""
+    ts = _fast_timestamp(text)
+    if ts is not None:
+        return ts
     text = text.strip()
     try:
         moment = datetime.fromisoformat(text)
@@ -117,6 +155,8 @@ def parse_timestamp(text: str) -> int:
 
 
 def _volume(text: str) -> int:
+    if text.endswith(".0"):  # pandas writes integral volumes as floats: 6556.0
+        text = text[:-2]
     try:
         return int(text)
     except ValueError:
