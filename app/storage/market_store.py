@@ -397,6 +397,31 @@ class MarketStore(SqliteStore):
             (symbol, start_ts, end_ts)).fetchall()
         return {BarSource(source): count for source, count in rows}
 
+    def bar_days(self, symbol: str) -> list[int]:
+        """The UTC day numbers (epoch seconds // 86400) on which ``symbol`` has bars, oldest first."""
+        check_symbol(symbol)
+        rows = self._conn.execute("SELECT DISTINCT ts / 86400 FROM bars WHERE symbol = ? ORDER BY 1",
+                                  (symbol,)).fetchall()
+        return [row[0] for row in rows]
+
+    def relabel_unknown(self, symbol: str, source: BarSource) -> int:
+        """Give ``symbol``'s bars and coverage of unknown source (stored before provenance) the source
+        a caller has verified, e.g. SIMULATED after comparing them with the simulation. Only when
+        every bar of the symbol is of unknown source (checked in the transaction); returns bars relabelled."""
+        check_symbol(symbol)
+        source = _source(source)
+        unknown = int(BarSource.UNKNOWN)
+        conn = self._conn
+        with transaction(conn):
+            if self._present_sources(symbol) != {unknown}:
+                return 0
+            changed = conn.execute("UPDATE bars SET source = ? WHERE symbol = ? AND source = ?",
+                                   (int(source), symbol, unknown)).rowcount
+            conn.execute("UPDATE coverage SET source = ? WHERE symbol = ? AND source = ?", (int(source), symbol, unknown))
+            conn.execute("DELETE FROM bar_sources WHERE symbol = ? AND source = ?", (symbol, unknown))
+            self._register(symbol, source)
+        return changed
+
     def begin_import(self) -> BarImport:
         """Stage an import's bars on disk (a temporary table), to store them all at once or not at all."""
         return BarImport(self)

@@ -17,6 +17,7 @@ generate them. Such a symbol gets no new bars in sim mode.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
@@ -30,6 +31,8 @@ from app.storage.market_store import MarketStore
 from app.storage.records import Bar, BarSource
 from app.storage.timefmt import to_epoch
 from app.engine.marketdata.minutes import last_complete_ts
+
+log = logging.getLogger("autotrader.engine.sim_market")
 
 ANCHOR_SESSION = date(2015, 1, 2)
 TRADING_DAYS = 252
@@ -207,8 +210,32 @@ class SimMarket:
 
     def has_real_bars(self, symbol: str) -> bool:
         """True when the store holds bars of ``symbol`` that are not synthetic (imported, fetched, or
-        of unknown source): this market then writes none for it."""
-        return bool(self._store.sources(symbol) - {BarSource.SIMULATED})
+        of unknown source): this market then writes none for it.
+
+        Bars stored before provenance was recorded are compared once with this market's own bars:
+        when every one of them is the synthetic bar of its minute they are relabelled SIMULATED (a
+        sim data folder keeps working after the upgrade); otherwise they stay protected.
+        """
+        sources = self._store.sources(symbol)
+        if sources == {BarSource.UNKNOWN} and self._all_synthetic(symbol):
+            self._store.relabel_unknown(symbol, BarSource.SIMULATED)
+            sources = self._store.sources(symbol)
+        return bool(sources - {BarSource.SIMULATED})
+
+    def _all_synthetic(self, symbol: str) -> bool:
+        """True when every stored bar of ``symbol`` equals the bar this market makes for its minute."""
+        for day_number in self._store.bar_days(symbol):
+            start = day_number * 86_400
+            stored = self._store.bars_between(symbol, start, start + 86_399)
+            session = self._calendar.session_of(stored[0].ts) if stored else None
+            if session is None or session not in self._session_index:
+                return False
+            made = {bar.ts: bar for bar in self.session_bars(symbol, session)}
+            if any(made.get(bar.ts) != bar for bar in stored):
+                log.warning("%s: bars of unknown source on %s are not this simulation's: kept as they are, "
+                            "and no simulated bars are added for %s", symbol, session, symbol)
+                return False
+        return True
 
     def ensure_history(self, symbol: str, sessions: int = 5, *, before: datetime) -> int:
         """Write the last ``sessions`` complete sessions before ``before`` that the store's coverage
