@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.engine.market_calendar import MarketCalendar  # noqa: E402
+from app.engine.marketdata.calendar import MarketCalendar  # noqa: E402
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY", "QQQ", "AMZN")
 BYTES_PER_ROW = 78  # about, for the layout written below

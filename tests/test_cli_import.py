@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app import cli
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.market_store import MarketStore
 from app.storage.records import BarSource
 from app.storage.timefmt import epoch_text
@@ -215,7 +215,8 @@ def test_coverage_complete_sessions_partial_edges_and_empty_sessions(autotrader,
     with MarketStore(stocks(tmp_path)) as store:
         assert store.missing_sessions("AAPL", [JUN3, JUN4, JUN5, jun6, jun7]) == [JUN3, JUN5, jun7]
         assert store.partial_sessions("AAPL", [JUN3, JUN4, JUN5, jun6, jun7]) == [JUN3, jun7]
-        span = store.connection.execute("SELECT first_ts, last_ts FROM coverage WHERE session = '2024-06-07'").fetchone()
+        span = store.connection.execute(
+            "SELECT first_ts, last_ts FROM coverage WHERE session = '2024-06-07'").fetchone()
         assert span == (int(CAL.session_open(jun7).timestamp()), int(CAL.session_open(jun7).timestamp()) + 199 * 60)
 
 

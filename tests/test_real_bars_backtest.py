@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from app import cli
-from app.engine.backtest import BacktestRequest, replay_bars
-from app.engine.market_calendar import MarketCalendar
-from app.engine.sim_market import SimMarket
+from app.engine.backtest.replay import BacktestRequest, replay_bars
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.sim.market import SimMarket
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, BarSource
 from tests.cli_helpers import KEY_VARS

@@ -81,7 +81,8 @@ _SCHEMA_V2 = (
         source INTEGER NOT NULL CHECK (source BETWEEN 0 AND 3),
         PRIMARY KEY (symbol, source)
     ) WITHOUT ROWID""",
-    f"INSERT INTO bar_sources (symbol, source) {_SQL_SYMBOLS.replace('SELECT symbol FROM s', 'SELECT symbol, 0 FROM s')}",
+    "INSERT INTO bar_sources (symbol, source) "
+    + _SQL_SYMBOLS.replace("SELECT symbol FROM s", "SELECT symbol, 0 FROM s"),
 )
 
 
@@ -225,11 +226,11 @@ def _reject_reason(bar: object, filt: Callable[[int], bool] | None) -> str:
     return f"{when}: invalid bar"
 
 
-def _valid_row(symbol: str, bar: object, filt: Callable[[int], bool] | None, source: int) -> tuple | None:
+def _valid_row(symbol: str, bar: Any, filt: Callable[[int], bool] | None, source: int) -> tuple | None:
     """The row to store for a valid bar, None for an invalid one: the one place the bar rules live."""
     # Fast path: one chained comparison covers every price rule; NaN fails all of them.
     try:
-        ts, o, h, low, c, v = bar  # type: ignore[misc]
+        ts, o, h, low, c, v = bar
         its = int(ts)
         ok = (its == ts and its % 60 == 0 and 0 < low <= o <= h < _INF
               and low <= c <= h and 0 <= v < _MAX_VOLUME and (filt is None or filt(its)))
@@ -417,7 +418,8 @@ class MarketStore(SqliteStore):
                 return 0
             changed = conn.execute("UPDATE bars SET source = ? WHERE symbol = ? AND source = ?",
                                    (int(source), symbol, unknown)).rowcount
-            conn.execute("UPDATE coverage SET source = ? WHERE symbol = ? AND source = ?", (int(source), symbol, unknown))
+            conn.execute("UPDATE coverage SET source = ? WHERE symbol = ? AND source = ?",
+                         (int(source), symbol, unknown))
             conn.execute("DELETE FROM bar_sources WHERE symbol = ? AND source = ?", (symbol, unknown))
             self._register(symbol, source)
         return changed

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.backtest import BacktestError, BacktestRequest, DataProvenance, replay_bars, run_backtest
-from app.engine.market_calendar import MarketCalendar
-from app.engine.settings import Settings
-from app.engine.sim_market import SimMarket
+from app.engine.backtest.replay import BacktestError, BacktestRequest, DataProvenance, replay_bars, run_backtest
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.system.settings import Settings
+from app.engine.sim.market import SimMarket
 from app.storage.market_store import MarketStore, SessionSpan
 from app.storage.records import Bar, BarSource
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.bar_csv import BarCsvError, iter_rows, parse_timestamp
+from app.engine.marketdata.bar_csv import BarCsvError, iter_rows, parse_timestamp
 
 
 @pytest.mark.parametrize("text", [

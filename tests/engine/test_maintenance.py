@@ -62,7 +62,8 @@ def big_stocks_db(path: Path) -> None:
     market = MarketStore(path)
     start = int(utc(2024, 6, 4, 13, 30).timestamp())
     for symbol in ("AAPL", "MSFT", "NVDA"):
-        market.upsert_bars(symbol, [Bar(start + 60 * i, 10.0, 11.0, 9.0, 10.5, 100) for i in range(2000)], source=BarSource.ALPACA)
+        market.upsert_bars(symbol, [Bar(start + 60 * i, 10.0, 11.0, 9.0, 10.5, 100) for i in range(2000)],
+                           source=BarSource.ALPACA)
     market.close()
 
 

@@ -103,7 +103,8 @@ def test_off_session_minutes_are_rejected_by_the_calendar_filter(tmp_path: Path,
     jul4_holiday = int(datetime(2024, 7, 4, 14, 0, tzinfo=timezone.utc).timestamp())
     with MarketStore(tmp_path / "s.db", minute_filter=xnys_filter) as store:
         result = store.upsert_bars("SPY", [bar(t) for t in (
-            premarket, JUL2_OPEN, last_minute, after_close, jul3_after_early_close, jul4_holiday)], source=BarSource.ALPACA)
+            premarket, JUL2_OPEN, last_minute, after_close, jul3_after_early_close, jul4_holiday)],
+            source=BarSource.ALPACA)
         assert (result.stored, result.rejected) == (2, 4)
         assert all("regular-session" in r for r in result.rejected_reasons)
         assert [b.ts for b in store.bars_between("SPY", 0, 2**40)] == [JUL2_OPEN, last_minute]

@@ -110,7 +110,8 @@ def test_a_failing_bar_source_rolls_everything_back(store):
 def test_coverage_goes_in_the_same_transaction(store):
     counter = WriteCounter(store.connection)
     day = date(2024, 7, 2)
-    store.upsert_many({"AAPL": [bar(OPEN)], "MSFT": [bar(OPEN)]}, coverage={"AAPL": [day], "MSFT": [day]}, source=BarSource.ALPACA)
+    store.upsert_many({"AAPL": [bar(OPEN)], "MSFT": [bar(OPEN)]}, coverage={"AAPL": [day], "MSFT": [day]},
+                      source=BarSource.ALPACA)
     assert counter.begins == 1
     assert store.missing_sessions("AAPL", [day, date(2024, 7, 3)]) == [date(2024, 7, 3)]
     assert store.covered_sessions("MSFT", day, day) == {day}

@@ -216,7 +216,8 @@ class DataProvenance:
                 part += f" ({len(self.partial_sessions):,} of them partial)"
             parts.append(part)
         if self.warmup_missing:
-            parts.append(f"{len(self.warmup_missing):,} warm-up session{'s' if len(self.warmup_missing) != 1 else ''} missing")
+            n = len(self.warmup_missing)
+            parts.append(f"{n:,} warm-up session{'s' if n != 1 else ''} missing")
         return " · ".join(parts)
 
     @property

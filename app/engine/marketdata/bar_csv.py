@@ -9,7 +9,7 @@ integral float volumes (``6556.0``). Every timestamp must carry its offset (``Z`
 
 Reading streams line by line with a bound on each line, so a hostile or huge file cannot
 exhaust memory. This module only parses; the price rules are the store's and the calendar rules
-the importer's (:mod:`app.engine.bar_import`).
+the importer's (:mod:`app.engine.marketdata.bar_import`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Importing a bar CSV file into stocks.db: all of it or nothing, in bounded memory, with coverage.
 
-One streaming pass parses each row (:mod:`app.engine.bar_csv`), checks it against the exchange
+One streaming pass parses each row (:mod:`app.engine.marketdata.bar_csv`), checks it against the exchange
 calendar and stages it on disk with the store's bar rules (:meth:`MarketStore.begin_import`);
 only a file without a single refused row is then stored, in one transaction, as
 ``BarSource.IMPORTED``. Minutes already stored are kept as they are and counted.
@@ -121,7 +121,8 @@ def import_bars_file(path: Path, store: MarketStore, calendar: MarketCalendar, *
         batch: list[tuple[int, str, Bar]] = []
         known: set[str] = set()
         layout = None
-        for layout, line_no, item in iter_rows(path):
+        for row_layout, line_no, item in iter_rows(path):
+            layout = row_layout
             rows += 1
             if isinstance(item, str):
                 problems.add(f"line {line_no}: {item}")
