@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 from collections.abc import Sequence
 
 from app import __version__
 from app.commands import admin, autostart, backfill, backtest, data, doctor, kiosk, restore, security
-from app.commands.common import EXIT_USAGE, CommandError, fail
+from app.commands.common import EXIT_OK, EXIT_USAGE, CommandError, fail
 
 COMMAND_GROUPS = [kiosk, autostart, admin, backtest, data, backfill, restore, security, doctor]
 
@@ -36,6 +38,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # some other pipe or socket: a real error
+        return _quiet_after_closed_pipe()
+
+
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end is closed (``autotrader bars X | head``)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _quiet_after_closed_pipe() -> int:
+    """The reader has what it wanted: end quietly. Python would report the lost pipe again when it
+    flushes stdout at exit, so stdout now points at /dev/null."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

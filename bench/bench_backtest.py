@@ -68,14 +68,17 @@ def run_engine(symbol: str, bars: list[Bar], repeat: int) -> tuple[float, Signal
 
 
 def engine_sma(closes: list[float], n: int) -> list[float]:
-    """The average after each bar exactly as sma_crossover.py computes it (plain float sum / n).
+    """The average after each bar as sma_crossover.py decides with it: exact, from integer sums.
 
-    Libraries sum differently (pandas' running sums, backtrader's fsum): on an exact tie of
-    the two averages the last bit then decides the cross, and signals would differ for no
-    reason but rounding. Precomputed outside the timed runs, this only makes them faster.
+    The algorithm sums closes in whole hundredths of a cent, so a tie of the two averages is an
+    exact tie. One correctly rounded division of those integers keeps that: equal averages give
+    equal floats and unequal ones stay ordered, so a library comparing these floats crosses
+    exactly where the algorithm does. Precomputed outside the timed runs, this only makes them faster.
     """
     nan = float("nan")
-    return [nan] * (n - 1) + [sum(closes[i - n + 1:i + 1]) / n for i in range(n - 1, len(closes))]
+    ticks = [round(c * 10_000) for c in closes]
+    scale = n * 10_000
+    return [nan] * (n - 1) + [sum(ticks[i - n + 1:i + 1]) / scale for i in range(n - 1, len(closes))]
 
 
 def frame(bars: list[Bar]):

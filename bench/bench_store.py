@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from app.storage.market_store import MarketStore  # noqa: E402
-from app.storage.records import Bar  # noqa: E402
+from app.storage.records import Bar, BarSource  # noqa: E402
 
 
 def session_minutes_2024() -> np.ndarray:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 bars = list(map(Bar._make, zip(minutes.tolist(), *ohlcv[:, :4].T.tolist(),
                                                ohlcv[:, 4].astype(np.int64).tolist())))
                 started = time.perf_counter()
-                result = store.upsert_bars(symbol, bars)
+                result = store.upsert_bars(symbol, bars, source=BarSource.ALPACA)
                 ingest_times.append(time.perf_counter() - started)
                 assert result.rejected == 0, result.rejected_reasons
                 if (i + 1) % 10 == 0 or i + 1 == len(symbols):

@@ -41,7 +41,7 @@ def test_import_then_print_bars_round_trip(data_dir: Path, tmp_path: Path):
     csv_file.write_text(_csv(_good_rows(30)))
     done = run_cli(data_dir, "import-bars", "NVDA", str(csv_file))
     assert done.returncode == 0, done.stderr
-    assert "imported 30 bars for NVDA" in done.stdout
+    assert "imported 30 new bars for NVDA" in done.stdout
 
     last = run_cli(data_dir, "bars", "NVDA", "--last", "5")
     assert last.returncode == 0, last.stderr
@@ -66,8 +66,8 @@ def test_bad_rows_are_reported_by_line_and_nothing_is_imported(data_dir: Path, t
     done = run_cli(data_dir, "import-bars", "NVDA", str(csv_file))
     assert done.returncode == 2
     assert "line 4: open 'abc' is not a number" in done.stderr
-    assert "line 7: timestamp must be a whole minute" in done.stderr
-    assert "line 12: 2024-01-02T21:30:00Z is not a regular-session minute" in done.stderr
+    assert "line 7: timestamp '2024-01-02T14:35:30Z' is not a whole minute" in done.stderr
+    assert "line 12: 2024-01-02T21:30:00Z is outside regular trading hours" in done.stderr
     assert "nothing imported" in done.stderr
     stocks = data_dir / "sim" / "stocks.db"
     if stocks.exists():

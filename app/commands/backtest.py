@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fill price moved against the trade by N basis points (default 0)")
     p.add_argument("--trades-csv", metavar="FILE", help="write the trades as timestamp,side,shares,price")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.add_argument("--require-complete", action="store_true",
+                   help="refuse when a session of the range has no complete real data (default: run on "
+                        "what exists and say which sessions were missing)")
     p.add_argument("--sim", action="store_true", help="use the simulated market's bars")
     p.set_defaults(func=cmd_backtest)
 
@@ -105,12 +108,25 @@ def write_trades_csv(path: Path, result: BacktestResult) -> None:
             writer.writerow([f"{trade.timestamp:%Y-%m-%dT%H:%M:%SZ}", trade.side, trade.shares, str(trade.price)])
 
 
+def data_lines(result: BacktestResult) -> list[str]:
+    """What the replay ran on, and the sessions it lacked."""
+    data = result.data
+    if data is None:
+        return []
+    lines = [f"  data          {data.text}"]
+    if data.missing_sessions:
+        lines.append(f"  missing       {data.missing_text} (import them, or set Alpaca keys to fetch them; "
+                     "--require-complete refuses such a run)")
+    return lines
+
+
 def summary_lines(result: BacktestResult) -> list[str]:
     """The readable report."""
     params = " ".join(f"{k}={v}" for k, v in result.params.items()) or "none"
     lines = [
         f"{result.algorithm_type} ({result.algorithm_name}) on {result.symbol}, {result.start} to {result.end}",
         f"  capital {format_money(result.capital)}, parameters {params}, slippage {result.slippage_bps:g} bps",
+        *data_lines(result),
         f"  {result.minutes:,} minutes, {result.bars:,} bars replayed in {result.elapsed_s:.2f} s",
         f"  final value   {format_money(result.final_value)} ({result.final_shares:,} shares + "
         f"{format_money(result.uninvested)} cash)",
@@ -151,7 +167,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     try:
         request = BacktestRequest(args.algorithm, args.symbol.strip().upper(), start, end,
                                   capital=_capital(args.capital), params=params,
-                                  slippage_bps=_slippage(args.slippage_bps))
+                                  slippage_bps=_slippage(args.slippage_bps),
+                                  require_complete=args.require_complete)
     except BacktestError as exc:
         raise CommandError(str(exc)) from None
     settings = settings_for(args)

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from app.commands.common import (EXIT_OK, CommandError, day_range_utc, parse_day, paths_for)
-from app.engine.marketdata.bar_csv import BarCsvError, check_file, good_bars, write_bars_csv
 from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
+from app.engine.marketdata.bar_csv import BarCsvError, write_bars_csv
+from app.engine.marketdata.bar_import import import_bars_file
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.system.data_folder import open_market_store
 from app.storage.timefmt import to_epoch
@@ -32,9 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sim", action="store_true", help="read the simulated market's data")
     p.set_defaults(func=cmd_bars)
 
-    p = sub.add_parser("import-bars", help="load minute bars from a CSV file")
-    p.add_argument("symbol")
-    p.add_argument("file", type=Path)
+    p = sub.add_parser("import-bars", help="load minute bars from a CSV file (all of it or nothing)",
+                       description="Import minute bars from FILE. A file with a symbol column (as alpaca-py "
+                                   "exports) may hold several symbols; name SYMBOL to import only a file "
+                                   "whose rows are all that symbol, or a file without a symbol column.")
+    p.add_argument("targets", nargs="+", metavar="[SYMBOL] FILE", help="the ticker (optional) and the CSV file")
+    p.add_argument("--regular-hours-only", action="store_true",
+                   help="drop pre-market and after-hours rows (refused otherwise) and say how many")
     p.add_argument("--sim", action="store_true", help="import into the simulated market's data")
     p.set_defaults(func=cmd_import_bars)
 
@@ -54,31 +59,32 @@ def cmd_bars(args: argparse.Namespace) -> int:
                 raise CommandError("--start needs --end")
             begin, finish = day_range_utc(parse_day(args.start, "--start"), parse_day(args.end, "--end"))
             bars = store.bars_between(symbol, to_epoch(begin), to_epoch(finish) - 1)
-    write_bars_csv(bars, sys.stdout)
+    write_bars_csv(bars, sys.stdout)  # a reader closing the pipe is handled quietly by app.cli
     if not bars:
         print(f"no bars stored for {symbol} in that range", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_import_bars(args: argparse.Namespace) -> int:
-    """Check the whole file first; import only a clean file, in one transaction."""
-    symbol = _symbol(args.symbol)
-    if not args.file.is_file():
-        raise CommandError(f"{args.file}: no such file")
+    """Import a whole file in one transaction, or nothing with every refused row named by line."""
+    if len(args.targets) > 2:
+        raise CommandError("import-bars takes [SYMBOL] FILE")
+    symbol = _symbol(args.targets[0]) if len(args.targets) == 2 else None
+    path = Path(args.targets[-1])
+    if not path.is_file():
+        raise CommandError(f"{path}: no such file")
     calendar = MarketCalendar()
-    try:
-        check = check_file(args.file, calendar.is_session_minute)
-    except BarCsvError as exc:
-        raise CommandError(str(exc)) from None
-    if check.problem_count:
-        for problem in check.problems:
-            print(f"{args.file}: {problem}", file=sys.stderr)
-        more = check.problem_count - len(check.problems)
-        if more > 0:
-            print(f"... and {more} more", file=sys.stderr)
-        raise CommandError(f"{check.problem_count} bad row(s) in {args.file}: nothing imported")
     _, paths = paths_for(args)
-    with open_market_store(paths, calendar) as store:
-        result = store.upsert_bars(symbol, good_bars(args.file, calendar.is_session_minute))
-    print(f"imported {result.stored} bars for {symbol} from {args.file}")
+    try:
+        with open_market_store(paths, calendar) as store:
+            summary = import_bars_file(path, store, calendar, symbol=symbol,
+                                       regular_hours_only=args.regular_hours_only)
+    except BarCsvError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        more = exc.problem_count - len(exc.problems)
+        if more > 0:
+            print(f"... and {more:,} more", file=sys.stderr)
+        raise CommandError(str(exc)) from None
+    print("\n".join(summary.lines()))
     return EXIT_OK

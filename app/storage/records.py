@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import NamedTuple
 
 
@@ -18,6 +19,33 @@ class Bar(NamedTuple):
     low: float
     close: float
     volume: int
+
+
+class BarSource(IntEnum):
+    """Where a stored bar came from: its provenance, stored with it in stocks.db.
+
+    ``UNKNOWN`` marks bars stored before AutoTrader recorded provenance (schema 1); they are
+    protected like real bars (never overwritten by synthetic ones) but never called real.
+    """
+
+    UNKNOWN = 0
+    ALPACA = 1
+    IMPORTED = 2
+    SIMULATED = 3
+
+    @property
+    def label(self) -> str:
+        """The word a person reads: 'unknown', 'Alpaca', 'imported' or 'simulated'."""
+        return _SOURCE_LABELS[self]
+
+    @property
+    def real(self) -> bool:
+        """True for bars known to be market data (fetched or imported)."""
+        return self in (BarSource.ALPACA, BarSource.IMPORTED)
+
+
+_SOURCE_LABELS = {BarSource.UNKNOWN: "unknown", BarSource.ALPACA: "Alpaca",
+                  BarSource.IMPORTED: "imported", BarSource.SIMULATED: "simulated"}
 
 
 @dataclass(frozen=True, slots=True)

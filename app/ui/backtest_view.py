@@ -378,6 +378,9 @@ class BacktestView(Overlay):
         held = f"{result.final_shares:,} {result.symbol} + " if result.final_shares else ""
         self._figure("final", f"{held}{format_money(result.uninvested)} cash")
         notes = []
+        data = getattr(result, "data", None)
+        if data is not None:
+            notes.append(f"Data: {data.text}.")
         if result.refused_orders:
             notes.append(f"{result.refused_orders:,} order(s) refused by the risk rules.")
         if result.unfilled_order:

@@ -14,7 +14,7 @@ from app.engine.alpaca.history import AlpacaHistory, MarketDataError, MarketData
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar
+from app.storage.records import Bar, BarSource
 from tests.fakes.alpaca_server import FakeAlpaca
 
 CAL = MarketCalendar()
@@ -230,7 +230,8 @@ def test_feed_poll_fills_a_stream_gap_once_a_minute(fake_alpaca, tmp_path, store
     day = SESSIONS_2024[50]
     minutes = CAL.session_minutes(day)
     fake_alpaca.add_bars("AAPL", bars_for([day]))
-    store.upsert_bars("AAPL", [Bar(*row) for row in bars_for([day]) if row[0] <= minutes[29]])  # stream stopped
+    store.upsert_bars("AAPL", [Bar(*row) for row in bars_for([day]) if row[0] <= minutes[29]],
+                      source=BarSource.ALPACA)  # stream stopped
     now = datetime.fromtimestamp(minutes[40] + 2, timezone.utc)
     feed = AlpacaFeed(make_history(fake_alpaca, tmp_path, store, now=now), store, CAL)
     feed.set_symbols(["AAPL"])

@@ -27,7 +27,7 @@ from app.engine.alpaca.bar_stream import (
 from app.engine.events import StreamStatus
 from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar
+from app.storage.records import Bar, BarSource
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.fakes.fixtures import data_client, fake_alpaca  # noqa: F401
 
@@ -225,7 +225,7 @@ def _rest_fill(fake: FakeAlpaca, calendar: MarketCalendar, path: Path, calls: li
         bars = client.get_stock_bars(req).data.get(symbol, [])
         rows = [(int(b.timestamp.timestamp()), b.open, b.high, b.low, b.close, int(b.volume)) for b in bars]
         with MarketStore(path, minute_filter=calendar.is_session_minute) as store:
-            return store.upsert_bars(symbol, rows).stored
+            return store.upsert_bars(symbol, rows, source=BarSource.ALPACA).stored
 
     return fill
 

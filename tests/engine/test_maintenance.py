@@ -20,7 +20,7 @@ from app.engine.system.settings import Settings
 from app.engine.marketdata.clock import SimClock
 from app.storage.backup import backup_name, check_backup, list_backups
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar
+from app.storage.records import Bar, BarSource
 from app.storage.sim_book_store import SimBookStore
 from app.storage.system_store import SystemStore
 from tests.engine.crash_child import FLIPPER_SOURCE, SimRig, write_algorithm
@@ -62,7 +62,8 @@ def big_stocks_db(path: Path) -> None:
     market = MarketStore(path)
     start = int(utc(2024, 6, 4, 13, 30).timestamp())
     for symbol in ("AAPL", "MSFT", "NVDA"):
-        market.upsert_bars(symbol, [Bar(start + 60 * i, 10.0, 11.0, 9.0, 10.5, 100) for i in range(2000)])
+        market.upsert_bars(symbol, [Bar(start + 60 * i, 10.0, 11.0, 9.0, 10.5, 100) for i in range(2000)],
+                           source=BarSource.ALPACA)
     market.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from datetime import timedelta
 from decimal import Decimal
 
@@ -59,6 +60,43 @@ def test_sma_crossover_defaults_and_parameter_rules() -> None:
         algo("sma_crossover", ctx, fast=3, slow=3)
     with pytest.raises(AlgorithmParamError, match="'fast' must be at least 1"):
         algo("sma_crossover", ctx, fast=0)
+
+
+def _reversed_sum(values, start=0):
+    return sum(reversed(list(values)), start)
+
+
+def _float_cross_sign(window: list[float], fast: int, slow: int, summing) -> int:
+    """How the float averages compared (the code before integer sums): -1, 0 or 1."""
+    f, s = summing(window[-fast:]) / fast, summing(window[1:]) / slow
+    return (f > s) - (f < s)
+
+
+def test_sma_crossover_decides_the_same_whatever_the_summation_order(monkeypatch) -> None:
+    # Cent prices with many exact ties between the averages: where float sums come out +-1e-14.
+    rng = random.Random(1)
+    closes = [round(100 + rng.choice((-1, 0, 1)) * 0.01 * rng.randint(0, 3) + 0.01 * i % 7, 2) for i in range(800)]
+    fast, slow = 2, 3
+    windows = [closes[t - slow - 1:t] for t in range(slow + 1, len(closes))]
+    flips = sum(_float_cross_sign(w, fast, slow, sum) != _float_cross_sign(w, fast, slow, _reversed_sum)
+                for w in windows)
+    assert flips > 5  # the data does exercise the hazard: float averages depend on the order
+
+    def decisions(summing, filled: bool) -> list:
+        ctx = MemoryContext(make_bars(closes))
+        sma = algo("sma_crossover", ctx, capital=1_000_000, fast=fast, slow=slow)
+        # The algorithm file's own module globals: its every sum() now adds in the given order.
+        monkeypatch.setitem(vars(sys.modules[type(sma).__module__]), "sum", summing)
+        times = [minute(t) for t in range(len(closes) + 1)]
+        if filled:  # trades filled at the last close: the position then decides buys and sells
+            return simulate(sma, ctx, times)
+        sma.bind(ctx)  # never filled: every cross up is a buy decision
+        return [sma.run(when, 1) for when in times]
+
+    for filled in (False, True):
+        forward = decisions(sum, filled)
+        assert sum(1 for d in forward if "hold" not in d) > 30
+        assert decisions(_reversed_sum, filled) == forward
 
 
 # --- buy_and_hold --------------------------------------------------------------------

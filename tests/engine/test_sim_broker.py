@@ -22,7 +22,7 @@ from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.sim.broker import SimBroker
 from app.engine.sim.market import SimMarket
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar
+from app.storage.records import Bar, BarSource
 from app.storage.sim_book_store import SimBookStore
 from tests.engine.time_helpers import ep, utc
 
@@ -197,12 +197,12 @@ def test_fill_waits_for_the_first_bar_at_or_after_the_decision_even_the_next_day
     with MarketStore(tmp_path / "stocks.db", minute_filter=cal.is_session_minute) as store, \
             SimBookStore(tmp_path / "book.db") as book:
         clock = ManualClock(utc(2024, 6, 4, 19, 59, 30))
-        store.upsert_bars("GAP", [Bar(ep(2024, 6, 4, 19, 58), 50.0, 50.5, 49.5, 50.0, 100)])
+        store.upsert_bars("GAP", [Bar(ep(2024, 6, 4, 19, 58), 50.0, 50.5, 49.5, 50.0, 100)], source=BarSource.ALPACA)
         broker = SimBroker(book, store, cal, clock.now)
         broker.submit_market_order("late", "GAP", "buy", 2)
         clock.set(utc(2024, 6, 5, 12, 0))
         assert broker.get_order("late").status == "submitted"  # type: ignore[union-attr]
-        store.upsert_bars("GAP", [Bar(ep(2024, 6, 5, 13, 30), 51.25, 52.0, 51.0, 51.5, 100)])
+        store.upsert_bars("GAP", [Bar(ep(2024, 6, 5, 13, 30), 51.25, 52.0, 51.0, 51.5, 100)], source=BarSource.ALPACA)
         filled = broker.get_order("late")
         assert filled is not None and filled.status == "filled"
         assert filled.filled_avg_price == Decimal("51.25")  # no slippage by default

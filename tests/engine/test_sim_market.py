@@ -226,3 +226,54 @@ def test_times_in_other_zones_and_before_the_anchor(market: SimMarket) -> None:
     assert market.complete_sessions_before(utc(2010, 1, 1), 5) == []
     published = market.publish_until(["AAPL"], datetime(2024, 6, 4, 9, 32, tzinfo=new_york))
     assert [sb.bar.ts for sb in published] == [ep(2024, 6, 4, 13, 30), ep(2024, 6, 4, 13, 31)]
+
+
+# -- never beside real bars ---------------------------------------------------------------------
+
+def _real_bars(day_open: int, n: int) -> list:
+    from app.storage.records import Bar
+    return [Bar(day_open + 60 * i, 3092.91, 3093.5, 3092.0, 3092.91, 1000 + i) for i in range(n)]
+
+
+def _all_rows(store: MarketStore, symbol: str) -> list[tuple]:
+    return store.connection.execute("SELECT * FROM bars WHERE symbol = ? ORDER BY ts", (symbol,)).fetchall()
+
+
+def test_a_symbol_with_real_bars_gets_no_synthetic_bars_in_any_session(market: SimMarket, store: MarketStore) -> None:
+    from app.storage.records import BarSource
+    store.upsert_bars("SPX", _real_bars(ep(2024, 6, 4, 13, 30), 30), source=BarSource.IMPORTED)
+    before = _all_rows(store, "SPX")
+    assert market.has_real_bars("SPX") and not market.has_real_bars("MSFT")
+    assert market.ensure_history("SPX", 5, before=utc(2024, 6, 5, 15, 0)) == 0  # warm-up included
+    out = market.publish_until(["SPX", "MSFT"], utc(2024, 6, 5, 14, 0))
+    assert {sb.symbol for sb in out} == {"MSFT"} and len(out) == 30
+    assert market.publish_until(["SPX", "MSFT"], utc(2024, 6, 5, 23, 0))  # the rest of MSFT's session
+    assert _all_rows(store, "SPX") == before
+    assert store.missing_sessions("SPX", [date(2024, 6, 5)]) == [date(2024, 6, 5)]
+
+
+def test_an_import_during_a_session_stops_the_symbols_synthetic_bars(market: SimMarket, store: MarketStore) -> None:
+    from app.storage.records import BarSource
+    assert len(market.publish_until(["SPX"], utc(2024, 6, 4, 13, 40))) == 10
+    imp = store.begin_import()  # another process imports real bars for it meanwhile
+    assert imp.add([(2, "SPX", bar) for bar in _real_bars(ep(2024, 6, 3, 13, 30), 5)]) == []
+    assert imp.commit({})["SPX"].replaced_synthetic == 10
+    assert market.publish_until(["SPX"], utc(2024, 6, 4, 14, 0)) == []
+    assert store.sources("SPX") == {BarSource.IMPORTED} and store.bar_count("SPX") == 5
+
+
+def test_bars_stored_before_provenance_are_adopted_only_if_they_are_this_simulations(
+        market: SimMarket, store: MarketStore) -> None:
+    from app.storage.records import BarSource
+    market.ensure_history("AAPL", 2, before=utc(2024, 6, 5, 0, 0))
+    store.upsert_bars("SPX", _real_bars(ep(2024, 6, 4, 13, 30), 30), source=BarSource.IMPORTED)
+    conn = store.connection  # what an older AutoTrader left: the same rows with no source
+    conn.execute("UPDATE bars SET source = 0")
+    conn.execute("UPDATE coverage SET source = 0")
+    conn.execute("DELETE FROM bar_sources")
+    conn.execute("INSERT INTO bar_sources VALUES ('AAPL', 0), ('SPX', 0)")
+    assert not market.has_real_bars("AAPL")  # compared with session_bars: relabelled simulated
+    assert store.sources("AAPL") == {BarSource.SIMULATED}
+    assert {r[7] for r in _all_rows(store, "AAPL")} == {BarSource.SIMULATED}
+    assert market.ensure_history("AAPL", 3, before=utc(2024, 6, 5, 0, 0)) == 390  # the sim keeps working
+    assert market.has_real_bars("SPX") and store.sources("SPX") == {BarSource.UNKNOWN}

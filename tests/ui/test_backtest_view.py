@@ -89,6 +89,9 @@ def test_backtest_shows_the_result_for_the_form_inputs(dialog, host, qtbot):
     assert view.figure_text("pnl").startswith(format_money(result.pnl, signed=True))
     assert view.figure_text("buy_and_hold").startswith(format_money(result.buy_and_hold_pnl, signed=True))
     assert view.figure_text("trades") == f"{len(result.trades):,}"
+    # What the figures rest on is said: the sim kiosk's AAPL has no real bars.
+    assert result.data.text == "SIMULATED · 7,800 bars"
+    assert view.note.text().startswith("Data: SIMULATED · 7,800 bars.") and view.note.isVisibleTo(view)
     # The last 20 sessions closed before the simulated now (Mon 3 Jun 2024, at the open); Memorial Day
     # (27 May) is not one of them.
     request = dialog.backtest_handle.request

@@ -41,7 +41,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from app.engine.alpaca import sdk
 from app.engine.events import StreamStatus
 from app.storage.market_store import MarketStore, StoreError, check_symbol
-from app.storage.records import Bar
+from app.storage.records import Bar, BarSource
 
 log = logging.getLogger("autotrader.stream")
 
@@ -600,7 +600,7 @@ class BarStream(QObject):
         for symbol, bar in pending:
             batch.setdefault(symbol, []).append(bar)
         try:
-            self._store.upsert_many(batch)
+            self._store.upsert_many(batch, source=BarSource.ALPACA)
         except Exception as exc:  # noqa: BLE001 - e.g. a full disk: say so; the REST backfill can refill
             log.error("could not store %d stream bar(s): %s", len(pending), _describe(exc))
             return

@@ -31,7 +31,7 @@ from app.engine.brokers.protocol import check_symbol_format
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar
+from app.storage.records import Bar, BarSource
 from app.storage.timefmt import parse_utc_text, to_epoch
 
 log = logging.getLogger("autotrader.engine.alpaca_history")
@@ -229,7 +229,7 @@ class AlpacaHistory:
     def _store_bars(self, symbol: str, bars: list[Bar]) -> int:
         if not bars:
             return 0
-        result = self._store.upsert_bars(symbol, bars)
+        result = self._store.upsert_bars(symbol, bars, source=BarSource.ALPACA)
         if result.rejected:
             log.warning("%s: %d bar(s) from Alpaca refused, e.g. %s", symbol, result.rejected,
                         result.rejected_reasons[0] if result.rejected_reasons else "?")
@@ -265,7 +265,7 @@ class AlpacaHistory:
             if complete:
                 bars = self._fetch(symbol, self._open_ts(complete[0]), self._close_ts(complete[-1]) - 1)
                 stored += self._store_bars(symbol, bars)
-                self._store.record_coverage(symbol, complete)
+                self._store.record_coverage(symbol, complete, source=BarSource.ALPACA)
             for session in batch[len(complete):]:  # in progress or just closed: never covered
                 stored += self._fetch_tail(symbol, session, now_ts)
             done += len(batch)

@@ -10,6 +10,11 @@ stops the backtest with the algorithm's error.
 
 ``run_backtest`` is the whole job (fetch missing bars, load, replay) and may run in a worker
 thread: it opens its own SQLite connections, reports progress and honours a cancel event.
+
+Data: a symbol with real (imported or fetched) bars is replayed on those only. Missing sessions
+are fetched when Alpaca keys are set; otherwise the replay runs on what exists and says which
+sessions were missing (``require_complete`` refuses instead). Synthetic bars are generated only
+in sim mode for a symbol without real bars, and such a result says SIMULATED.
 """
 
 from __future__ import annotations
@@ -37,12 +42,12 @@ from app.engine.portfolio.money import card_figures, to_decimal
 from app.engine.minute.risk_guard import OrderRequest, refusal
 from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar, TransactionRecord
+from app.storage.records import Bar, BarSource, TransactionRecord
 from app.storage.timefmt import epoch_text, from_epoch, to_epoch
 
 __all__ = [
     "BacktestCancelled", "BacktestError", "BacktestRequest", "BacktestResult", "BacktestRunError",
-    "EquityPoint", "MemoryBars", "Refusal", "Trade", "replay_bars", "run_backtest",
+    "DataProvenance", "EquityPoint", "MemoryBars", "Refusal", "Trade", "replay_bars", "run_backtest",
 ]
 
 ProgressFn = Callable[[float], None]
@@ -58,6 +63,7 @@ _HUNDRED = Decimal(100)
 _CENT = Decimal("0.01")
 _ONE_MINUTE = timedelta(minutes=1)
 _FETCH_SHARE = 0.3  # share of the progress bar given to fetching, when anything must be fetched
+_SESSIONS_LISTED = 5  # missing sessions named in a sentence; the JSON lists them all
 
 
 class BacktestError(Exception):
@@ -94,6 +100,7 @@ class BacktestRequest:
     slippage_bps: float = 0.0
     warmup_sessions: int = DEFAULT_WARMUP_SESSIONS
     equity_points: int = DEFAULT_EQUITY_POINTS
+    require_complete: bool = False  # refuse when a session of the range has no complete real data
 
     def __post_init__(self) -> None:
         try:
@@ -156,6 +163,77 @@ class Refusal:
     reason: str
 
 
+def _dates_text(days: Sequence[date]) -> str:
+    shown = ", ".join(d.isoformat() for d in days[:_SESSIONS_LISTED])
+    return shown + (f" and {len(days) - _SESSIONS_LISTED:,} more" if len(days) > _SESSIONS_LISTED else "")
+
+
+@dataclass(frozen=True)
+class DataProvenance:
+    """What a backtest ran on: the bars' sources in the range, and the sessions it lacked.
+
+    ``sources`` counts the range's bars (warm-up excluded) by source label ('imported', 'Alpaca',
+    'simulated', 'unknown'); ``missing_sessions`` are sessions of the range without complete data
+    (``partial_sessions`` of them are held in part); ``warmup_missing`` the same for the warm-up.
+    """
+
+    sources: Mapping[str, int]
+    missing_sessions: tuple[date, ...] = ()
+    partial_sessions: tuple[date, ...] = ()
+    warmup_missing: tuple[date, ...] = ()
+
+    @property
+    def bars(self) -> int:
+        """Bars in the range."""
+        return sum(self.sources.values())
+
+    @property
+    def simulated(self) -> bool:
+        """True when the bars are synthetic (sim mode, a symbol without real bars)."""
+        return BarSource.SIMULATED.label in self.sources
+
+    @property
+    def kind(self) -> str:
+        """'SIMULATED', 'real (imported)', 'real (Alpaca + imported)', 'unknown source', ..."""
+        if self.simulated:
+            return "SIMULATED"
+        real = [label for label, _ in sorted(self.sources.items(), key=lambda kv: -kv[1])
+                if label != BarSource.UNKNOWN.label]
+        unknown = BarSource.UNKNOWN.label in self.sources
+        if not real:
+            return "unknown source (stored before AutoTrader recorded where bars come from)" if unknown \
+                else "no bars"
+        return f"real ({' + '.join(real)}{' + unknown' if unknown else ''})"
+
+    @property
+    def text(self) -> str:
+        """One line a person reads: ``real (imported) · 2,340 bars · 2 sessions missing``."""
+        parts = [self.kind, f"{self.bars:,} bars"]
+        if self.missing_sessions:
+            n = len(self.missing_sessions)
+            part = f"{n:,} session{'s' if n != 1 else ''} missing"
+            if self.partial_sessions:
+                part += f" ({len(self.partial_sessions):,} of them partial)"
+            parts.append(part)
+        if self.warmup_missing:
+            n = len(self.warmup_missing)
+            parts.append(f"{n:,} warm-up session{'s' if n != 1 else ''} missing")
+        return " · ".join(parts)
+
+    @property
+    def missing_text(self) -> str:
+        """The missing sessions named (the first few), or "" when none is missing."""
+        return _dates_text(self.missing_sessions) if self.missing_sessions else ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types, dates as text."""
+        return {"text": self.text, "kind": self.kind, "simulated": self.simulated, "bars": self.bars,
+                "sources": dict(self.sources),
+                "missing_sessions": [d.isoformat() for d in self.missing_sessions],
+                "partial_sessions": [d.isoformat() for d in self.partial_sessions],
+                "warmup_missing_sessions": [d.isoformat() for d in self.warmup_missing]}
+
+
 def _num(value: Decimal) -> float:
     return float(value)
 
@@ -208,6 +286,8 @@ class BacktestResult:
     # Buy-and-hold's value (timestamp, dollars) at the equity curve's instants: the same whole shares
     # as ``buy_and_hold_pnl`` bought at the range's first open, marked at the same closes.
     benchmark_curve: tuple[tuple[datetime, float], ...] = ()
+    # What the bars were; None for a replay of bars handed over in memory (``replay_bars``).
+    data: DataProvenance | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types: dates as text, instants as ``YYYY-MM-DDTHH:MM:SSZ``, money as numbers."""
@@ -246,6 +326,7 @@ class BacktestResult:
             "equity_curve": [{"timestamp": _z(p.timestamp), "value": round(p.value, 2), "shares": p.shares}
                              for p in self.equity_curve],
             "benchmark_curve": [{"timestamp": _z(ts), "value": round(value, 2)} for ts, value in self.benchmark_curve],
+            "data": None if self.data is None else self.data.to_json(),
         }
 
 
@@ -400,7 +481,7 @@ def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capita
 
 def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[date], bars: Sequence[Bar],
             calendar: MarketCalendar, progress: ProgressFn | None, cancel: threading.Event | None,
-            progress_from: float = 0.0) -> BacktestResult:
+            progress_from: float = 0.0, data: DataProvenance | None = None) -> BacktestResult:
     began = time.perf_counter()
     symbol = request.symbol
     per_session = [calendar.session_minutes(day) for day in sessions]
@@ -410,6 +491,10 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     nbars = len(all_bars)
     range_lo = bisect_left(stamps, per_session[0][0])
     if range_lo >= nbars:
+        if data is not None and not data.simulated and data.missing_sessions:
+            raise BacktestError(f"no {symbol} bars between {request.start} and {request.end}: "
+                                f"{len(data.missing_sessions):,} sessions missing; import or fetch them "
+                                "(simulated bars are never used for a symbol with real bars)")
         raise BacktestError(f"no {symbol} bars between {request.start} and {request.end}")
     algo.bind(ctx)
     book = _Book(request.capital)
@@ -511,7 +596,8 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         win_rate=(book.wins / book.trips * 100) if book.trips else None, exposure_pct=curve.exposure_pct,
         buy_and_hold_pnl=bh_pnl, buy_and_hold_pnl_pct=bh_pct, equity_curve=curve.points,
         bars=nbars - range_lo, minutes=total, refused_orders=refused, refusals=tuple(refusals),
-        unfilled_order=unfilled, elapsed_s=time.perf_counter() - began, benchmark_curve=curve.benchmark)
+        unfilled_order=unfilled, elapsed_s=time.perf_counter() - began, benchmark_curve=curve.benchmark,
+        data=data)
 
 
 def _buy_and_hold_shares(capital: Decimal, first_open: float, up: Decimal) -> tuple[int, Decimal]:
@@ -575,15 +661,17 @@ def replay_bars(request: BacktestRequest, bars: Sequence[Bar], *,
 
 def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalendar, symbol: str,
                  sessions: list[date], progress: ProgressFn | None) -> None:
-    """Fetch (keys configured) or simulate (sim mode) the sessions the store's coverage lacks."""
+    """Fetch (keys configured) or simulate (sim mode, a symbol without real bars) the sessions the
+    store's coverage lacks. A real symbol's gaps stay gaps without keys."""
     missing = store.missing_sessions(symbol, sessions)
     if not missing:
         return
     if settings.mode == "sim":
         from app.engine.sim.market import SimMarket
 
-        SimMarket(calendar, store, seed=SIM_SEED).ensure_history(
-            symbol, len(sessions), before=calendar.session_close(sessions[-1]))
+        market = SimMarket(calendar, store, seed=SIM_SEED)
+        if not market.has_real_bars(symbol):
+            market.ensure_history(symbol, len(sessions), before=calendar.session_close(sessions[-1]))
         return
     from app.engine.alpaca.history import AlpacaHistory, MarketDataError, MarketDataUnavailable
 
@@ -640,7 +728,28 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
         _ensure_bars(settings, store, calendar, request.symbol, wanted, progress)
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
+        data = _provenance(store, calendar, request.symbol, sessions, wanted[:len(wanted) - len(sessions)])
+        if request.require_complete and data.missing_sessions:
+            raise BacktestError(
+                f"{request.symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
+                f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
+                "complete data")
         bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
                                   to_epoch(calendar.session_close(sessions[-1])) - 1)
     return _replay(algo, request, sessions, bars, calendar, progress, cancel,
-                   progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0)
+                   progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
+
+
+def _provenance(store: MarketStore, calendar: MarketCalendar, symbol: str, sessions: list[date],
+                warmup: list[date]) -> DataProvenance:
+    """What the store holds for the range (after fetching): sources, and the sessions lacking."""
+    counts = store.source_counts(symbol, to_epoch(calendar.session_open(sessions[0])),
+                                 to_epoch(calendar.session_close(sessions[-1])) - 1)
+    simulated = BarSource.SIMULATED in counts
+    # Synthetic sessions are generated whole; for them "missing" means nothing a person can fetch.
+    missing = () if simulated else tuple(store.missing_sessions(symbol, sessions))
+    return DataProvenance(
+        sources={source.label: n for source, n in sorted(counts.items())},
+        missing_sessions=missing,
+        partial_sessions=tuple(store.partial_sessions(symbol, missing)),
+        warmup_missing=() if simulated else tuple(store.missing_sessions(symbol, warmup)))

@@ -8,11 +8,16 @@ walks to its own daily close along a Brownian bridge. The whole daily path of a 
 generated at once (a few thousand numbers, cached), so any session can be produced without
 generating the minutes of the sessions before it. Volume is U-shaped over the session.
 Unlike the IEX feed, the simulation has no gaps: every session minute has a bar.
+
+Synthetic bars are stored as ``BarSource.SIMULATED`` and never for a symbol that has real bars
+(an import into the sim data folder): the store refuses them, and this module does not even
+generate them. Such a symbol gets no new bars in sim mode.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
@@ -23,9 +28,11 @@ import numpy as np
 from app.engine.brokers.protocol import check_symbol_format
 from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar
+from app.storage.records import Bar, BarSource
 from app.storage.timefmt import to_epoch
 from app.engine.marketdata.minutes import last_complete_ts
+
+log = logging.getLogger("autotrader.engine.sim_market")
 
 ANCHOR_SESSION = date(2015, 1, 2)
 TRADING_DAYS = 252
@@ -83,6 +90,7 @@ class SimMarket:
         # publish_until state: the current session's bars per symbol, and the last ts published.
         self._current: dict[str, tuple[date, list[Bar]]] = {}
         self._published: dict[str, tuple[date, int]] = {}
+        self._real: dict[str, date] = {}  # symbols found with real bars, and the session it was seen in
 
     @property
     def seed(self) -> int:
@@ -200,15 +208,48 @@ class SimMarket:
         result.reverse()
         return result
 
+    def has_real_bars(self, symbol: str) -> bool:
+        """True when the store holds bars of ``symbol`` that are not synthetic (imported, fetched, or
+        of unknown source): this market then writes none for it.
+
+        Bars stored before provenance was recorded are compared once with this market's own bars:
+        when every one of them is the synthetic bar of its minute they are relabelled SIMULATED (a
+        sim data folder keeps working after the upgrade); otherwise they stay protected.
+        """
+        sources = self._store.sources(symbol)
+        if sources == {BarSource.UNKNOWN} and self._all_synthetic(symbol):
+            self._store.relabel_unknown(symbol, BarSource.SIMULATED)
+            sources = self._store.sources(symbol)
+        return bool(sources - {BarSource.SIMULATED})
+
+    def _all_synthetic(self, symbol: str) -> bool:
+        """True when every stored bar of ``symbol`` equals the bar this market makes for its minute."""
+        for day_number in self._store.bar_days(symbol):
+            start = day_number * 86_400
+            stored = self._store.bars_between(symbol, start, start + 86_399)
+            session = self._calendar.session_of(stored[0].ts) if stored else None
+            if session is None or session not in self._session_index:
+                return False
+            made = {bar.ts: bar for bar in self.session_bars(symbol, session)}
+            if any(made.get(bar.ts) != bar for bar in stored):
+                log.warning("%s: bars of unknown source on %s are not this simulation's: kept as they are, "
+                            "and no simulated bars are added for %s", symbol, session, symbol)
+                return False
+        return True
+
     def ensure_history(self, symbol: str, sessions: int = 5, *, before: datetime) -> int:
         """Write the last ``sessions`` complete sessions before ``before`` that the store's coverage
-        lacks, and record their coverage. Returns the number of bars written (0 if all covered)."""
+        lacks, and record their coverage. Returns the number of bars written (0 if all covered, and
+        always 0 for a symbol with real bars)."""
         check_symbol_format(symbol)
+        if self.has_real_bars(symbol):
+            return 0
         wanted = self.complete_sessions_before(before, sessions)
         written = 0
         for day in self._store.missing_sessions(symbol, wanted):
             # Bars and coverage in one commit: a crash between them cannot leave either alone.
-            result = self._store.upsert_many({symbol: self.session_bars(symbol, day)}, coverage={symbol: [day]})
+            result = self._store.upsert_many({symbol: self.session_bars(symbol, day)},
+                                             source=BarSource.SIMULATED, coverage={symbol: [day]})
             written += result[symbol].stored
         return written
 
@@ -249,6 +290,9 @@ class SimMarket:
             seen = self._published.get(symbol)
             if seen is not None and seen[0] == day:
                 last_done = seen[1]
+            elif self._real.get(symbol) == day or self.has_real_bars(symbol):
+                self._real[symbol] = day  # looked at once a session: an import may come later
+                continue
             else:
                 stored = self._store.last_bars(symbol, 1, close_ts)
                 last_done = stored[0].ts if stored and stored[0].ts >= open_ts else open_ts - 60
@@ -262,9 +306,13 @@ class SimMarket:
         session_done = last_due == close_ts - 60
         # The whole session is stored with this write: history backfill need not write it again.
         coverage = {symbol: [day] for symbol in batch} if session_done else None
-        self._store.upsert_many(batch, coverage=coverage)
+        results = self._store.upsert_many(batch, source=BarSource.SIMULATED, coverage=coverage)
         out: list[SymbolBar] = []
         for symbol, new in batch.items():
+            if results[symbol].blocked is not None:  # real bars arrived meanwhile (an import)
+                self._real[symbol] = day
+                self._published.pop(symbol, None)
+                continue
             if session_done:
                 self._current.pop(symbol, None)
             self._published[symbol] = (day, last_due)
