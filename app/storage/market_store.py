@@ -235,6 +235,12 @@ class MarketStore(SqliteStore):
                     self._conn.executemany(_SQL_COVERAGE, coverage_rows)
         return results
 
+    def replace_bars(self, batch: Mapping[str, Iterable[Bar | tuple]]) -> dict[str, UpsertResult]:
+        """Replace stored minutes with Alpaca's own corrections (the stream's updated bars) in one
+        transaction: a fetched bar gives way to the correction of its minute; a minute not stored
+        yet is added. Same checks as :meth:`upsert_bars`. The one place a real bar is rewritten."""
+        return self.upsert_many(batch)
+
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """The last ``n`` bars strictly before ``before_ts`` (epoch seconds), oldest first.
 

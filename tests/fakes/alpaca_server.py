@@ -1362,6 +1362,9 @@ class FakeAlpaca:
                 await self._hang(rule)
             else:
                 return web.Response(status=rule.status, text=rule.body, content_type=rule.content_type)
+        if isinstance(request.match_info.http_exception, web.HTTPNotFound):
+            # An address Alpaca does not serve (e.g. a mistyped stream URL): 404 before any auth.
+            return _error(404, 40410000, "endpoint not found")
         if not is_stream:
             key = request.headers.get("APCA-API-KEY-ID")
             secret = request.headers.get("APCA-API-SECRET-KEY")

@@ -614,11 +614,14 @@ def test_stream_errors_carry_alpacas_messages(fake_alpaca: FakeAlpaca, caplog) -
         wait_until(lambda: any("symbol limit exceeded (405)" in r.getMessage() for r in caplog.records))
         assert fake_alpaca.subscriptions() == {"AAPL"}  # unchanged, connection still up
         assert fake_alpaca.connection_count() == 1
+        fake_alpaca.ws_symbol_limit = None
+        everything = {"AAPL", "MSFT", "NVDA"}
         for code, text in ((407, "slow client"), (500, "internal error")):
             before = fake_alpaca.ws_connects_total
             assert fake_alpaca.stream_error(code) == 1
             wait_until(lambda: any(f"{text} ({code})" in r.getMessage() for r in caplog.records))
-            wait_until(lambda: fake_alpaca.ws_connects_total > before)  # Alpaca closed it; the SDK reconnects
+            # Alpaca closed it; the SDK reconnects, logs in and subscribes again.
+            wait_until(lambda: fake_alpaca.ws_connects_total > before and fake_alpaca.subscriptions() == everything)
         fake_alpaca.faults.ws_auth_timeout()
         before = fake_alpaca.ws_connects_total
         fake_alpaca.drop_connections()
