@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.alpaca_broker import AlpacaBroker
-from app.engine.broker import OrderRejected
+from app.engine.alpaca.broker import AlpacaBroker
+from app.engine.brokers.protocol import OrderRejected
 from tests.engine.crash_child import FLIPPER_SOURCE, write_algorithm
 from tests.engine.test_alpaca_broker import settings_for
 from tests.fakes.alpaca_server import FakeAlpaca, wait_until
@@ -119,12 +119,12 @@ def _hand_order(cid: str, side: str):
 
 def test_wash_trade_refusal_shows_on_the_card_and_faults_nothing(tmp_path):
     """A sell placed by hand is open at Alpaca; the card's buy meets the 403 and the next minute trades."""
-    from app.engine.clock import ManualClock
-    from app.engine.engine_parts import EngineParts
-    from app.engine.engine_service import EngineService
-    from app.engine.market_calendar import MarketCalendar
-    from app.engine.settings import Settings
-    from app.engine.sim_market import SimMarket
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.host.wiring import EngineParts
+    from app.engine.host.service import EngineService
+    from app.engine.marketdata.calendar import MarketCalendar
+    from app.engine.system.settings import Settings
+    from app.engine.sim.market import SimMarket
     from app.storage.market_store import MarketStore
 
     algos = write_algorithm(tmp_path / "algos", "flipper", FLIPPER_SOURCE)

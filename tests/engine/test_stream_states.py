@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import stream_errors as se
-from app.engine.bar_stream import BarStream, StreamBar
+from app.engine.alpaca import stream_errors as se
+from app.engine.alpaca.bar_stream import BarStream, StreamBar
 from app.engine.events import StreamStatus
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.calendar import MarketCalendar
 from app.storage.records import Bar
 from tests.engine.test_bar_stream import (T0, WAIT_MS, _bar, _stored, _wait_state, _wait_subs,  # noqa: F401
                                           calendar, make_stream)
