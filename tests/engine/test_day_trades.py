@@ -56,6 +56,8 @@ def test_limited_and_the_status_sentence():
 
 def test_account_rules_read_from_alpaca(fake_alpaca: FakeAlpaca, tmp_path: Path):
     broker = AlpacaBroker.from_settings(settings_for(fake_alpaca, tmp_path), timeout_s=5, retry_wait_s=0.01)
+    assert broker.account_rules() == AccountRules(margin=True, equity=Decimal("100000.00"))
+    fake_alpaca.account_type = "cash"
     assert broker.account_rules() == AccountRules(margin=False, equity=Decimal("100000.00"))
     fake_alpaca.account_type, fake_alpaca.pdt_fields = "margin", True
     fake_alpaca.set_cash(12_000)

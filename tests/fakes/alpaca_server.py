@@ -104,10 +104,10 @@ FAKE_LIMITATIONS = """\
   positions may still be fractional (set_position).
 - Fills ignore market hours: a day order submitted while the market is closed
   still fills after fill_delay (real Alpaca queues it until the open).
-- Cash account (default): buying power = cash - open buy holds. Margin account
-  (account_type="margin"): multiplier 2 (1 under $2,000 equity), buying power
-  = equity x multiplier - open buy holds, cash goes negative. No 3% market-order
-  buffer. Selling more than held is refused (no shorting on either).
+- Margin account by default, as every paper account is: multiplier 2 (1 under
+  $2,000 equity), buying power = 2 x equity - long value - open buy holds, and
+  cash goes negative. account_type="cash": buying power = cash - open buy holds.
+  No 3% market-order buffer. Selling more than held is refused (no shorting).
 - The wash-trade check knows only market orders: any open opposite-side order
   of the symbol refuses the new one.
 - Pattern-day-trader fields and the PDT refusal exist only with pdt_fields=True
@@ -676,7 +676,7 @@ class FakeAlpaca:
         cash: Decimal | float | str = 100000,
         fill_delay: Optional[float] = 0.1,
         free_plan: bool = True,
-        account_type: str = "cash",
+        account_type: str = "margin",
         pdt_fields: bool = False,
     ) -> None:
         if account_type not in ("cash", "margin"):

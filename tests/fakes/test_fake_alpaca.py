@@ -50,8 +50,11 @@ def test_account_cash_is_parsed_from_string_fields(fake_alpaca: FakeAlpaca) -> N
     fake_alpaca.set_cash("54321.50")
     account = trading_client(fake_alpaca).get_account()
     assert Decimal(account.cash) == Decimal("54321.50")
-    assert Decimal(account.buying_power) == Decimal("54321.50")
+    assert Decimal(account.buying_power) == 2 * Decimal("54321.50")  # a margin account, like paper ones
     assert account.status.value == "ACTIVE"
+    fake_alpaca.account_type = "cash"
+    account = trading_client(fake_alpaca).get_account()
+    assert Decimal(account.buying_power) == Decimal("54321.50") and account.multiplier == "1"
 
 
 def test_wrong_credentials_get_401_with_alpaca_body(fake_alpaca: FakeAlpaca) -> None:
