@@ -124,3 +124,15 @@ def test_the_guard_refuses_the_fourth_day_trade_before_alpaca_does(tmp_path: Pat
             assert fake.daytrade_count == 4 and parts.system.get_instance(card).faulted_reason is None
         finally:
             parts.close()
+
+
+def test_status_command_prints_the_day_trade_line(tmp_path: Path):
+    from tests.cli_helpers import run_cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    done = run_cli(data, "status", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    assert done.returncode == 0, done.stderr
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("day trades ")]
+    assert line == ("day trades cash account; the broker reports no day-trade count, so day trades are "
+                    "not limited")  # the simulator is a cash account

@@ -12,6 +12,23 @@ synchronous. Paths, query parameters, JSON field names and error bodies follow
 Alpaca's documented API as consumed by alpaca-py 0.44; deliberate
 simplifications are listed in ``FAKE_LIMITATIONS``.
 
+Alpaca's real rules, each behind a switch (state is reset by ``reset()``):
+
+* ``faults.status_path(*statuses, final_status=...)``: any path through the order lifecycle
+  (pending_new, accepted_for_bidding, partially_filled, done_for_day, held, stopped, ... then
+  filled, canceled, expired, rejected or replaced); ``cancel_delay``: cancels pass pending_cancel.
+* ``numeric_quantities``: qty/filled_qty/filled_avg_price as JSON numbers; ``time_digits = 9``:
+  nanosecond timestamps; ``set_position(symbol, "2.5", ...)``: fractional positions.
+* ``account_type`` "margin" (default, as paper accounts are; cash can go negative) or "cash".
+* ``wash_trade_check`` (on): 403 ``potential wash trade detected. use complex orders`` with
+  ``existing_order_id`` and ``reject_reason`` while an opposite-side order of the symbol is open.
+* ``pdt_fields`` (off, as Alpaca since 2026-07-06): the pattern-day-trader fields, and 403
+  40310100 on a 4th day trade (``daytrade_count`` >= 3, margin, equity under $25k).
+* ``add_asset(..., tradable=False / status="inactive")``: 422 ``asset "X" is not tradable/active``.
+* ``push_updated_bar``: ``"T": "u"`` on updatedBars; ``stream_error(code)``: Alpaca's stream
+  errors with their messages; ``ws_symbol_limit`` (30 on the free plan): 405 on subscribe;
+  ``faults.ws_auth_timeout()``: 404 at login; a wrong stream path answers HTTP 404.
+
 Run standalone with ``python -m tests.fakes.alpaca_server --port N``.
 """
 
