@@ -50,7 +50,8 @@ def test_limited_and_the_status_sentence():
     assert describe_day_trading(SMALL_MARGIN) == ("margin account, equity $20,000.00; 3 day trade(s) in the "
                                                   "last 5 sessions; under $25,000: 0 more allowed")
     rich = replace(SMALL_MARGIN, equity=Decimal("30000"), pattern_day_trader=True)
-    assert not day_trade_limited(rich) and describe_day_trading(rich).endswith("(flagged pattern day trader); not limited")
+    assert not day_trade_limited(rich)
+    assert describe_day_trading(rich).endswith("(flagged pattern day trader); not limited")
     assert "not limited" in describe_day_trading(AccountRules(margin=False))
 
 

@@ -594,9 +594,10 @@ class BarStream(QObject):
                 reason = problem.reason if problem is not None else f"cannot reach Alpaca: {text}"
                 self._conn = StreamStatus(RECONNECTING if self._was_live else CONNECTING, reason)
         elif kind == "stream_error":  # an error frame on a connection that is up
-            code, text = detail  # type: ignore[misc]
-            self._last_error = text
-            self._on_stream_error(self._problem(code=code, text=text), code, text)
+            code, message = detail if isinstance(detail, tuple) else (None, str(detail))
+            frame_code = code if isinstance(code, int) else None
+            self._last_error = message
+            self._on_stream_error(self._problem(code=frame_code, text=message), code, message)
         elif kind == "subscribed":
             if conn.state == LIMITED and self._wanted <= detail:  # type: ignore[operator]
                 self._conn = StreamStatus(LIVE)
