@@ -282,8 +282,13 @@ class TradingCycle:
         cross midnight UTC), so that selling it now completes a day trade."""
         day = utc_text(minute)[:10]
         same = [inst for inst in self.system.all_instances() if inst.ticker == ticker]
-        return any(tx.type == "buy" and tx.timestamp[:10] == day
-                   for holding in self.holdings(same).values() for tx in holding.transactions)
+        for holding in self.holdings(same).values():
+            for tx in reversed(holding.transactions):  # oldest first: today's fills are at the end
+                if tx.timestamp[:10] != day:
+                    break
+                if tx.type == "buy":
+                    return True
+        return False
 
     def _account_rules(self, minute: datetime) -> AccountRules | None:
         """The account's day-trade facts, read from the broker at most once per minute (None if
