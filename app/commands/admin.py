@@ -135,6 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{format_money(Decimal(status['available_cash']))} available for new cards")
     else:
         print(f"cash      unknown: {status['broker_error']}")
+    print(f"day trades {status['day_trading']['summary']}")
     _print_health(status)
     if not status["instances"]:
         print("no running cards")

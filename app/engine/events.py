@@ -60,7 +60,8 @@ class MarketStatus:
 
 @dataclass(frozen=True, slots=True)
 class StreamStatus:
-    """Live bar feed state: 'idle', 'connecting', 'live', 'reconnecting', 'failed'; reason when degraded."""
+    """Live bar feed state: 'idle', 'connecting', 'live', 'reconnecting', 'limited' (connected, but
+    Alpaca refused some symbols) or 'failed'; ``reason``: one sentence when it is not plainly live."""
 
     state: str
     reason: str | None = None

@@ -428,6 +428,13 @@ class MarketStore(SqliteStore):
         """Stage an import's bars on disk (a temporary table), to store them all at once or not at all."""
         return BarImport(self)
 
+    def replace_bars(self, batch: Mapping[str, Iterable[Bar | tuple]]) -> dict[str, UpsertResult]:
+        """Replace stored minutes with Alpaca's own corrections (the stream's updated bars) in one
+        transaction: a fetched bar gives way to the correction of its minute; a minute not stored
+        yet is added. Same checks as :meth:`upsert_bars`; like any Alpaca bar, a correction never
+        rewrites an imported minute. The one place an Alpaca bar is rewritten."""
+        return self.upsert_many(batch, source=BarSource.ALPACA)
+
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """The last ``n`` bars strictly before ``before_ts`` (epoch seconds), oldest first.
 

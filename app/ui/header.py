@@ -27,14 +27,15 @@ def market_text(status: MarketStatus | None) -> str:
 
 
 def stream_text(status: StreamStatus | None) -> tuple[str, QColor]:
-    """The feed state and its colour: live green, reconnecting amber, failed red, otherwise grey."""
+    """The feed state and its colour: live green, reconnecting or limited amber, failed red, else grey."""
     if status is None:
         return "FEED ?", theme.DIM
     # The reason of a degraded feed goes to the notice line (the window does that): the header is too
     # narrow on the 7" panel for more than the state.
     name = "SIM FEED" if status.simulated else "FEED"
     text = f"{name} {'ok' if status.state == 'live' else status.state}"
-    color = {"live": theme.GREEN, "reconnecting": theme.AMBER, "failed": theme.RED}.get(status.state, theme.DIM)
+    color = {"live": theme.GREEN, "reconnecting": theme.AMBER, "limited": theme.AMBER,
+             "failed": theme.RED}.get(status.state, theme.DIM)
     return text, color
 
 

@@ -170,7 +170,7 @@ class KioskWindow(QWidget):
         if status is None or (previous is not None and previous.state == status.state
                               and previous.reason == status.reason):
             return
-        if status.state in ("failed", "reconnecting"):
+        if status.state in ("failed", "reconnecting", "limited"):
             reason = f": {status.reason}" if status.reason else ""
             self.notice_bar.show_message(f"Live price feed {status.state}{reason}",
                                          "error" if status.state == "failed" else "refused")

@@ -12,6 +12,23 @@ synchronous. Paths, query parameters, JSON field names and error bodies follow
 Alpaca's documented API as consumed by alpaca-py 0.44; deliberate
 simplifications are listed in ``FAKE_LIMITATIONS``.
 
+Alpaca's real rules, each behind a switch (state is reset by ``reset()``):
+
+* ``faults.status_path(*statuses, final_status=...)``: any path through the order lifecycle
+  (pending_new, accepted_for_bidding, partially_filled, done_for_day, held, stopped, ... then
+  filled, canceled, expired, rejected or replaced); ``cancel_delay``: cancels pass pending_cancel.
+* ``numeric_quantities``: qty/filled_qty/filled_avg_price as JSON numbers; ``time_digits = 9``:
+  nanosecond timestamps; ``set_position(symbol, "2.5", ...)``: fractional positions.
+* ``account_type`` "margin" (default, as paper accounts are; cash can go negative) or "cash".
+* ``wash_trade_check`` (on): 403 ``potential wash trade detected. use complex orders`` with
+  ``existing_order_id`` and ``reject_reason`` while an opposite-side order of the symbol is open.
+* ``pdt_fields`` (off, as Alpaca since 2026-07-06): the pattern-day-trader fields, and 403
+  40310100 on a 4th day trade (``daytrade_count`` >= 3, margin, equity under $25k).
+* ``add_asset(..., tradable=False / status="inactive")``: 422 ``asset "X" is not tradable/active``.
+* ``push_updated_bar``: ``"T": "u"`` on updatedBars; ``stream_error(code)``: Alpaca's stream
+  errors with their messages; ``ws_symbol_limit`` (30 on the free plan): 405 on subscribe;
+  ``faults.ws_auth_timeout()``: 404 at login; a wrong stream path answers HTTP 404.
+
 Run standalone with ``python -m tests.fakes.alpaca_server --port N``.
 """
 
@@ -66,6 +83,28 @@ OPEN_STATUSES = frozenset(
     }
 )
 FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+# Every status of Alpaca's order lifecycle (docs "Orders at Alpaca", alpaca-py OrderStatus).
+ORDER_STATUSES = OPEN_STATUSES | FINAL_STATUSES
+# Stream error codes and their messages, as Alpaca's "WebSocket Stream" page lists them.
+STREAM_ERRORS = {
+    400: "invalid syntax",
+    401: "not authenticated",
+    402: "auth failed",
+    403: "already authenticated",
+    404: "auth timeout",
+    405: "symbol limit exceeded",
+    406: "connection limit exceeded",
+    407: "slow client",
+    409: "insufficient subscription",
+    410: "invalid subscribe action for this feed",
+    500: "internal error",
+}
+# Errors after which Alpaca closes the connection (slow clients are dropped; an internal error ends it).
+_STREAM_ERRORS_THAT_CLOSE = frozenset({404, 407, 500})
+# POST /v2/orders refusals copied from real answers (code, message[, extra fields]).
+WASH_TRADE_MESSAGE = "potential wash trade detected. use complex orders"
+PDT_MESSAGE = "trade denied due to pattern day trading protection"
+PDT_EQUITY_MINIMUM = Decimal(25000)
 STREAM_CHANNELS = (
     "trades",
     "quotes",
@@ -78,11 +117,19 @@ STREAM_CHANNELS = (
 
 FAKE_LIMITATIONS = """\
 - Only market orders with time_in_force=day and whole-share qty are accepted
-  (limit/stop, fractional and notional orders get a 422 naming the fake).
+  (limit/stop, fractional and notional orders get a 422 naming the fake);
+  positions may still be fractional (set_position).
 - Fills ignore market hours: a day order submitted while the market is closed
   still fills after fill_delay (real Alpaca queues it until the open).
-- Buying power = cash - open buy holds (cash account, multiplier 1, no
-  3% market-order buffer). Selling more than held is refused (no shorting).
+- Margin account by default, as every paper account is: multiplier 2 (1 under
+  $2,000 equity), buying power = 2 x equity - long value - open buy holds, and
+  cash goes negative. account_type="cash": buying power = cash - open buy holds.
+  No 3% market-order buffer. Selling more than held is refused (no shorting).
+- The wash-trade check knows only market orders: any open opposite-side order
+  of the symbol refuses the new one.
+- Pattern-day-trader fields and the PDT refusal exist only with pdt_fields=True
+  (Alpaca removed them on 2026-07-06 when FINRA retired the rule); the fake's
+  daytrade_count never rolls off after 5 sessions.
 - Bars: 1-59Min, 1-23Hour and 1Day are served (aggregated from stored
   minute bars); Week/Month are not. adjustment/asof/currency are accepted and
   ignored. A date-only start/end is read as a UTC day.
@@ -180,11 +227,23 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _rfc3339(dt: Optional[datetime]) -> Optional[str]:
-    """Alpaca's order timestamps: UTC, microseconds, trailing Z."""
+def _rfc3339(dt: Optional[datetime], digits: int = 6) -> Optional[str]:
+    """Alpaca's order timestamps: UTC, trailing Z, 6 or (as Alpaca also sends) 9 fraction digits."""
     if dt is None:
         return None
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    if digits == 9:
+        # Python keeps microseconds only; the nanoseconds are made up but stable for one instant.
+        text += f"{(dt.microsecond * 7 + dt.second) % 1000:03d}"
+    return text + "Z"
+
+
+def _qty_json(value: Decimal | int, numeric: bool) -> Any:
+    """A quantity as Alpaca sends it: a string, or a JSON number (int when whole)."""
+    value = Decimal(value)
+    if numeric:
+        return int(value) if value == value.to_integral_value() else float(value)
+    return format(value.normalize(), "f") if value != value.to_integral_value() else str(int(value))
 
 
 def _bar_time(epoch: int) -> str:
@@ -211,21 +270,23 @@ def _parse_time(text: str, *, end: bool) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-def _error(status: int, code: int, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=status)
+def _error(status: int, code: int, message: str, extra: Optional[dict[str, Any]] = None) -> web.Response:
+    return web.json_response({"code": code, "message": message, **(extra or {})}, status=status)
 
 
 class _ApiError(Exception):
-    """Raised inside a handler to answer with an Alpaca-style error body."""
+    """Raised inside a handler to answer with an Alpaca-style error body (``extra``: more fields)."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str,
+                 extra: Optional[dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.extra = extra
 
     def response(self) -> web.Response:
-        return _error(self.status, self.code, self.message)
+        return _error(self.status, self.code, self.message, self.extra)
 
 
 # --------------------------------------------------------------------------- #
@@ -249,13 +310,15 @@ class _Rule:
 
 @dataclass
 class _OrderPlan:
-    kind: str  # "partial" or "reject"
+    kind: str  # "partial", "reject" or "path"
     symbol: Optional[str]
     times: Optional[int]
     filled_qty: int = 0
     final_status: str = "canceled"
     final_after: float = 0.2
     reason: str = ""
+    statuses: tuple[str, ...] = ()
+    step: float = 0.05
 
 
 class Faults:
@@ -272,6 +335,7 @@ class Faults:
         self._hang_events: list[threading.Event] = []
         self.ws_auth_failures: Optional[int] = 0
         self.ws_connection_limit_failures: Optional[int] = 0
+        self.ws_auth_timeouts: Optional[int] = 0
         self.silent_new_connections = False
 
     # ---- REST ------------------------------------------------------------ #
@@ -395,6 +459,32 @@ class Faults:
         with self._lock:
             self._plans.append(_OrderPlan("reject", symbol, times))
 
+    def status_path(
+        self,
+        *statuses: str,
+        final_status: Optional[str] = "filled",
+        step: float = 0.05,
+        symbol: Optional[str] = None,
+        times: Optional[int] = 1,
+    ) -> None:
+        """Next order(s) walk through ``statuses`` (``step`` seconds each), then end ``final_status``.
+
+        Any open status of Alpaca's lifecycle may appear (pending_new, accepted_for_bidding,
+        partially_filled, done_for_day, pending_cancel, pending_replace, stopped, suspended,
+        calculated, held, new, accepted). ``partially_filled`` fills about half the shares (at
+        least one, never all). The end is ``filled`` (the rest fills), ``canceled``, ``expired``,
+        ``rejected``, ``replaced`` (a new order with a fresh id and client id takes over the
+        unfilled shares and fills) or None (the order stays in its last status).
+        """
+        bad = [s for s in statuses if s not in OPEN_STATUSES]
+        if bad or not statuses and final_status is None:
+            raise ValueError(f"statuses must be open order statuses, not {bad or 'nothing'}")
+        if final_status is not None and final_status not in FINAL_STATUSES:
+            raise ValueError(f"final_status must be one of {sorted(FINAL_STATUSES)} or None")
+        with self._lock:
+            self._plans.append(_OrderPlan("path", symbol, times, final_status=final_status or "",
+                                          statuses=tuple(statuses), step=step))
+
     def _take_plan(self, symbol: str) -> Optional[_OrderPlan]:
         with self._lock:
             for plan in self._plans:
@@ -419,6 +509,11 @@ class Faults:
         with self._lock:
             self.ws_connection_limit_failures = times
 
+    def ws_auth_timeout(self, times: Optional[int] = 1) -> None:
+        """Next ``times`` stream auths come "too late": ``404 auth timeout``, then the socket closes."""
+        with self._lock:
+            self.ws_auth_timeouts = times
+
     def _consume_counter(self, name: str) -> bool:
         with self._lock:
             value = getattr(self, name)
@@ -437,6 +532,7 @@ class Faults:
             self._plans.clear()
             self.ws_auth_failures = 0
             self.ws_connection_limit_failures = 0
+            self.ws_auth_timeouts = 0
             self.silent_new_connections = False
             self._hang_events.clear()
 
@@ -444,6 +540,14 @@ class Faults:
 # --------------------------------------------------------------------------- #
 # server state
 # --------------------------------------------------------------------------- #
+
+
+@dataclass
+class _JsonFormat:
+    """How the fake spells orders now (shared by every order; see FakeAlpaca.numeric_quantities)."""
+
+    numeric: bool = False
+    digits: int = 6
 
 
 @dataclass
@@ -465,31 +569,49 @@ class _Order:
     filled_qty: int = 0
     filled_avg_price: Optional[Decimal] = None
     plan: Optional[_OrderPlan] = None
+    replaced_at: Optional[datetime] = None
+    replaced_by: Optional[str] = None
+    replaces: Optional[str] = None
+    fmt: _JsonFormat = field(default_factory=_JsonFormat)
 
-    def to_json(self) -> dict[str, Any]:
-        """The order exactly as Alpaca's REST API spells it."""
+    def to_json(self, *, numeric: Optional[bool] = None, digits: Optional[int] = None) -> dict[str, Any]:
+        """The order exactly as Alpaca's REST API spells it.
+
+        ``numeric``: quantities and the fill price as JSON numbers (Alpaca sends both forms);
+        ``digits``: 6 or 9 fraction digits in timestamps. Both default to the fake's settings.
+        """
+        numeric = self.fmt.numeric if numeric is None else numeric
+        digits = self.fmt.digits if digits is None else digits
+
+        def ts(value: Optional[datetime]) -> Optional[str]:
+            return _rfc3339(value, digits)
+
+        if self.filled_avg_price is None:
+            avg: Any = None
+        elif numeric:
+            avg = float(self.filled_avg_price)
+        else:
+            avg = _price_text(self.filled_avg_price)
         return {
             "id": self.id,
             "client_order_id": self.client_order_id,
-            "created_at": _rfc3339(self.created_at),
-            "updated_at": _rfc3339(self.updated_at or self.created_at),
-            "submitted_at": _rfc3339(self.created_at),
-            "filled_at": _rfc3339(self.filled_at),
-            "expired_at": _rfc3339(self.expired_at),
-            "canceled_at": _rfc3339(self.canceled_at),
-            "failed_at": _rfc3339(self.failed_at),
-            "replaced_at": None,
-            "replaced_by": None,
-            "replaces": None,
+            "created_at": ts(self.created_at),
+            "updated_at": ts(self.updated_at or self.created_at),
+            "submitted_at": ts(self.created_at),
+            "filled_at": ts(self.filled_at),
+            "expired_at": ts(self.expired_at),
+            "canceled_at": ts(self.canceled_at),
+            "failed_at": ts(self.failed_at),
+            "replaced_at": ts(self.replaced_at),
+            "replaced_by": self.replaced_by,
+            "replaces": self.replaces,
             "asset_id": self.asset.asset_id,
             "symbol": self.asset.symbol,
             "asset_class": "us_equity",
             "notional": None,
-            "qty": str(self.qty),
-            "filled_qty": str(self.filled_qty),
-            "filled_avg_price": (
-                None if self.filled_avg_price is None else _price_text(self.filled_avg_price)
-            ),
+            "qty": _qty_json(self.qty, numeric),
+            "filled_qty": _qty_json(self.filled_qty, numeric),
+            "filled_avg_price": avg,
             "order_class": "",
             "order_type": "market",
             "type": "market",
@@ -506,13 +628,13 @@ class _Order:
             "hwm": None,
             "subtag": None,
             "source": None,
-            "expires_at": _rfc3339(self.expires_at),
+            "expires_at": ts(self.expires_at),
         }
 
 
 @dataclass
 class _Position:
-    qty: int = 0
+    qty: Decimal = Decimal(0)  # may be fractional (shares bought by hand or by notional)
     cost: Decimal = Decimal(0)
 
 
@@ -571,12 +693,19 @@ class FakeAlpaca:
         cash: Decimal | float | str = 100000,
         fill_delay: Optional[float] = 0.1,
         free_plan: bool = True,
+        account_type: str = "margin",
+        pdt_fields: bool = False,
     ) -> None:
+        if account_type not in ("cash", "margin"):
+            raise ValueError("account_type must be 'cash' or 'margin'")
         self._key = key
         self._secret = secret
         self._initial_cash = Decimal(str(cash))
         self._initial_fill_delay = fill_delay
         self._initial_free_plan = free_plan
+        self._initial_account_type = account_type
+        self._initial_pdt_fields = pdt_fields
+        self._fmt = _JsonFormat()
         self._lock = threading.RLock()
         self.faults = Faults()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -743,6 +872,18 @@ class FakeAlpaca:
             self.ws_max_connections: Optional[int] = 1 if self._initial_free_plan else None
             self.account_status = "ACTIVE"
             self.trading_blocked = False
+            # Switches for Alpaca's real rules (each documented where it is used).
+            self.account_type: str = self._initial_account_type
+            self.pdt_fields: bool = self._initial_pdt_fields
+            self.pattern_day_trader = False
+            self.daytrade_count = 0
+            self.last_equity: Optional[Decimal] = None  # None: yesterday's close = the initial cash
+            self.wash_trade_check = True
+            self.cancel_delay: Optional[float] = 0.0
+            # Alpaca's free (Basic) plan streams at most 30 symbols per connection.
+            self.ws_symbol_limit: Optional[int] = 30 if self._initial_free_plan else None
+            self._fmt.numeric, self._fmt.digits = False, 6
+            self._fills_today: list[tuple[date, str, str]] = []  # (ET session day, symbol, side)
 
     def reset(self) -> None:
         """Back to a fresh account: defaults, no orders, bars, log or faults.
@@ -752,6 +893,26 @@ class FakeAlpaca:
         self.faults.reset()
         self._reset_state()
         self._now_fn = _utcnow
+
+    @property
+    def numeric_quantities(self) -> bool:
+        """Switch: orders carry qty, filled_qty and filled_avg_price as JSON numbers, not strings."""
+        return self._fmt.numeric
+
+    @numeric_quantities.setter
+    def numeric_quantities(self, value: bool) -> None:
+        self._fmt.numeric = bool(value)
+
+    @property
+    def time_digits(self) -> int:
+        """Switch: fraction digits of order and clock timestamps, 6 (default) or 9 (nanoseconds)."""
+        return self._fmt.digits
+
+    @time_digits.setter
+    def time_digits(self, value: int) -> None:
+        if value not in (6, 9):
+            raise ValueError("time_digits must be 6 or 9")
+        self._fmt.digits = value
 
     def set_cash(self, cash: Decimal | float | str) -> None:
         """Set the account's cash balance."""
@@ -807,14 +968,15 @@ class FakeAlpaca:
         """The server's current time (UTC)."""
         return self._now_fn().astimezone(timezone.utc)
 
-    def position_qty(self, symbol: str) -> int:
-        """Shares held of ``symbol`` (0 if none)."""
+    def position_qty(self, symbol: str) -> Decimal:
+        """Shares held of ``symbol`` (0 if none; a Decimal, since positions may be fractional)."""
         with self._lock:
             pos = self._positions.get(symbol)
-            return pos.qty if pos else 0
+            return pos.qty if pos else Decimal(0)
 
-    def set_position(self, symbol: str, qty: int, avg_price: Decimal | float | str) -> None:
-        """Give the account ``qty`` shares bought at ``avg_price`` (cash unchanged)."""
+    def set_position(self, symbol: str, qty: Decimal | int | str, avg_price: Decimal | float | str) -> None:
+        """Give the account ``qty`` shares (fractional allowed) bought at ``avg_price`` (cash unchanged)."""
+        qty = Decimal(str(qty))
         with self._lock:
             if qty <= 0:
                 self._positions.pop(symbol, None)
@@ -907,6 +1069,46 @@ class FakeAlpaca:
             "n": n, "vw": vw,
         }
         return self._call(self._broadcast("bars", symbol, msg))
+
+    def push_updated_bar(self, symbol: str, bar: Sequence[float], *, store: bool = True) -> int:
+        """Send an updated bar (``"T": "u"``, a late-trade correction of a minute already sent)
+        on the ``updatedBars`` channel; with ``store`` it replaces the minute REST serves."""
+        if store:
+            self.add_bars(symbol, [bar])
+        epoch, o, h, l, c, v = bar[:6]
+        n = int(bar[6]) if len(bar) == 8 else max(1, int(v) // 100)
+        vw = float(bar[7]) if len(bar) == 8 else round((float(h) + float(l) + float(c)) / 3, 4)
+        msg = {
+            "T": "u", "S": symbol, "o": float(o), "h": float(h), "l": float(l),
+            "c": float(c), "v": int(v), "t": msgpack.Timestamp.from_unix(int(epoch)),
+            "n": n, "vw": vw,
+        }
+        return self._call(self._broadcast("updatedBars", symbol, msg))
+
+    def stream_error(self, code: int, *, close: Optional[bool] = None) -> int:
+        """Send Alpaca's stream error ``code`` (with its real message) to every authenticated client.
+
+        ``close`` (default: as Alpaca does for 404, 407 and 500) ends those connections after it.
+        Returns how many clients got it.
+        """
+        if code not in STREAM_ERRORS:
+            raise ValueError(f"Alpaca has no stream error {code}; use one of {sorted(STREAM_ERRORS)}")
+        close = code in _STREAM_ERRORS_THAT_CLOSE if close is None else close
+        return self._call(self._stream_error(code, close))
+
+    async def _stream_error(self, code: int, close: bool) -> int:
+        sent = 0
+        for conn in list(self._conns):
+            if not conn.authenticated or conn.ws.closed:
+                continue
+            try:
+                await conn.send([{"T": "error", "code": code, "msg": STREAM_ERRORS[code]}])
+                sent += 1
+                if close:
+                    await conn.ws.close()
+            except ConnectionError:
+                pass
+        return sent
 
     async def _broadcast(self, channel: str, symbol: str, msg: dict[str, Any]) -> int:
         sent = 0
@@ -1025,6 +1227,7 @@ class FakeAlpaca:
         order.status = "filled" if order.filled_qty == order.qty else "partially_filled"
         if order.status == "filled":
             order.filled_at = now  # stays null while only part is filled
+        self._note_day_trade(order, first_fill=order.filled_qty == qty, now=now)
         pos = self._positions.setdefault(order.asset.symbol, _Position())
         if order.side == "buy":
             self._cash -= px * qty
@@ -1038,7 +1241,76 @@ class FakeAlpaca:
         if pos.qty <= 0:
             self._positions.pop(order.asset.symbol, None)
 
+    def _note_day_trade(self, order: _Order, *, first_fill: bool, now: datetime) -> None:
+        """Count a day trade when a sell fills against shares bought the same session (lock held)."""
+        if not first_fill:
+            return
+        day, symbol = now.astimezone(ET).date(), order.asset.symbol
+        if order.side == "sell" and (day, symbol, "buy") in self._fills_today:
+            self.daytrade_count += 1
+        self._fills_today = [f for f in self._fills_today if f[0] == day]
+        self._fills_today.append((day, symbol, order.side))
+
+    def _would_day_trade(self, symbol: str, side: str) -> bool:
+        """A sell of a symbol bought this session completes a day trade (lock held)."""
+        day = self.now().astimezone(ET).date()
+        return side == "sell" and (day, symbol, "buy") in self._fills_today
+
+    def _end_order(self, order: _Order, status: str) -> None:
+        """Move an open order to a final ``status`` with the timestamps Alpaca sets (lock held)."""
+        now = self.now()
+        if status == "filled":
+            rest = order.qty - order.filled_qty
+            if rest > 0:
+                self._apply_fill(order, rest, None)
+            return
+        order.status, order.updated_at = status, now
+        if status == "canceled":
+            order.canceled_at = now
+        elif status == "expired":
+            order.expired_at = now
+        elif status == "rejected":
+            order.failed_at = now
+        elif status == "replaced":
+            # A replacement is a new order (new id and client id) for the shares still open.
+            new = _Order(
+                id=str(uuid.uuid4()), client_order_id=str(uuid.uuid4()), asset=order.asset,
+                qty=order.qty - order.filled_qty, side=order.side, time_in_force=order.time_in_force,
+                created_at=now, updated_at=now, expires_at=order.expires_at, replaces=order.id,
+                fmt=self._fmt,
+            )
+            order.replaced_at, order.replaced_by = now, new.id
+            self._orders[new.id] = new
+            self._orders_by_client[new.client_order_id] = new
+            self._spawn(self._lifecycle(new))
+
+    async def _walk(self, order: _Order, plan: _OrderPlan) -> None:
+        """An order on a status_path plan: each status for ``plan.step`` seconds, then the end."""
+        for status in plan.statuses:
+            with self._lock:
+                if order.status in FINAL_STATUSES or order.status == "pending_cancel":
+                    return  # canceled (or being canceled) meanwhile
+                part = max(1, order.qty // 2)
+                if status == "partially_filled" and order.filled_qty == 0 and part < order.qty:
+                    self._apply_fill(order, part, None)
+                else:
+                    order.status, order.updated_at = status, self.now()
+            await asyncio.sleep(plan.step)
+        with self._lock:
+            if plan.final_status and order.status not in FINAL_STATUSES \
+                    and order.status != "pending_cancel":
+                self._end_order(order, plan.final_status)
+
+    async def _finish_cancel(self, order: _Order, delay: float) -> None:
+        await asyncio.sleep(delay)
+        with self._lock:
+            if order.status == "pending_cancel":
+                self._end_order(order, "canceled")
+
     async def _lifecycle(self, order: _Order) -> None:
+        if order.plan is not None and order.plan.kind == "path":
+            await self._walk(order, order.plan)
+            return
         delay = self.fill_delay
         if delay is None:
             await asyncio.sleep(0.01)
@@ -1107,6 +1379,9 @@ class FakeAlpaca:
                 await self._hang(rule)
             else:
                 return web.Response(status=rule.status, text=rule.body, content_type=rule.content_type)
+        if isinstance(request.match_info.http_exception, web.HTTPNotFound):
+            # An address Alpaca does not serve (e.g. a mistyped stream URL): 404 before any auth.
+            return _error(404, 40410000, "endpoint not found")
         if not is_stream:
             key = request.headers.get("APCA-API-KEY-ID")
             secret = request.headers.get("APCA-API-SECRET-KEY")
@@ -1148,14 +1423,31 @@ class FakeAlpaca:
                 share_hold[order.asset.symbol] = share_hold.get(order.asset.symbol, 0) + remaining
         return cash_hold, share_hold
 
+    def _margin_figures(self) -> tuple[Decimal, Decimal, int, Decimal]:
+        """(equity, long market value, multiplier, buying power) as Alpaca computes them (lock held).
+
+        Cash account: buying power = cash - open buy holds. Margin account: Reg T, multiplier 2
+        (1 under $2,000 equity), buying power = 2 x equity - long value - open buy holds.
+        """
+        cash_hold, _ = self._holds()
+        long_value = sum((pos.qty * self.price(sym) for sym, pos in self._positions.items()), Decimal(0))
+        equity = self._cash + long_value
+        if self.account_type == "margin" and equity >= 2000:
+            return equity, long_value, 2, max(Decimal(0), 2 * equity - long_value - cash_hold)
+        return equity, long_value, 1, max(Decimal(0), self._cash - cash_hold)
+
+    def set_daytrade_count(self, count: int, *, pattern_day_trader: Optional[bool] = None) -> None:
+        """Day trades in the last five sessions (pdt_fields accounts); optionally the PDT flag."""
+        with self._lock:
+            self.daytrade_count = int(count)
+            if pattern_day_trader is not None:
+                self.pattern_day_trader = pattern_day_trader
+
     async def _h_account(self, request: web.Request) -> web.Response:
         with self._lock:
-            cash_hold, _ = self._holds()
-            long_value = sum(
-                (pos.qty * self.price(sym) for sym, pos in self._positions.items()), Decimal(0)
-            )
-            buying_power = max(Decimal(0), self._cash - cash_hold)
-            equity = self._cash + long_value
+            equity, long_value, multiplier, buying_power = self._margin_figures()
+            margin = self.account_type == "margin"
+            last_equity = self._initial_cash if self.last_equity is None else self.last_equity
             body = {
                 "id": self._account_id,
                 "account_number": "PA3FAKE00001",
@@ -1164,33 +1456,29 @@ class FakeAlpaca:
                 "currency": "USD",
                 "buying_power": _money(buying_power),
                 "regt_buying_power": _money(buying_power),
-                "daytrading_buying_power": "0",
                 "effective_buying_power": _money(buying_power),
-                "non_marginable_buying_power": _money(buying_power),
-                "options_buying_power": _money(buying_power),
-                "bod_dtbp": "0",
+                "non_marginable_buying_power": _money(max(Decimal(0), self._cash)),
+                "options_buying_power": _money(max(Decimal(0), self._cash)),
                 "cash": _money(self._cash),
                 "accrued_fees": "0",
                 "pending_transfer_in": "0",
                 "portfolio_value": _money(equity),
-                "pattern_day_trader": False,
                 "trading_blocked": self.trading_blocked,
                 "transfers_blocked": False,
                 "account_blocked": False,
                 "created_at": "2024-01-02T15:04:05.123456Z",
                 "trade_suspended_by_user": False,
-                "multiplier": "1",
-                "shorting_enabled": False,
+                "multiplier": str(multiplier),
+                "shorting_enabled": margin,
                 "equity": _money(equity),
-                "last_equity": _money(equity),
+                "last_equity": _money(last_equity),
                 "long_market_value": _money(long_value),
                 "short_market_value": "0",
                 "position_market_value": _money(long_value),
-                "initial_margin": "0",
-                "maintenance_margin": "0",
+                "initial_margin": _money(long_value / 2 if margin else Decimal(0)),
+                "maintenance_margin": _money(long_value * Decimal("0.3") if margin else Decimal(0)),
                 "last_maintenance_margin": "0",
                 "sma": "0",
-                "daytrade_count": 0,
                 "balance_asof": self.now().astimezone(ET).date().isoformat(),
                 "crypto_tier": 0,
                 "options_trading_level": 0,
@@ -1198,6 +1486,17 @@ class FakeAlpaca:
                 "intraday_adjustments": "0",
                 "pending_reg_taf_fees": "0",
             }
+            if self.pdt_fields:
+                # Before 2026-07-06 (FINRA's PDT rule) the account also carried these.
+                dtbp = 4 * last_equity if margin and equity >= PDT_EQUITY_MINIMUM else Decimal(0)
+                body.update({
+                    "pattern_day_trader": self.pattern_day_trader,
+                    "daytrade_count": self.daytrade_count,
+                    "last_daytrade_count": self.daytrade_count,
+                    "daytrading_buying_power": _money(dtbp),
+                    "last_daytrading_buying_power": _money(dtbp),
+                    "bod_dtbp": _money(dtbp),
+                })
         return web.json_response(body)
 
     def _asset_json(self, asset: AssetInfo) -> dict[str, Any]:
@@ -1269,18 +1568,25 @@ class FakeAlpaca:
         asset = self._find_asset(symbol)
         if asset is None or asset.symbol != symbol:
             raise _ApiError(422, 42210000, f"asset \"{symbol}\" not found")
-        if not asset.tradable or asset.status != "active":
-            raise _ApiError(422, 42210000, f"asset {symbol} is not tradable")
+        if asset.status != "active":
+            raise _ApiError(422, 42210000, f"asset \"{symbol}\" is not active")
+        if not asset.tradable:
+            raise _ApiError(422, 42210000, f"asset \"{symbol}\" is not tradable")
         now = self.now()
         with self._lock:
             if self.trading_blocked:
                 raise _ApiError(403, 40310000, "account is not allowed to trade")
             if client_order_id in self._orders_by_client:
                 raise _ApiError(422, 40010001, "client_order_id must be unique")
+            self._check_wash_trade(symbol, side)
+            equity, _, _, buying_power = self._margin_figures()
+            if self.pdt_fields and self.account_type == "margin" and equity < PDT_EQUITY_MINIMUM \
+                    and self.daytrade_count >= 3 and self._would_day_trade(symbol, side):
+                raise _ApiError(403, 40310100, PDT_MESSAGE)
             cash_hold, share_hold = self._holds()
             if side == "buy":
                 cost = qty * self.price(symbol)
-                if cost > self._cash - cash_hold:
+                if cost > buying_power:
                     raise _ApiError(403, 40310000, "insufficient buying power")
             else:
                 held = self._positions.get(symbol, _Position()).qty
@@ -1294,13 +1600,24 @@ class FakeAlpaca:
                 id=str(uuid.uuid4()), client_order_id=client_order_id, asset=asset, qty=qty,
                 side=side, time_in_force=tif, created_at=now, updated_at=now,
                 expires_at=self._session_close_after(now),
-                plan=self.faults._take_plan(symbol),
+                plan=self.faults._take_plan(symbol), fmt=self._fmt,
             )
             self._orders[order.id] = order
             self._orders_by_client[client_order_id] = order
             body = order.to_json()
         self._spawn(self._lifecycle(order))
         return web.json_response(body)
+
+    def _check_wash_trade(self, symbol: str, side: str) -> None:
+        """Alpaca refuses an order while an opposite-side order of the symbol is open (lock held)."""
+        if not self.wash_trade_check:
+            return
+        for other in self._orders.values():
+            if other.asset.symbol == symbol and other.side != side and other.status not in FINAL_STATUSES:
+                raise _ApiError(403, 40310000, WASH_TRADE_MESSAGE, {
+                    "existing_order_id": other.id,
+                    "reject_reason": "opposite side market/stop order exists",
+                })
 
     def _get_order(self, order_id: str) -> _Order:
         with self._lock:
@@ -1362,8 +1679,13 @@ class FakeAlpaca:
         with self._lock:
             if order.status in FINAL_STATUSES:
                 raise _ApiError(422, 42210000, f"order is already in \"{order.status}\" state")
-            now = self.now()
-            order.status, order.canceled_at, order.updated_at = "canceled", now, now
+            delay = self.cancel_delay
+            if delay:
+                # Alpaca answers 204 at once; the order shows pending_cancel until the venue confirms.
+                order.status, order.updated_at = "pending_cancel", self.now()
+                self._spawn(self._finish_cancel(order, delay))
+            else:
+                self._end_order(order, "canceled")
         return web.Response(status=204)
 
     async def _h_cancel_all(self, request: web.Request) -> web.Response:
@@ -1390,7 +1712,7 @@ class FakeAlpaca:
             "exchange": asset.exchange,
             "asset_class": "us_equity",
             "asset_marginable": True,
-            "qty": str(pos.qty),
+            "qty": _qty_json(pos.qty, False),
             "avg_entry_price": _price_text(avg.quantize(Decimal("0.0001"))),
             "side": "long",
             "market_value": _money(market_value),
@@ -1402,7 +1724,7 @@ class FakeAlpaca:
             "current_price": _price_text(price),
             "lastday_price": _price_text(price),
             "change_today": "0",
-            "qty_available": str(pos.qty - share_hold.get(symbol, 0)),
+            "qty_available": _qty_json(pos.qty - share_hold.get(symbol, 0), False),
         }
 
     async def _h_positions(self, request: web.Request) -> web.Response:
@@ -1433,6 +1755,13 @@ class FakeAlpaca:
         idx = bisect.bisect_right(self._closes, now)
         return self._closes[idx] if idx < len(self._closes) else None
 
+    def _clock_time(self, now: datetime) -> str:
+        """The clock's ``timestamp``: New York time with its offset (9 digits with time_digits=9)."""
+        text = now.astimezone(ET).isoformat(timespec="microseconds")
+        if self._fmt.digits == 9:
+            text = text[:-6] + f"{(now.microsecond * 7 + now.second) % 1000:03d}" + text[-6:]
+        return text
+
     async def _h_clock(self, request: web.Request) -> web.Response:
         now = self.now()
         self._calendar()
@@ -1441,7 +1770,7 @@ class FakeAlpaca:
         next_open = self._opens[min(current + 1, len(self._opens) - 1)]
         next_close = self._session_close_after(now) or self._closes[-1]
         return web.json_response({
-            "timestamp": now.astimezone(ET).isoformat(),
+            "timestamp": self._clock_time(now),
             "is_open": is_open,
             "next_open": next_open.astimezone(ET).isoformat(),
             "next_close": next_close.astimezone(ET).isoformat(),
@@ -1605,6 +1934,9 @@ class FakeAlpaca:
             if conn.authenticated:
                 await conn.send([{"T": "error", "code": 403, "msg": "already authenticated"}])
                 return True
+            if self.faults._consume_counter("ws_auth_timeouts"):
+                await conn.send([{"T": "error", "code": 404, "msg": STREAM_ERRORS[404]}])
+                return False
             if msg.get("key") != self._key or msg.get("secret") != self._secret \
                     or self.faults._consume_counter("ws_auth_failures"):
                 await conn.send([{"T": "error", "code": 402, "msg": "auth failed"}])
@@ -1626,11 +1958,21 @@ class FakeAlpaca:
             if not conn.authenticated:
                 await conn.send([{"T": "error", "code": 401, "msg": "not authenticated"}])
                 return True
+            wanted: dict[str, list] = {}
             for channel in STREAM_CHANNELS:
                 symbols = msg.get(channel) or []
                 if not isinstance(symbols, list):
                     await conn.send([{"T": "error", "code": 400, "msg": "invalid syntax"}])
                     return True
+                wanted[channel] = symbols
+            limit = self.ws_symbol_limit
+            if action == "subscribe" and limit is not None:
+                after = set().union(*conn.subs.values(), *(set(v) for v in wanted.values()))
+                if len(after) > limit:
+                    # The whole request is refused; earlier subscriptions stay as they were.
+                    await conn.send([{"T": "error", "code": 405, "msg": STREAM_ERRORS[405]}])
+                    return True
+            for channel, symbols in wanted.items():
                 if action == "subscribe":
                     conn.subs[channel].update(symbols)
                 else:

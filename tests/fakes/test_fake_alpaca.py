@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 import subprocess
 import sys
@@ -49,8 +50,11 @@ def test_account_cash_is_parsed_from_string_fields(fake_alpaca: FakeAlpaca) -> N
     fake_alpaca.set_cash("54321.50")
     account = trading_client(fake_alpaca).get_account()
     assert Decimal(account.cash) == Decimal("54321.50")
-    assert Decimal(account.buying_power) == Decimal("54321.50")
+    assert Decimal(account.buying_power) == 2 * Decimal("54321.50")  # a margin account, like paper ones
     assert account.status.value == "ACTIVE"
+    fake_alpaca.account_type = "cash"
+    account = trading_client(fake_alpaca).get_account()
+    assert Decimal(account.buying_power) == Decimal("54321.50") and account.multiplier == "1"
 
 
 def test_wrong_credentials_get_401_with_alpaca_body(fake_alpaca: FakeAlpaca) -> None:
@@ -412,3 +416,224 @@ def test_standalone_process_serves_until_terminated() -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+# ----------------------------------------------------------------------------- Alpaca's real rules
+
+
+def test_status_path_walks_every_open_status_to_each_end(fake_alpaca: FakeAlpaca) -> None:
+    client = trading_client(fake_alpaca)
+    path = ("pending_new", "accepted_for_bidding", "held", "calculated", "stopped", "suspended",
+            "pending_replace", "new", "partially_filled", "done_for_day")
+    fake_alpaca.faults.status_path(*path, final_status="expired", step=0.08)
+    client.submit_order(_order("walk", qty=4))
+    seen: list[str] = []
+
+    def record() -> bool:
+        status = client.get_order_by_client_id("walk").status.value
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        return status == "expired"
+
+    wait_until(record, timeout=5, interval=0.005)
+    assert [s for s in seen if s != "accepted"] == [*path, "expired"]
+    order = client.get_order_by_client_id("walk")
+    assert order.filled_qty == "2" and order.expired_at is not None  # half filled, then the day ended
+    assert fake_alpaca.position_qty("AAPL") == 2
+
+    for end, stamp in (("canceled", "canceled_at"), ("rejected", "failed_at"), ("filled", "filled_at")):
+        fake_alpaca.faults.status_path("pending_new", final_status=end, step=0.02)
+        client.submit_order(_order(f"end-{end}", qty=1, symbol="MSFT"))
+        done = _final(client, f"end-{end}")
+        assert done.status.value == end and getattr(done, stamp) is not None
+
+
+def test_status_path_replaced_hands_the_rest_to_a_new_order(fake_alpaca: FakeAlpaca) -> None:
+    client = trading_client(fake_alpaca)
+    fake_alpaca.faults.status_path("new", "pending_replace", final_status="replaced", step=0.02)
+    first = client.submit_order(_order("rep", qty=3))
+    old = wait_until(lambda: (o := client.get_order_by_client_id("rep")).status.value == "replaced" and o)
+    assert old.replaced_at is not None and old.replaced_by is not None and old.filled_qty == "0"
+    new = wait_until(lambda: (o := client.get_order_by_id(old.replaced_by)).status == OrderStatus.FILLED and o)
+    assert str(new.replaces) == str(first.id) and new.client_order_id != "rep" and new.qty == "3"
+    assert fake_alpaca.position_qty("AAPL") == 3
+
+
+def test_cancel_goes_through_pending_cancel_when_delayed(fake_alpaca: FakeAlpaca) -> None:
+    fake_alpaca.fill_delay = None
+    fake_alpaca.cancel_delay = 0.3
+    client = trading_client(fake_alpaca)
+    order = client.submit_order(_order("pc"))
+    client.cancel_order_by_id(order.id)
+    assert client.get_order_by_id(order.id).status == OrderStatus.PENDING_CANCEL
+    assert _final(client, "pc").status == OrderStatus.CANCELED
+
+
+def test_numeric_quantities_and_nanosecond_timestamps(fake_alpaca: FakeAlpaca) -> None:
+    fake_alpaca.numeric_quantities = True
+    fake_alpaca.time_digits = 9
+    fake_alpaca.set_price("AAPL", "187.5")
+    client = trading_client(fake_alpaca)
+    client.submit_order(_order("num", qty=2))
+    _final(client, "num")
+    headers = {"APCA-API-KEY-ID": fake_alpaca.key, "APCA-API-SECRET-KEY": fake_alpaca.secret}
+    raw = requests.get(fake_alpaca.origin + "/v2/orders:by_client_order_id", timeout=5, headers=headers,
+                       params={"client_order_id": "num"}).json()
+    assert raw["qty"] == 2 and raw["filled_qty"] == 2 and raw["filled_avg_price"] == 187.5
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", raw["filled_at"])
+    clock = requests.get(fake_alpaca.origin + "/v2/clock", headers=headers, timeout=5).json()
+    assert re.fullmatch(r".*T\d\d:\d\d:\d\d\.\d{9}[-+]\d\d:\d\d", clock["timestamp"])
+    # alpaca-py reads both forms.
+    order = client.get_order_by_client_id("num")
+    assert float(order.filled_qty) == 2 and order.filled_at is not None
+    assert client.get_clock().timestamp is not None
+
+
+def test_fractional_position_is_a_decimal_string(fake_alpaca: FakeAlpaca) -> None:
+    fake_alpaca.set_position("AAPL", "2.5", "100")
+    client = trading_client(fake_alpaca)
+    assert client.get_open_position("AAPL").qty == "2.5"
+    client.submit_order(_order("frac-sell", qty=2, side="sell"))
+    assert _final(client, "frac-sell").status == OrderStatus.FILLED
+    assert client.get_open_position("AAPL").qty == "0.5"
+    with pytest.raises(APIError) as err:
+        client.submit_order(_order("too-many", qty=1, side="sell"))
+    assert err.value.status_code == 403 and "available: 0.5" in err.value.message
+
+
+def test_margin_account_spends_past_its_cash(fake_alpaca: FakeAlpaca) -> None:
+    fake_alpaca.account_type = "margin"
+    fake_alpaca.set_cash(10_000)
+    client = trading_client(fake_alpaca)
+    account = client.get_account()
+    assert account.multiplier == "2" and Decimal(account.buying_power) == Decimal(20_000)
+    assert account.shorting_enabled is True
+    client.submit_order(_order("lever", qty=150))  # $15,000 of stock on $10,000 cash
+    assert _final(client, "lever").status == OrderStatus.FILLED
+    account = client.get_account()
+    assert Decimal(account.cash) == Decimal(-5000)
+    assert Decimal(account.equity) == Decimal(10_000) and Decimal(account.long_market_value) == 15_000
+    assert Decimal(account.buying_power) == Decimal(5000)
+    # Post-2026-07-06 accounts carry no pattern-day-trader fields.
+    assert account.pattern_day_trader is None and account.daytrade_count is None
+
+
+def test_wash_trade_403_while_an_opposite_order_is_open(fake_alpaca: FakeAlpaca) -> None:
+    fake_alpaca.fill_delay = None
+    fake_alpaca.set_position("AAPL", 5, "100")
+    client = trading_client(fake_alpaca)
+    buy = client.submit_order(_order("wash-buy", qty=1))
+    with pytest.raises(APIError) as err:
+        client.submit_order(_order("wash-sell", qty=1, side="sell"))
+    assert err.value.status_code == 403 and err.value.code == 40310000
+    body = json.loads(str(err.value))
+    assert body == {"code": 40310000, "message": "potential wash trade detected. use complex orders",
+                    "existing_order_id": str(buy.id),
+                    "reject_reason": "opposite side market/stop order exists"}
+    client.submit_order(_order("same-side", qty=1))  # same side is fine
+    client.submit_order(_order("other-symbol", qty=1, side="buy", symbol="MSFT"))
+    fake_alpaca.fill_order("wash-buy")
+    fake_alpaca.fill_order("same-side")
+    client.submit_order(_order("wash-sell-2", qty=1, side="sell"))  # nothing opposite open now
+    fake_alpaca.wash_trade_check = False
+    client.submit_order(_order("wash-off", qty=1))  # the sell is open: allowed with the switch off
+    assert fake_alpaca.order("wash-sell") is None
+
+
+def test_pattern_day_trader_403_on_the_fourth_day_trade(fake_alpaca: FakeAlpaca) -> None:
+    fake_alpaca.account_type = "margin"
+    fake_alpaca.pdt_fields = True
+    fake_alpaca.set_cash(20_000)
+    client = trading_client(fake_alpaca)
+    for n in range(3):  # three round trips in one session
+        client.submit_order(_order(f"b{n}", qty=1))
+        _final(client, f"b{n}")
+        client.submit_order(_order(f"s{n}", qty=1, side="sell"))
+        _final(client, f"s{n}")
+    account = client.get_account()
+    assert account.daytrade_count == 3 and account.pattern_day_trader is False
+    client.submit_order(_order("b3", qty=1))
+    _final(client, "b3")
+    with pytest.raises(APIError) as err:
+        client.submit_order(_order("s3", qty=1, side="sell"))
+    assert err.value.status_code == 403 and err.value.code == 40310100
+    assert err.value.message == "trade denied due to pattern day trading protection"
+    fake_alpaca.set_position("MSFT", 1, "100")  # held overnight: selling it is no day trade
+    client.submit_order(_order("overnight", qty=1, side="sell", symbol="MSFT"))
+    fake_alpaca.set_cash(30_000)  # $25k or more: not limited
+    client.submit_order(_order("rich", qty=1, side="sell"))
+    assert _final(client, "rich").status == OrderStatus.FILLED
+
+
+def test_inactive_and_untradable_assets_get_422(fake_alpaca: FakeAlpaca) -> None:
+    client = trading_client(fake_alpaca)
+    fake_alpaca.add_asset("DEAD", tradable=False, status="inactive")
+    fake_alpaca.add_asset("HALT", tradable=False)
+    with pytest.raises(APIError) as dead:
+        client.submit_order(_order("d", symbol="DEAD"))
+    assert (dead.value.status_code, dead.value.code, dead.value.message) == (
+        422, 42210000, 'asset "DEAD" is not active')
+    with pytest.raises(APIError) as halt:
+        client.submit_order(_order("h", symbol="HALT"))
+    assert halt.value.message == 'asset "HALT" is not tradable'
+    assert fake_alpaca.orders() == []
+
+
+def test_updated_bars_arrive_on_their_own_channel(fake_alpaca: FakeAlpaca) -> None:
+    bars: list[Bar] = []
+    updates: list[Bar] = []
+
+    async def on_bar(bar: Bar) -> None:
+        bars.append(bar)
+
+    async def on_update(bar: Bar) -> None:
+        updates.append(bar)
+
+    with StreamRunner(fake_alpaca) as runner:
+        runner.stream.subscribe_bars(on_bar, "AAPL")
+        runner.stream.subscribe_updated_bars(on_update, "AAPL")
+        wait_until(lambda: fake_alpaca.subscriptions("updatedBars") == {"AAPL"})
+        fake_alpaca.push_bar("AAPL", (T0, 10, 11, 9, 10.5, 100))
+        assert fake_alpaca.push_updated_bar("AAPL", (T0, 10, 12, 9, 11.5, 180)) == 1
+        update = wait_until(lambda: updates and updates[0])
+    assert len(bars) == 1 and update.close == 11.5 and update.volume == 180
+    assert update.timestamp == datetime.fromtimestamp(T0, timezone.utc)
+    served = data_client(fake_alpaca).get_stock_bars(StockBarsRequest(
+        symbol_or_symbols="AAPL", timeframe=TimeFrame.Minute, feed="iex",
+        start=datetime.fromtimestamp(T0, timezone.utc), end=datetime.fromtimestamp(T0 + 60, timezone.utc)))
+    assert [b.close for b in served["AAPL"]] == [11.5]  # REST serves the corrected minute
+
+
+def test_stream_errors_carry_alpacas_messages(fake_alpaca: FakeAlpaca, caplog) -> None:
+    async def on_bar(bar: Bar) -> None:
+        pass
+
+    caplog.set_level(logging.INFO, logger="alpaca.data.live.websocket")
+    fake_alpaca.ws_symbol_limit = 2
+    with StreamRunner(fake_alpaca) as runner:
+        runner.stream.subscribe_bars(on_bar, "AAPL")
+        wait_until(lambda: fake_alpaca.subscriptions() == {"AAPL"})
+        runner.stream.subscribe_bars(on_bar, "MSFT", "NVDA")  # three symbols: over the limit
+        wait_until(lambda: any("symbol limit exceeded (405)" in r.getMessage() for r in caplog.records))
+        assert fake_alpaca.subscriptions() == {"AAPL"}  # unchanged, connection still up
+        assert fake_alpaca.connection_count() == 1
+        fake_alpaca.ws_symbol_limit = None
+        everything = {"AAPL", "MSFT", "NVDA"}
+        for code, text in ((407, "slow client"), (500, "internal error")):
+            before = fake_alpaca.ws_connects_total
+            assert fake_alpaca.stream_error(code) == 1
+            wait_until(lambda: any(f"{text} ({code})" in r.getMessage() for r in caplog.records))
+            # Alpaca closed it; the SDK reconnects, logs in and subscribes again.
+            wait_until(lambda: fake_alpaca.ws_connects_total > before and fake_alpaca.subscriptions() == everything)
+        fake_alpaca.faults.ws_auth_timeout()
+        before = fake_alpaca.ws_connects_total
+        fake_alpaca.drop_connections()
+        wait_until(lambda: any("auth timeout" in r.getMessage() for r in caplog.records))
+        wait_until(lambda: fake_alpaca.ws_connects_total >= before + 2)
+    with pytest.raises(ValueError):
+        fake_alpaca.stream_error(408)
+
+
+def test_free_plan_streams_at_most_30_symbols(fake_alpaca: FakeAlpaca) -> None:
+    assert fake_alpaca.ws_symbol_limit == 30
+    assert FakeAlpaca(free_plan=False).ws_symbol_limit is None

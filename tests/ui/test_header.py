@@ -49,6 +49,7 @@ def test_stream_states():
     assert stream_text(StreamStatus("reconnecting", "timeout")) == ("FEED reconnecting", theme.AMBER)
     assert stream_text(StreamStatus("failed", "406 connection limit exceeded")) == ("FEED failed", theme.RED)
     assert stream_text(StreamStatus("live", simulated=True))[0] == "SIM FEED ok"
+    assert stream_text(StreamStatus("limited", "405 symbol limit exceeded")) == ("FEED limited", theme.AMBER)
 
 
 def test_feed_failure_reason_reaches_the_notice_line(window):

@@ -19,6 +19,11 @@ Facts about alpaca-py 0.44 this module is built around (see DESIGN.md):
   per instance, where the SDK logger is shared by every stream in the process.
 * Bars missed while the connection is down are never replayed: after a reconnect the gap from the
   last bar received to the last complete minute is fetched over REST (``history_fill``).
+* Error frames after the login (405 symbol limit, 407 slow client, 500 internal error) are only
+  logged by the SDK, and subscription acks are not reported at all: ``sdk.watch_stream_frames``
+  reports both, so each error becomes its state and sentence (``alpaca/stream_errors.py``).
+* Updated bars (``"T": "u"``, Alpaca's late-trade correction of a minute already sent) come on
+  their own channel and replace the stored minute (``MarketStore.replace_bars``).
 """
 
 from __future__ import annotations
@@ -40,17 +45,24 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from app.engine.alpaca import sdk
 from app.engine.events import StreamStatus
+from app.engine.alpaca.stream_errors import (  # noqa: F401 - REASON_* re-exported for callers and tests
+    CONNECTING,
+    FAILED,
+    IDLE,
+    LIMITED,
+    LIVE,
+    REASON_AUTH,
+    REASON_CONNECTION_LIMIT,
+    REASON_SUBSCRIPTION,
+    RECONNECTING,
+    StreamProblem,
+    stream_problem,
+)
 from app.storage.market_store import MarketStore, StoreError, check_symbol
 from app.storage.records import Bar, BarSource
 
 log = logging.getLogger("autotrader.stream")
 
-IDLE, CONNECTING, LIVE, RECONNECTING, FAILED = "idle", "connecting", "live", "reconnecting", "failed"
-REASON_CONNECTION_LIMIT = ("connection limit exceeded: another app is using this Alpaca account's "
-                           "data stream")
-REASON_AUTH = "Alpaca rejected the API key"
-REASON_SUBSCRIPTION = ("the {feed} feed needs a paid Alpaca market-data subscription "
-                       "(set ALPACA_FEED=iex)")
 REASON_ENDED = "the Alpaca data stream stopped unexpectedly"
 FEEDS = ("iex", "sip")
 STOP_TIMEOUT_S = 0.9  # stop() must return within a second
@@ -91,15 +103,8 @@ class GapFill:
 
 def classify_stream_error(text: str, feed: str = "iex") -> str | None:
     """The 'failed' reason for an error the stream reported, or None when it is worth retrying quietly."""
-    low = text.lower()
-    if "connection limit" in low:
-        return REASON_CONNECTION_LIMIT
-    if "auth failed" in low or "failed to authenticate" in low or "not authorized" in low \
-            or "not authenticated" in low:
-        return REASON_AUTH
-    if "insufficient subscription" in low:
-        return REASON_SUBSCRIPTION.format(feed=feed)
-    return None
+    problem = stream_problem(text=text, feed=feed)
+    return problem.reason if problem is not None and problem.state == FAILED else None
 
 
 def bar_from_message(msg: dict[str, Any]) -> tuple[str, Bar]:
@@ -168,7 +173,8 @@ class _Session:
     def __init__(self, generation: int, key: str, secret: str, *, url: str | None, feed: str,
                  backoff: tuple[float, float], symbols: Iterable[str],
                  emit_event: Callable[[int, str, object], None],
-                 emit_bar: Callable[[int, str, object], None]) -> None:
+                 emit_bar: Callable[[int, str, object], None],
+                 emit_correction: Callable[[int, str, object], None]) -> None:
         from alpaca.data.enums import DataFeed
         from alpaca.data.live.stock import StockDataStream
 
@@ -176,12 +182,14 @@ class _Session:
         self.stopping = False
         self._emit_event = emit_event
         self._emit_bar = emit_bar
+        self._emit_correction = emit_correction
         stream = StockDataStream(key, secret, raw_data=True, feed=DataFeed(feed), url_override=url)
         sdk.set_stream_backoff(stream, *backoff)
         self.stream = stream
         self._wrap_sdk()
         # Before run() this only registers the handlers, so _run_forever never spins waiting for one.
         stream.subscribe_bars(self.on_bar, *sorted(symbols))
+        stream.subscribe_updated_bars(self.on_updated_bar, *sorted(symbols))
         self.thread = threading.Thread(target=self._run, name=f"alpaca-stream-{generation}", daemon=True)
 
     def _wrap_sdk(self) -> None:
@@ -192,6 +200,11 @@ class _Session:
             on_connected=lambda: emit(gen, "connected", None),
             on_error=lambda exc: emit(gen, "error", _describe(exc)),
             on_lost=lambda exc: emit(gen, "lost", "no data within the data timeout" if exc is None else _describe(exc)))
+        # Error frames after the login and subscription acks: the SDK only logs the first and drops the second.
+        sdk.watch_stream_frames(
+            self.stream,
+            on_error=lambda code, text: emit(gen, "stream_error", (code, text)),
+            on_subscribed=lambda bars: emit(gen, "subscribed", bars))
 
     async def on_bar(self, msg: Any) -> None:  # raw_data=True: a dict
         """SDK handler (stream loop): hand the bar to the UI thread."""
@@ -201,6 +214,15 @@ class _Session:
             log.warning("ignored a malformed stream bar: %s", _describe(exc))
             return
         self._emit_bar(self.generation, symbol, bar)
+
+    async def on_updated_bar(self, msg: Any) -> None:  # raw_data=True: a dict
+        """SDK handler for updated bars (stream loop): hand the correction to the UI thread."""
+        try:
+            symbol, bar = bar_from_message(msg)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            log.warning("ignored a malformed updated bar: %s", _describe(exc))
+            return
+        self._emit_correction(self.generation, symbol, bar)
 
     def _run(self) -> None:
         try:
@@ -218,6 +240,7 @@ class _Session:
         """Add bar subscriptions (control thread: waits for the stream loop)."""
         try:
             self.stream.subscribe_bars(self.on_bar, *symbols)
+            self.stream.subscribe_updated_bars(self.on_updated_bar, *symbols)
         except Exception as exc:  # noqa: BLE001 - the handlers are registered: a reconnect resubscribes
             log.info("subscribe %s not sent now (%s); it will be on reconnect", symbols, _describe(exc))
 
@@ -225,6 +248,7 @@ class _Session:
         """Drop bar subscriptions (control thread: waits for the stream loop)."""
         try:
             self.stream.unsubscribe_bars(*symbols)
+            self.stream.unsubscribe_updated_bars(*symbols)
         except Exception as exc:  # noqa: BLE001
             # The SDK sends first and forgets the handlers after, so a failed send leaves them behind
             # and the next reconnect would resubscribe: forget them here.
@@ -283,10 +307,12 @@ class BarStream(QObject):
     """
 
     bar_received = Signal(object)  # StreamBar
+    bar_corrected = Signal(object)  # StreamBar: Alpaca's updated bar, stored in place of the minute
     status_changed = Signal(object)  # StreamStatus
     gap_filled = Signal(object)  # GapFill
 
     _bar_in = Signal(int, str, object)
+    _correction_in = Signal(int, str, object)
     _event_in = Signal(int, str, object)
     _gap_in = Signal(object)
 
@@ -333,6 +359,7 @@ class BarStream(QObject):
         self._quiet_from: int | None = None  # first cycle minute since (re)connecting
         self._last_cycle_ts: int | None = None
         self._pending: list[tuple[str, Bar]] = []  # received, checked, not yet stored
+        self._corrections: list[tuple[str, Bar]] = []  # updated bars, stored after the pending ones
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(round(flush_delay_s * 1000))
@@ -347,6 +374,7 @@ class BarStream(QObject):
         self._filler = _Worker("bar-stream-gap-fill") if history_fill is not None else None
         queued = Qt.ConnectionType.QueuedConnection
         self._bar_in.connect(self._on_bar_in, queued)
+        self._correction_in.connect(self._on_correction_in, queued)
         self._event_in.connect(self._on_event_in, queued)
         self._gap_in.connect(self._on_gap_in, queued)
 
@@ -492,7 +520,7 @@ class BarStream(QObject):
             self._w_next_gen += 1
             session = _Session(self._w_next_gen, self._key, self._secret, url=self._url, feed=self._feed,
                                backoff=self._backoff, symbols=target, emit_event=self._event_in.emit,
-                               emit_bar=self._bar_in.emit)
+                               emit_bar=self._bar_in.emit, emit_correction=self._correction_in.emit)
             self._w_session, self._w_applied = session, target
             self._event_in.emit(session.generation, "started", None)
             session.start()
@@ -556,17 +584,25 @@ class BarStream(QObject):
             if reconnect:
                 self._flush()  # the gap starts after the last bar received, so store those first
                 self._backfill()
-        elif kind == "error":
+        elif kind == "error":  # a connect or login attempt failed
             text = str(detail)
             self._last_error = text
-            failed = classify_stream_error(text, self._feed)
-            if failed:
-                self._conn = StreamStatus(FAILED, failed)
+            problem = self._problem(text=text)
+            if problem is not None and problem.state == FAILED:
+                self._conn = StreamStatus(FAILED, problem.reason)
             elif conn.state != FAILED:
-                self._conn = StreamStatus(RECONNECTING if self._was_live else CONNECTING,
-                                          f"cannot reach Alpaca: {text}")
+                reason = problem.reason if problem is not None else f"cannot reach Alpaca: {text}"
+                self._conn = StreamStatus(RECONNECTING if self._was_live else CONNECTING, reason)
+        elif kind == "stream_error":  # an error frame on a connection that is up
+            code, message = detail if isinstance(detail, tuple) else (None, str(detail))
+            frame_code = code if isinstance(code, int) else None
+            self._last_error = message
+            self._on_stream_error(self._problem(code=frame_code, text=message), code, message)
+        elif kind == "subscribed":
+            if conn.state == LIMITED and self._wanted <= detail:  # type: ignore[operator]
+                self._conn = StreamStatus(LIVE)
         elif kind == "lost":
-            if conn.state == LIVE:
+            if conn.state in (LIVE, LIMITED):
                 self._lost_at = self._now()
                 self._conn = StreamStatus(RECONNECTING, "connection lost")
         elif kind == "ended":
@@ -576,6 +612,26 @@ class BarStream(QObject):
                 self._target = frozenset()  # forget it; the next change of symbols tries again
                 self._control.submit(self._w_apply)
         self._publish()
+
+    def _problem(self, *, code: int | None = None, text: str = "") -> StreamProblem | None:
+        return stream_problem(code=code, text=text, feed=self._feed, wanted=len(self._wanted))
+
+    def _on_stream_error(self, problem: StreamProblem | None, code: object, text: str) -> None:
+        """State after an error frame: 405 limits a live feed, 402/406/409/410 fail it, the rest
+        (407, 500: Alpaca closes the connection next) reconnect with their own sentence."""
+        conn = self._conn
+        if problem is None:
+            log.warning("Alpaca stream error %s: %s", code, text)
+            return
+        if problem.state == LIMITED:
+            if conn.state in (LIVE, LIMITED):
+                self._conn = StreamStatus(LIMITED, problem.reason)
+        elif problem.state == FAILED:
+            self._conn = StreamStatus(FAILED, problem.reason)
+        elif conn.state != FAILED:
+            if conn.state in (LIVE, LIMITED):
+                self._lost_at = self._now()  # the connection ends next: backfill from here
+            self._conn = StreamStatus(RECONNECTING, problem.reason)
 
     @Slot(int, str, object)
     def _on_bar_in(self, gen: int, symbol: str, bar: object) -> None:
@@ -589,20 +645,41 @@ class BarStream(QObject):
         if not self._flush_timer.isActive():
             self._flush_timer.start()
 
+    @Slot(int, str, object)
+    def _on_correction_in(self, gen: int, symbol: str, bar: object) -> None:
+        if self._closed or gen != self._gen or symbol not in self._wanted:
+            return
+        problem = self._store.bar_problem(bar)  # type: ignore[arg-type]
+        if problem is not None:
+            log.warning("updated bar for %s not stored: %s", symbol, problem)
+            return
+        self._corrections.append((symbol, bar))  # type: ignore[arg-type]
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    @staticmethod
+    def _by_symbol(items: list[tuple[str, Bar]]) -> dict[str, list[Bar]]:
+        batch: dict[str, list[Bar]] = {}
+        for symbol, bar in items:
+            batch.setdefault(symbol, []).append(bar)
+        return batch
+
     @Slot()
     def _flush(self, emit: bool = True) -> None:
-        """Store the buffered bars in one transaction, then emit them in arrival order."""
+        """Store the buffered bars in one transaction, then Alpaca's corrections over them; emit
+        both in arrival order."""
         self._flush_timer.stop()
         pending, self._pending = self._pending, []
-        if not pending or self._closed:
+        corrections, self._corrections = self._corrections, []
+        if not (pending or corrections) or self._closed:
             return
-        batch: dict[str, list[Bar]] = {}
-        for symbol, bar in pending:
-            batch.setdefault(symbol, []).append(bar)
         try:
-            self._store.upsert_many(batch, source=BarSource.ALPACA)
+            if pending:
+                self._store.upsert_many(self._by_symbol(pending), source=BarSource.ALPACA)
+            if corrections:
+                self._store.replace_bars(self._by_symbol(corrections))
         except Exception as exc:  # noqa: BLE001 - e.g. a full disk: say so; the REST backfill can refill
-            log.error("could not store %d stream bar(s): %s", len(pending), _describe(exc))
+            log.error("could not store %d stream bar(s): %s", len(pending) + len(corrections), _describe(exc))
             return
         for symbol, bar in pending:
             if bar.ts > self._last_ts.get(symbol, -1):
@@ -610,6 +687,8 @@ class BarStream(QObject):
         if emit:
             for symbol, bar in pending:
                 self.bar_received.emit(StreamBar(symbol, bar))
+            for symbol, bar in corrections:
+                self.bar_corrected.emit(StreamBar(symbol, bar))
 
     # --- stall watch ------------------------------------------------------------------------------
 
@@ -622,7 +701,7 @@ class BarStream(QObject):
         engine's cycles run only in sessions, so measuring from them never counts closed hours. A
         gap between cycles longer than the stall time (a night, a sleep) starts the count afresh.
         """
-        if self._closed or not self._started or self._conn.state != LIVE or not self._wanted:
+        if self._closed or not self._started or self._conn.state not in (LIVE, LIMITED) or not self._wanted:
             return
         minute_ts = int(report.minute.timestamp())
         previous, self._last_cycle_ts = self._last_cycle_ts, minute_ts
@@ -687,7 +766,7 @@ class BarStream(QObject):
         if status == self._status:
             return
         self._status = status
-        level = logging.WARNING if status.state in (FAILED, RECONNECTING) else logging.INFO
+        level = logging.WARNING if status.state in (FAILED, RECONNECTING, LIMITED) else logging.INFO
         log.log(level, "bar stream %s%s", status.state, f": {status.reason}" if status.reason else "")
         self.status_changed.emit(status)
 

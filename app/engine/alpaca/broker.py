@@ -23,6 +23,7 @@ from app.engine.alpaca.clients import (
     make_trading_client,
 )
 from app.engine.brokers.protocol import (
+    AccountRules,
     BrokerError,
     BrokerUnavailable,
     InsufficientFunds,
@@ -58,6 +59,17 @@ def _whole(text: Any) -> int:
         return int(Decimal(str(text or "0")))
     except InvalidOperation:
         return 0
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A money or ratio field (JSON string or number) as a Decimal; None when absent or unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
 
 
 def order_state(raw: dict[str, Any]) -> OrderState:
@@ -166,6 +178,19 @@ class AlpacaBroker:
             return Decimal(str(account["cash"]))
         except (KeyError, TypeError, InvalidOperation):
             raise BrokerError("Alpaca's account answer has no readable cash balance") from None
+
+    def account_rules(self) -> AccountRules:
+        """Margin or cash (``multiplier``), equity, and the day-trade fields when Alpaca sends them."""
+        account = self._call("cannot read the Alpaca account", self._client.get_account)
+        multiplier = _decimal(account.get("multiplier"))
+        count = account.get("daytrade_count")
+        flag = account.get("pattern_day_trader")
+        return AccountRules(
+            margin=multiplier is not None and multiplier > 1,
+            equity=_decimal(account.get("equity")),
+            pattern_day_trader=flag if isinstance(flag, bool) else None,
+            daytrade_count=_whole(count) if count is not None else None,
+        )
 
     def validate_symbol(self, symbol: str) -> str:
         """The symbol if Alpaca lists it as an active, tradable US stock; else InvalidSymbol."""

@@ -19,7 +19,7 @@ TESTED_RANGE = ((0, 44), (0, 45))  # [low, high): the versions this module was v
 # Instance attributes set by RESTClient.__init__ (TradingClient, StockHistoricalDataClient).
 REST_MEMBERS = ("_session", "_retry", "_retry_wait", "_retry_codes")
 # Members of StockDataStream (DataStream): methods wrapped, and attributes read or set.
-STREAM_MEMBERS = ("_start_ws", "_consume", "_handlers", "_loop", "_ws", "_stop_stream_event",
+STREAM_MEMBERS = ("_start_ws", "_consume", "_dispatch", "_handlers", "_loop", "_ws", "_stop_stream_event",
                   "_reconnect_min_backoff", "_reconnect_max_backoff")
 
 
@@ -137,9 +137,31 @@ def wrap_stream_connection(stream: Any, *, on_attempt: Callable[[], None], on_co
     stream._consume = _consume
 
 
+def watch_stream_frames(stream: Any, *, on_error: Callable[[Any, str], None],
+                        on_subscribed: Callable[[frozenset[str]], None]) -> None:
+    """Report ``stream``'s error frames (code, message) and subscription acks (the bar symbols).
+
+    alpaca-py only logs an error frame that arrives after the login (405, 407, 500, ...) and
+    never reports an ack; both pass through the instance's ``_dispatch``, which is wrapped here.
+    """
+    require_members(stream, STREAM_MEMBERS)
+    dispatch: Callable[[Any], Awaitable[None]] = stream._dispatch
+
+    async def _dispatch(msg: Any) -> None:
+        kind = msg.get("T") if isinstance(msg, dict) else None
+        if kind == "error":
+            on_error(msg.get("code"), str(msg.get("msg") or ""))
+        elif kind == "subscription":
+            on_subscribed(frozenset(msg.get("bars") or ()))
+        await dispatch(msg)
+
+    stream._dispatch = _dispatch
+
+
 def forget_bar_handler(stream: Any, symbol: str) -> None:
-    """Drop the bar handler of ``symbol`` so a reconnect does not resubscribe it."""
-    stream._handlers["bars"].pop(symbol, None)
+    """Drop the bar and updated-bar handlers of ``symbol`` so a reconnect does not resubscribe it."""
+    for channel in ("bars", "updatedBars"):
+        stream._handlers[channel].pop(symbol, None)
 
 
 def stream_loop(stream: Any) -> Any:

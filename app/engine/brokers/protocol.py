@@ -89,6 +89,20 @@ class OrderState:
         return self.status in FINAL_STATUSES
 
 
+@dataclass(frozen=True, slots=True)
+class AccountRules:
+    """The account's day-trading facts, read with the account (None: the broker does not report it).
+
+    Alpaca stopped reporting ``pattern_day_trader`` and ``daytrade_count`` on 2026-07-06, when
+    FINRA retired the pattern-day-trader rule; older accounts' answers and the fake still carry them.
+    """
+
+    margin: bool  # a margin account (multiplier above 1); cash accounts are never day-trade limited
+    equity: Decimal | None = None
+    pattern_day_trader: bool | None = None
+    daytrade_count: int | None = None  # day trades in the last five sessions
+
+
 class Broker(Protocol):
     """The brokerage operations the engine uses. Implementations: AlpacaBroker, SimBroker."""
 
@@ -96,6 +110,9 @@ class Broker(Protocol):
 
     def account_cash(self) -> Decimal:
         """Settled + unsettled cash in the account (never margin buying power)."""
+
+    def account_rules(self) -> AccountRules:
+        """Margin or cash, equity, and the day-trade figures the broker reports."""
 
     def validate_symbol(self, symbol: str) -> str:
         """Return the symbol if it is a real, active, tradable asset; else raise InvalidSymbol."""

@@ -24,7 +24,7 @@ from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice
 from app.engine.system.maintenance import health_report, read_last_cycle
 from app.engine.portfolio.money import available_cash, format_money
 from app.engine.system.pin import PinError, PinResult
-from app.engine.minute.risk_guard import OrderRequest, refusal
+from app.engine.minute.risk_guard import OrderRequest, day_trade_limited, describe_day_trading, refusal
 from app.engine.minute.cycle import HALT_KEY
 from app.storage.records import TransactionRecord
 from app.storage.timefmt import utc_text
@@ -135,6 +135,16 @@ class EngineService:
             self._last_cash_error = str(exc)
             return None
         return self._last_cash
+
+    def day_trading(self) -> dict:
+        """The account's day-trade facts for ``status``: JSON-able values and one sentence."""
+        try:
+            rules = self.parts.broker.account_rules()
+        except BrokerError as exc:
+            return {"summary": f"unknown: {exc}", "error": str(exc)}
+        return {"margin": rules.margin, "equity": None if rules.equity is None else str(rules.equity),
+                "pattern_day_trader": rules.pattern_day_trader, "daytrade_count": rules.daytrade_count,
+                "limited": day_trade_limited(rules), "summary": describe_day_trading(rules)}
 
     def available_cash(self) -> Decimal:
         """Cash a new card may take: broker cash − Σ uninvested cash of running cards."""
@@ -296,6 +306,7 @@ class EngineService:
             "available_cash": None if cash is None else str(self._available_from(cash).quantize(CENT)),
             "broker_error": self._last_cash_error,
             "last_cycle": read_last_cycle(p.system),
+            "day_trading": self.day_trading(),
             "stream": json.loads(p.system.get_config(STREAM_STATE_KEY) or "null"),
             "instances": [
                 {"id": c.instance_id, "display_name": c.display_name, "ticker": c.ticker,

@@ -18,7 +18,7 @@ from pathlib import Path
 from app.engine.algorithm_api import AlgorithmBase
 from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm
 from app.engine.plugins.runner import AlgorithmFault, Decision, GuardedRunner
-from app.engine.brokers.protocol import Broker, BrokerError
+from app.engine.brokers.protocol import AccountRules, Broker, BrokerError
 from app.engine.portfolio.ledger import CardLedger, Holding
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.minute.journal import Fill, OrderJournal
@@ -26,7 +26,7 @@ from app.engine.minute.risk_guard import OrderRequest, refusal
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, InstanceRecord
 from app.storage.system_store import SystemStore
-from app.storage.timefmt import to_epoch
+from app.storage.timefmt import to_epoch, utc_text
 
 log = logging.getLogger("autotrader.engine.cycle")
 
@@ -146,6 +146,7 @@ class TradingCycle:
         self.context = StoreContext(market.path, system.path, self.ledger, keep=runner.worker_count)
         self._algos: dict[int, AlgorithmBase] = {}
         self.refused: dict[int, str] = {}  # latest refusal per instance, shown on its card
+        self._rules: tuple[datetime, AccountRules | None] | None = None  # read once per minute, if needed
 
     # --- instances ---------------------------------------------------------------------
 
@@ -248,10 +249,13 @@ class TradingCycle:
             if broker_position is not None and decision.shares > broker_position:
                 # Only needed to explain the refusal; reading every card is too slow for each sell.
                 all_shares = self._shares_all_instances(inst.ticker)
+        day_trade = decision.action == "sell" and self._bought_this_session(inst.ticker, minute)
         req = OrderRequest(side=decision.action, shares=decision.shares, price=price,
                            instance_uninvested=figures.uninvested, instance_shares=figures.shares,
                            market_open=market_open, halted=halted,
-                           symbol_shares_all_instances=all_shares, broker_position=broker_position)
+                           symbol_shares_all_instances=all_shares, broker_position=broker_position,
+                           completes_day_trade=day_trade,
+                           account=self._account_rules(minute) if day_trade else None)
         reason = refusal(req)
         if reason:
             log.info("refused %s %d %s for instance %d: %s", decision.action, decision.shares,
@@ -272,6 +276,31 @@ class TradingCycle:
     def holdings(self, instances: Iterable[InstanceRecord]) -> dict[int, Holding]:
         """Fills and totals of several instances after one look at the database (engine thread)."""
         return self.ledger.holdings(self.system, (inst.id for inst in instances))
+
+    def _bought_this_session(self, ticker: str, minute: datetime) -> bool:
+        """Whether any card bought ``ticker`` in ``minute``'s session (its UTC date: sessions never
+        cross midnight UTC), so that selling it now completes a day trade."""
+        day = utc_text(minute)[:10]
+        same = [inst for inst in self.system.all_instances() if inst.ticker == ticker]
+        for holding in self.holdings(same).values():
+            for tx in reversed(holding.transactions):  # oldest first: today's fills are at the end
+                if tx.timestamp[:10] != day:
+                    break
+                if tx.type == "buy":
+                    return True
+        return False
+
+    def _account_rules(self, minute: datetime) -> AccountRules | None:
+        """The account's day-trade facts, read from the broker at most once per minute (None if
+        it cannot be read: the broker then has the last word itself)."""
+        if self._rules is None or self._rules[0] != minute:
+            try:
+                rules: AccountRules | None = self.broker.account_rules()
+            except BrokerError as exc:
+                log.warning("could not read the account's day-trade figures: %s", exc)
+                rules = None
+            self._rules = (minute, rules)
+        return self._rules[1]
 
     def _shares_all_instances(self, ticker: str) -> int:
         same = [inst for inst in self.system.all_instances() if inst.ticker == ticker]

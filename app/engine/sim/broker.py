@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from app.engine.brokers.protocol import (
+    AccountRules,
     InsufficientFunds,
     MarketClosed,
     NotFound,
@@ -99,6 +100,10 @@ class SimBroker:
         """The simulated account's cash after settling due fills."""
         self.settle()
         return self._book.cash()
+
+    def account_rules(self) -> AccountRules:
+        """The simulated account is a cash account: never day-trade limited."""
+        return AccountRules(margin=False)
 
     def validate_symbol(self, symbol: str) -> str:
         """Any well-formed ticker trades in the simulator (SimMarket makes bars for every symbol)."""
