@@ -144,6 +144,13 @@ class SimBookStore(SqliteStore):
             "ORDER BY submitted_ts, rowid").fetchall()
         return [_row(r) for r in rows]
 
+    def orders_since(self, submitted_ts: int) -> list[SimOrderRow]:
+        """Every order decided at or after ``submitted_ts`` (epoch s), any status, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM sim_orders WHERE submitted_ts >= ? "
+            "ORDER BY submitted_ts, rowid", (submitted_ts,)).fetchall()
+        return [_row(r) for r in rows]
+
     # -- writes ----------------------------------------------------------------------------
 
     def add_order(self, client_order_id: str, symbol: str, side: str, qty: int,

@@ -11,7 +11,8 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -382,6 +383,34 @@ class SystemStore(SqliteStore):
                 (status, error, client_order_id))
         return cursor.rowcount == 1
 
+    def adopt_order(self, client_order_id: str, algorithm_id: int, symbol: str, side: str, shares: int,
+                    submitted_at: str, broker_order_id: str) -> bool:
+        """Journal an order found at the broker that the journal lacks, as 'submitted', synced to disk.
+
+        For broker-side reconciliation after a power cut took the journal row; the fill is then
+        recorded with :meth:`record_fill` as for any order. Returns False (and changes nothing) if the
+        client order id is journaled already; raises StoreError if the card is unknown.
+        """
+        coid = _client_order_id(client_order_id)
+        _ticker(symbol)
+        _side(side)
+        _positive_int(shares, "share count")
+        stamp = _timestamp(submitted_at, "submitted_at")
+        with self._synced(True), transaction(self._conn):
+            if self._conn.execute("SELECT 1 FROM algorithm_instances WHERE id = ?",
+                                  (algorithm_id,)).fetchone() is None:
+                raise StoreError(f"no card with id {algorithm_id!r}: order not journaled")
+            cursor = self._conn.execute(
+                "INSERT INTO orders (client_order_id, algorithm_id, symbol, side, shares, status, "
+                "submitted_at, broker_order_id) VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?) "
+                "ON CONFLICT (client_order_id) DO NOTHING",
+                (coid, algorithm_id, symbol, side, shares, stamp, broker_order_id))
+        return cursor.rowcount == 1
+
+    def newest_order_time(self) -> str | None:
+        """The latest ``submitted_at`` in the journal (None when it is empty)."""
+        return self._conn.execute("SELECT MAX(submitted_at) FROM orders").fetchone()[0]
+
     def get_order(self, client_order_id: str) -> OrderRecord | None:
         """One journal entry by client order id, or None."""
         row = self._conn.execute(
@@ -405,6 +434,19 @@ class SystemStore(SqliteStore):
 
     # -- config --------------------------------------------------------------------------------
 
+    @contextmanager
+    def _synced(self, durable: bool) -> Iterator[None]:
+        """With ``durable``, commits inside are fsynced (``synchronous=FULL``) and the setting restored."""
+        if not durable:
+            yield
+            return
+        before = self._conn.execute("PRAGMA synchronous").fetchone()[0]
+        self._conn.execute("PRAGMA synchronous = FULL")
+        try:
+            yield
+        finally:
+            self._conn.execute(f"PRAGMA synchronous = {int(before)}")
+
     def get_config(self, key: str) -> str | None:
         """A setting's text value, or None if unset."""
         row = self._conn.execute("SELECT value FROM system_config WHERE key = ?", (key,)).fetchone()
@@ -414,8 +456,12 @@ class SystemStore(SqliteStore):
         """Set one setting."""
         self.set_configs({key: value})
 
-    def set_configs(self, mapping: Mapping[str, str | None]) -> None:
-        """Set several settings atomically; a value of None deletes that key."""
+    def set_configs(self, mapping: Mapping[str, str | None], *, durable: bool = False) -> None:
+        """Set several settings atomically; a value of None deletes that key.
+
+        ``durable`` syncs the commit to disk before returning, whatever the file's usual
+        ``synchronous`` setting (for the few values a power cut must never take back).
+        """
         items = list(mapping.items())
         for key, value in items:
             if not isinstance(key, str) or not key:
@@ -423,7 +469,7 @@ class SystemStore(SqliteStore):
             if value is not None and not isinstance(value, str):
                 # The value is not echoed: settings may hold secrets.
                 raise StoreError(f"setting {key!r} must be text, got {type(value).__name__}")
-        with transaction(self._conn):
+        with self._synced(durable), transaction(self._conn):
             for key, value in items:
                 if value is None:
                     self._conn.execute("DELETE FROM system_config WHERE key = ?", (key,))

@@ -126,7 +126,7 @@ class SimRig:
 
     def start(self) -> list:
         """What the orchestrator does at start: reconcile open orders, then make history ready."""
-        fills = self.parts.journal.reconcile_at_start()
+        fills = self.parts.reconcile_at_start().fills
         symbols = self.running_symbols()
         self.parts.feed.set_symbols(symbols)
         self.parts.feed.ensure_ready(symbols, self.clock.now())

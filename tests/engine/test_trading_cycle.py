@@ -201,12 +201,17 @@ def test_outcomes_are_counted_per_instance_and_cached_algorithms_are_dropped_whe
         b = rig.add("MSFT", "flipper", 3_000)
         rig.step(utc(2024, 6, 4, 15, 1))
         assert set(rig.parts.cycle._algos) == {a, b}
-        rig.service.stop_instance(b)
+        (buy,) = rig.system.open_orders()[1:]
+        assert (buy.algorithm_id, buy.side) == (b, "buy")
+        stopped = rig.service.stop_instance(b)
+        assert stopped.message.endswith(f"; canceled its open buy of {buy.shares} MSFT")
         result = rig.step(utc(2024, 6, 4, 15, 2))
         assert [o.instance_id for o in result.outcomes] == [a]
         assert set(rig.parts.cycle._algos) == {a}
-        # The stopped card's open order still gets its fill recorded.
-        assert Counter(f.instance_id for f in result.fills) == Counter({a: 1, b: 1})
+        # The stopped card's open buy was canceled at the stop: it never fills, nothing is left to sell.
+        assert Counter(f.instance_id for f in result.fills) == Counter({a: 1})
+        assert rig.system.get_order(buy.client_order_id).status == "canceled"
+        assert rig.parts.broker.position("MSFT") == 0 and rig.system.get_transactions(b) == []
     finally:
         rig.close()
 

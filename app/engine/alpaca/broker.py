@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -40,6 +40,10 @@ from app.engine.system.settings import Settings
 log = logging.getLogger("autotrader.engine.alpaca_broker")
 
 POLL_INTERVAL_S = 0.25
+PAGE_LIMIT = 500  # the most orders Alpaca returns per GET /v2/orders
+# Alpaca's `after` is exclusive and its times have up to nanoseconds while alpaca-py sends
+# microseconds: each page starts this much before the newest time of the last one (seen ids skipped).
+_PAGE_OVERLAP = timedelta(microseconds=1)
 _CANCEL_SETTLE_S = 1.0
 _ENDED = frozenset({"canceled", "expired", "replaced", "done_for_day"})
 
@@ -113,6 +117,7 @@ def order_state(raw: dict[str, Any]) -> OrderState:
         filled_avg_price=avg,
         filled_at=filled_at,
         reason=reason,
+        submitted_at=_parse_time(raw.get("submitted_at")) or _parse_time(raw.get("created_at")),
     )
 
 
@@ -222,7 +227,53 @@ class AlpacaBroker:
             raise self._error(failure, f"cannot read the {symbol} position") from None
         return _whole(raw.get("qty"))
 
+    def positions(self) -> dict[str, int]:
+        """Whole shares held, by symbol (Alpaca lists only open positions)."""
+        raw = self._call("cannot read the Alpaca positions", self._client.get_all_positions)
+        held = {str(p.get("symbol")): _whole(p.get("qty")) for p in raw or ()}
+        return {symbol: qty for symbol, qty in held.items() if qty}
+
     # -- orders ----------------------------------------------------------------------------
+
+    def orders_since(self, after: datetime, *, page_limit: int = PAGE_LIMIT) -> list[OrderState]:
+        """Every order submitted at or after ``after`` (all statuses), oldest first, over as many pages as it takes.
+
+        Pages go forward in time (``direction=asc``), each from just before the newest submission
+        time of the previous one, so orders sharing a timestamp across a page boundary are neither
+        skipped nor repeated. Raises BrokerError if a whole page shares one instant (no progress).
+        """
+        from alpaca.common.enums import Sort
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        if after.tzinfo is None:
+            raise ValueError("orders_since needs an aware datetime")
+        cursor = after.astimezone(timezone.utc) - _PAGE_OVERLAP
+        seen: set[str] = set()
+        found: list[OrderState] = []
+        while True:
+            request = GetOrdersRequest(status=QueryOrderStatus.ALL, after=cursor, limit=page_limit,
+                                       direction=Sort.ASC)
+            page = self._call("cannot list the Alpaca orders", self._client.get_orders, request) or []
+            newest = cursor
+            for raw in page:
+                state = order_state(raw)
+                stamp = state.submitted_at
+                if stamp is not None and stamp > newest:
+                    newest = stamp
+                key = state.broker_order_id or state.client_order_id
+                if key in seen:
+                    continue
+                seen.add(key)
+                found.append(state)
+            if len(page) < page_limit:
+                return found
+            following = newest - _PAGE_OVERLAP
+            if following <= cursor:
+                raise BrokerError(f"cannot list the Alpaca orders: more than {page_limit} orders share "
+                                  f"the submission time {newest.isoformat()}")
+            cursor = following
+
 
     def get_order(self, client_order_id: str) -> OrderState | None:
         """The order with this client id, or None if Alpaca never received it."""

@@ -82,6 +82,7 @@ class OrderState:
     filled_avg_price: Decimal | None = None
     filled_at: datetime | None = None
     reason: str | None = None  # why rejected/canceled, when the broker says
+    submitted_at: datetime | None = None  # when the broker received it, by the broker's clock
 
     @property
     def is_final(self) -> bool:
@@ -131,3 +132,12 @@ class Broker(Protocol):
 
     def position(self, symbol: str) -> int:
         """Whole shares the account holds in ``symbol`` (0 if none)."""
+
+    def positions(self) -> dict[str, int]:
+        """Whole shares the account holds, by symbol (symbols with none left out)."""
+
+    def orders_since(self, after: datetime) -> list[OrderState]:
+        """Every order of the account (anyone's, any status) submitted at or after ``after``, oldest first.
+
+        Complete however many there are (paged as the broker requires). For reconciliation.
+        """

@@ -90,9 +90,10 @@ class Orchestrator(QObject):
             self._timer.setSingleShot(True)
             self._timer.setTimerType(Qt.TimerType.PreciseTimer)
             self._timer.timeout.connect(self._on_wake)
-            fills = self.parts.journal.reconcile_at_start()
-            if fills:
-                log.info("reconciled %d fill(s) left open by the last run", len(fills))
+            reconciled = self.parts.reconcile_at_start()
+            if reconciled.fills:
+                log.info("reconciled %d fill(s) left unrecorded by the last run", len(reconciled.fills))
+            start_notices.extend(reconciled.notices)
             if self.parts.feed.simulated:
                 self.publisher.stream(StreamStatus("live", simulated=True))
             self._sync_symbols(initial=True)

@@ -36,6 +36,7 @@ log = logging.getLogger("autotrader.engine.service")
 
 STREAM_STATE_KEY = "stream_state"  # the running kiosk's live-bar stream, for `autotrader status`
 MAX_CAPITAL = Decimal("100000000")
+CANCEL_WAIT_S = 5.0  # how long a stop waits for the broker to close a canceled order
 CENT = Decimal("0.01")
 
 
@@ -217,41 +218,92 @@ class EngineService:
         return instance_id
 
     def stop_instance(self, instance_id: int, liquidate: bool = False) -> StopResult:
-        """Stop a card (soft stop). ``liquidate`` sells its shares at market first, only while open."""
+        """Stop a card (soft stop) and say what happened to its orders and shares.
+
+        Both cancel the card's open buys first (a buy that fills after the stop would leave shares
+        nothing ever sells) and record how each ended (it may have filled meanwhile). Plain stop
+        leaves the shares in the account; ``liquidate`` then sells what the card holds that its open
+        sells do not already cover, at market, only while the market is open. A buy the broker will
+        not close yet stops nothing (ServiceError; try again).
+        """
         p = self.parts
         inst = p.system.get_instance(instance_id)
         if inst is None or inst.status != "running":
             raise ServiceError(f"no running instance with id {instance_id}")
+        now = p.clock.now()
+        if liquidate and p.cycle.holding(instance_id).shares > 0 and not p.calendar.is_open(now):
+            raise ServiceError(f"the market is closed: shares can be sold from {self._opens(now)}. "
+                               f"Stop without selling, or try again then")
+        parts = [f"stopped {inst.display_name}"]
+        parts += self._cancel_open_buys(instance_id)
         shares = p.cycle.holding(instance_id).shares
-        message = f"stopped {inst.display_name}"
-        if liquidate and shares > 0:
-            now = p.clock.now()
+        # Shares an open sell of this card already covers must not be sold twice.
+        _, selling = p.journal.reserved(instance_id, None)
+        if liquidate and shares - selling > 0:
+            done = "; ".join(parts[1:])
             if not p.calendar.is_open(now):
-                opens = p.calendar.next_open(now).astimezone().strftime("%a %H:%M")
-                raise ServiceError(f"the market is closed: shares can be sold from {opens}. "
-                                   f"Stop without selling, or try again then")
-            # Shares an open sell of this card already covers must not be sold twice.
-            _, selling = p.journal.reserved(instance_id, None)
-            to_sell = shares - selling
-            if to_sell > 0:
-                # A liquidation is an order like any other: the risk guard (halt switch) applies.
-                reason = refusal(OrderRequest(side="sell", shares=to_sell, price=None,
-                                              instance_uninvested=Decimal(0), instance_shares=to_sell,
-                                              market_open=True, halted=p.cycle.halted()))
-                if reason:
-                    raise ServiceError(f"cannot sell {to_sell} {inst.ticker}: {reason}. "
-                                       "Stop without selling, or try again later")
-                _, problem = p.journal.place(instance_id, inst.ticker, "sell", to_sell, now)
-                if problem:
-                    raise ServiceError(f"could not sell {to_sell} {inst.ticker}: {problem}")
-            message += f"; selling {shares} {inst.ticker} at market"
+                raise ServiceError(f"{done}; the market is closed: its {shares} {inst.ticker} shares can be "
+                                   f"sold from {self._opens(now)}. Stop without selling, or try again then")
+            shares -= selling
+            # A liquidation is an order like any other: the risk guard (halt switch) applies.
+            reason = refusal(OrderRequest(side="sell", shares=shares, price=None,
+                                          instance_uninvested=Decimal(0), instance_shares=shares,
+                                          market_open=True, halted=p.cycle.halted()))
+            if reason:
+                raise ServiceError(f"{done + '; ' if done else ''}cannot sell {shares} {inst.ticker}: {reason}. "
+                                   "Stop without selling, or try again later")
+            _, problem = p.journal.place(instance_id, inst.ticker, "sell", shares, now)
+            if problem:
+                raise ServiceError(f"{done + '; ' if done else ''}could not sell {shares} {inst.ticker}: {problem}")
+            parts.append(f"selling {shares} {inst.ticker} at market")
+        elif liquidate and selling:
+            parts.append(f"its open sell of {selling} {inst.ticker} stays")
         elif shares > 0:
-            message += f"; its {shares} {inst.ticker} shares stay in the account"
+            parts.append(f"its {shares} {inst.ticker} shares stay in the account")
         p.system.stop_instance(instance_id)
         p.cycle.forget(instance_id)
+        message = "; ".join(parts)
         log.info(message)
         self.publish_all()
         return StopResult(instance_id, message)
+
+    def _opens(self, now) -> str:
+        return self.parts.calendar.next_open(now).astimezone().strftime("%a %H:%M")
+
+    def _cancel_open_buys(self, instance_id: int) -> list[str]:
+        """Cancel the card's open buys and record how each ended; a phrase for each.
+
+        Raises ServiceError if the broker cannot be asked or has not closed an order yet.
+        """
+        p = self.parts
+        said: list[str] = []
+        for order in p.journal.open_orders():
+            if order.algorithm_id != instance_id or order.side != "buy":
+                continue
+            what = f"{order.side} of {order.shares} {order.symbol}"
+            try:
+                state = p.broker.cancel(order.client_order_id)
+                if state is not None and not state.is_final:
+                    state = p.broker.wait_for_final(order.client_order_id, CANCEL_WAIT_S)
+            except BrokerError as exc:
+                raise ServiceError(f"could not cancel the open {what}: {exc}. "
+                                   f"{'; '.join(said) + '. ' if said else ''}The card was not stopped; try again") from None
+            if state is None:
+                # Never reached the broker (or not yet: if it does, the next start books its fill).
+                p.system.mark_final(order.client_order_id, "failed", "withdrawn when the card was stopped")
+                said.append(f"withdrew its unsent {what}")
+                continue
+            if not state.is_final:
+                raise ServiceError(f"the broker has not closed the open {what} yet. "
+                                   f"{'; '.join(said) + '. ' if said else ''}The card was not stopped; try again")
+            p.journal.apply(state, announce=False)
+            if state.filled_qty >= order.shares:
+                said.append(f"its {what} filled before it could be canceled")
+            elif state.filled_qty > 0:
+                said.append(f"canceled its open {what} after {state.filled_qty} filled")
+            else:
+                said.append(f"canceled its open {what}")
+        return said
 
     def resume_instance(self, instance_id: int) -> None:
         """Clear a fault so the instance runs again from the next minute."""

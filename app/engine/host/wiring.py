@@ -15,6 +15,7 @@ from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.marketdata.feed import MarketFeed
 from app.engine.sim.feed import SimFeed
 from app.engine.minute.journal import OrderJournal
+from app.engine.minute.reconcile import BrokerReconciler, BrokerReconciliation
 from app.engine.system.pin import PinGuard
 from app.engine.system.data_folder import DataPaths, open_market_store, open_system_store
 from app.engine.system.settings import Settings
@@ -104,6 +105,15 @@ class EngineParts:
                    market=market, broker=broker, journal=journal, feed=feed, cycle=cycle,
                    pin=PinGuard(system, now=clock.now), runner=runner, algorithm_dirs=dirs, options=options,
                    _closers=closers)
+
+    def reconcile_at_start(self) -> BrokerReconciliation:
+        """Before the first cycle: resolve the journal's open rows, then book from the broker's own list
+        the fills of ours the journal lacks (a power cut), then compare positions. Fills of both passes."""
+        journal_fills = self.journal.reconcile_at_start()
+        result = BrokerReconciler(self.system, self.broker, self.journal, self.clock.now).run(
+            lambda: {i: h.shares for i, h in self.cycle.holdings(self.system.all_instances()).items()})
+        result.fills[:0] = journal_fills
+        return result
 
     def close(self) -> None:
         """Close connections and worker threads (reverse order of opening)."""

@@ -9,21 +9,20 @@ counted twice.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from app.engine.brokers.protocol import (Broker, BrokerError, BrokerUnavailable, NotFound, OrderRejected,
                                OrderState)
+from app.engine.minute.order_ids import ClientOrderIds
 from app.storage.records import OrderRecord
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import parse_utc_text, utc_text
 
 log = logging.getLogger("autotrader.engine.orders")
 
-JOURNAL_ID_KEY = "journal_id"
 # A pending order the broker has never heard of after this long was never received.
 UNKNOWN_ORDER_GRACE = timedelta(minutes=2)
 
@@ -47,25 +46,16 @@ class OrderJournal:
         self._store = store
         self._broker = broker
         self._now = now
-        self._prefix = self._journal_prefix()
+        self.ids = ClientOrderIds.for_store(store)
         # Fills already final when submit answered (e.g. found by client id after a lost answer):
         # recorded by place(), reported by the next settle().
         self._placed_fills: list[Fill] = []
         # Orders the broker closed without a fill since the last drain: (instance id, sentence).
         self._closed_unfilled: list[tuple[int, str]] = []
 
-    def _journal_prefix(self) -> str:
-        # A random id per system.db keeps client order ids unique across database resets
-        # against the same brokerage account (Alpaca rejects a reused id).
-        jid = self._store.get_config(JOURNAL_ID_KEY)
-        if not jid:
-            jid = secrets.token_hex(3)
-            self._store.set_config(JOURNAL_ID_KEY, jid)
-        return f"at{jid}"
-
     def client_order_id(self, instance_id: int, minute: datetime, side: str) -> str:
         """The one id of the decision (instance, minute, side): the same decision is never sent twice."""
-        return f"{self._prefix}-{instance_id}-{minute.astimezone(timezone.utc):%Y%m%dT%H%M}-{side}"
+        return self.ids.make(instance_id, minute, side)
 
     def place(self, instance_id: int, symbol: str, side: str, shares: int,
               minute: datetime) -> tuple[OrderRecord | None, str | None]:
@@ -74,6 +64,10 @@ class OrderJournal:
         A transient failure leaves the row open for :meth:`settle`; a rejection closes it.
         """
         coid = self.client_order_id(instance_id, minute, side)
+        legacy = self.ids.legacy(instance_id, minute, side)
+        if legacy is not None and self._store.get_order(legacy) is not None:
+            # Sent under the earlier id scheme just before an upgrade: still the same decision.
+            return self._store.get_order(legacy), "this decision was already sent"
         if not self._store.journal_order(coid, instance_id, symbol, side, shares, utc_text(self._now())):
             return self._store.get_order(coid), "this decision was already sent"
         try:
@@ -95,8 +89,12 @@ class OrderJournal:
             self._placed_fills.append(fill)
         return self._store.get_order(coid), None
 
-    def apply(self, state: OrderState) -> Fill | None:
-        """Record a broker state in the journal; a final state with shares filled becomes a transaction."""
+    def apply(self, state: OrderState, *, announce: bool = True) -> Fill | None:
+        """Record a broker state in the journal; a final state with shares filled becomes a transaction.
+
+        An order closed without a fill is reported on its card by the next cycle unless ``announce``
+        is False (the caller says what happened itself, e.g. a stop that canceled it).
+        """
         if not state.is_final:
             return None
         if state.filled_qty > 0 and state.filled_avg_price is not None:
@@ -113,7 +111,7 @@ class OrderJournal:
             return Fill(order.algorithm_id, state.client_order_id, state.side, state.filled_qty,
                         Decimal(state.filled_avg_price), tx_id)
         status = state.status if state.status in ("rejected", "canceled") else "failed"
-        if self._store.mark_final(state.client_order_id, status, state.reason):
+        if self._store.mark_final(state.client_order_id, status, state.reason) and announce:
             order = self._store.get_order(state.client_order_id)
             if order is not None:
                 what = {"rejected": "rejected", "canceled": "canceled"}.get(status, "did not fill")

@@ -30,7 +30,7 @@ from app.engine.portfolio.money import format_money
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.sim_book_store import SimBookStore, SimOrderRow
-from app.storage.timefmt import parse_utc_text, to_epoch
+from app.storage.timefmt import from_epoch, parse_utc_text, to_epoch
 from app.engine.marketdata.minutes import floor_ts
 
 _BPS = Decimal(10_000)
@@ -49,6 +49,7 @@ def _state(row: SimOrderRow) -> OrderState:
         filled_avg_price=row.filled_avg_price,
         filled_at=None if row.filled_at is None else parse_utc_text(row.filled_at),
         reason=row.reason,
+        submitted_at=from_epoch(row.submitted_ts),
     )
 
 
@@ -114,6 +115,16 @@ class SimBroker:
         check_symbol_format(symbol)
         self.settle()
         return self._book.position(symbol)
+
+    def positions(self) -> dict[str, int]:
+        """Every non-zero position after settling due fills."""
+        self.settle()
+        return self._book.positions()
+
+    def orders_since(self, after: datetime) -> list[OrderState]:
+        """Every order of the book decided at or after ``after`` (the book is local: no paging)."""
+        self.settle()
+        return [_state(row) for row in self._book.orders_since(floor_ts(to_epoch(after)))]
 
     def get_order(self, client_order_id: str) -> OrderState | None:
         """The order with this client id (after settling due fills), or None."""
