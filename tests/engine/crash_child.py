@@ -125,8 +125,12 @@ class SimRig:
         return sorted(symbols | {o.symbol for o in self.parts.journal.open_orders()})
 
     def start(self) -> list:
-        """What the orchestrator does at start: reconcile open orders, then make history ready."""
-        fills = self.parts.reconcile_at_start().fills
+        """What the orchestrator does at start: reconcile (journal, then broker), then make history ready.
+
+        Returns the fills booked; the whole reconciliation (notices too) is kept in ``reconciled``.
+        """
+        self.reconciled = self.parts.reconcile_at_start()
+        fills = self.reconciled.fills
         symbols = self.running_symbols()
         self.parts.feed.set_symbols(symbols)
         self.parts.feed.ensure_ready(symbols, self.clock.now())

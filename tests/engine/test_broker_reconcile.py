@@ -1,0 +1,206 @@
+"""Broker-side reconciliation: fills the journal lost in a power cut are booked from the broker, once.
+
+The power cut is simulated the way it hits the disk: real minutes are traded, then system.db is
+put back to a consistent copy taken minutes earlier (the commits after it lost), while the broker
+keeps every order it received. The engine restarts on that file and must book every fill of ours
+exactly once, adopt nothing it did not place (an order typed in by hand, an order of another
+installation), and say where the broker's positions and the cards' shares differ. Against the
+SimBroker's persisted book and against the fake Alpaca through the real alpaca-py TradingClient.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from app.engine.client_order_ids import INSTALLATION_ID_KEY, ClientOrderIds
+from app.engine.broker_reconcile import RECONCILED_KEY
+from app.engine.engine_parts import SIM_BOOK_FILE
+from app.storage.system_store import SystemStore
+from app.storage.timefmt import parse_utc_text
+from tests.engine.crash_child import FLIPPER_SOURCE, SimRig, write_algorithm
+from tests.engine.test_crash_safety import broker_fills
+
+T0 = datetime(2024, 6, 4, 15, 0, tzinfo=timezone.utc)  # a Tuesday, mid-session
+OTHER_INSTALLATION = "0123456789abcdef"
+
+
+def minute(i: int) -> datetime:
+    return T0 + timedelta(minutes=i)
+
+
+@pytest.fixture
+def algos(tmp_path: Path) -> Path:
+    return write_algorithm(tmp_path / "algos", "flipper", FLIPPER_SOURCE)
+
+
+def copy_db(src: Path, dst: Path) -> None:
+    """A consistent copy of a live SQLite file: what the disk still held when the power went."""
+    with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+        source.backup(target)
+    source.close()
+    target.close()
+
+
+def put_back(copy: Path, system_db: Path) -> None:
+    """Replace system.db (and its WAL) by the older copy: every commit after the copy is lost."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{system_db}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(copy, system_db)
+
+
+def booked(system_db: Path) -> dict[str, tuple]:
+    """Transactions by client order id: (card, side, shares, price); fails on a doubled id."""
+    with SystemStore(system_db) as store:
+        txs = store.all_transactions()
+    counts = Counter(tx.client_order_id for tx in txs)
+    assert [c for c, n in counts.items() if n > 1] == []
+    return {tx.client_order_id: (tx.algorithm_id, tx.type, tx.shares, Decimal(str(tx.price))) for tx in txs}
+
+
+# --- the id scheme ------------------------------------------------------------------------------
+
+def test_client_order_ids_carry_card_minute_side_and_this_installation_only(tmp_path):
+    with SystemStore(tmp_path / "system.db") as store:
+        ids = ClientOrderIds.for_store(store)
+        assert ClientOrderIds.for_store(store).installation_id == ids.installation_id  # made once
+        coid = ids.make(123456, datetime(2026, 12, 1, 10, 30, tzinfo=timezone(timedelta(hours=-5))), "sell")
+        assert coid == f"at2-{ids.installation_id}-123456-20261201T1530-sell" and len(coid) <= 128
+        ident = ids.parse(coid)
+        assert (ident.card, ident.minute, ident.side, ident.legacy) == \
+            (123456, datetime(2026, 12, 1, 15, 30, tzinfo=timezone.utc), "sell", False)
+        other = ClientOrderIds(OTHER_INSTALLATION)
+        for foreign in (other.make(1, T0, "buy"), "my-own-order", "", "at2-" + ids.installation_id + "-0-20240604T1500-buy",
+                        coid.replace("-sell", "-short"), coid + "x", f"at{ids.installation_id[:6]}-1-20240604T1500-buy"):
+            assert ids.parse(foreign) is None, foreign
+        assert ids.legacy(1, T0, "buy") is None  # this system.db never used the old scheme
+    with SystemStore(tmp_path / "other.db") as store:  # a new system.db is a new installation
+        assert ClientOrderIds.for_store(store).installation_id != ids.installation_id
+
+
+def test_old_format_ids_of_this_journal_stay_ours(tmp_path):
+    with SystemStore(tmp_path / "system.db") as store:
+        store.set_config("journal_id", "a1b2c3")  # a system.db from before the at2 scheme
+        ids = ClientOrderIds.for_store(store)
+        assert store.get_config(INSTALLATION_ID_KEY) == ids.installation_id
+    old = "ata1b2c3-7-20240604T1501-buy"
+    assert ids.legacy(7, minute(1), "buy") == old
+    ident = ids.parse(old)
+    assert (ident.card, ident.minute, ident.side, ident.legacy) == (7, minute(1), "buy", True)
+    assert ids.parse("atffffff-7-20240604T1501-buy") is None  # another database's old id
+
+
+def test_an_upgraded_journal_never_resends_a_decision_it_sent_under_its_old_id(tmp_path, algos):
+    rig = SimRig(tmp_path / "data", minute(1), algorithm_dirs=(algos,))
+    try:
+        card = rig.add("AAPL", "flipper", 5_000)
+        rig.system.set_config("journal_id", "a1b2c3")
+        rig.system.journal_order("ata1b2c3-%d-20240604T1501-buy" % card, card, "AAPL", "buy", 3,
+                                 "2024-06-04T15:01:00Z")
+        rig.close()
+        rig = SimRig(tmp_path / "data", minute(1), algorithm_dirs=(algos,))
+        _, problem = rig.parts.journal.place(card, "AAPL", "buy", 3, minute(1))
+        assert problem == "this decision was already sent"
+        assert len(rig.system.orders_for(card)) == 1
+    finally:
+        rig.close()
+
+
+# --- power cut, SimBroker -----------------------------------------------------------------------
+
+def test_sim_power_cut_books_every_lost_fill_once_and_adopts_nothing_foreign(tmp_path, algos):
+    data = tmp_path / "data"
+    rig = SimRig(data, minute(0), algorithm_dirs=(algos,))
+    system_db = rig.system.path
+    book_db = rig.parts.paths.root / SIM_BOOK_FILE
+    try:
+        a = rig.add("AAPL", "flipper", 5_000)
+        b = rig.add("MSFT", "flipper", 5_000)
+        c = rig.add("AAPL", "flipper", 3_000, shares=4)
+        rig.system.set_config("journal_id", "a1b2c3")  # this file also placed orders under the old scheme
+        for i in range(1, 4):
+            rig.step(minute(i))
+        copy_db(system_db, tmp_path / "before.db")
+        kept = booked(system_db)
+        assert kept  # fills booked before the copy survive as they were
+        open_at_copy = {o.client_order_id for o in rig.system.open_orders()}
+        assert len(open_at_copy) == 3
+        for i in range(4, 9):
+            rig.step(minute(i))
+            if i == 5:
+                broker = rig.parts.broker
+                broker.submit_market_order("my-manual-order-1", "AAPL", "buy", 2)  # typed in by hand
+                broker.submit_market_order(ClientOrderIds(OTHER_INSTALLATION).make(a, minute(5), "buy"),
+                                           "AAPL", "buy", 3)  # another kiosk on this account
+                broker.submit_market_order(f"ata1b2c3-{b}-{minute(5):%Y%m%dT%H%M}-buy", "MSFT", "buy", 1)
+        before_cut = booked(system_db)
+        open_at_cut = [o.client_order_id for o in rig.system.open_orders()]
+        assert len(open_at_cut) == 3  # the last minute's orders wait for their fill bar
+    finally:
+        rig.close()
+
+    put_back(tmp_path / "before.db", system_db)
+    assert booked(system_db) == kept
+    rig = SimRig(data, minute(8) + timedelta(seconds=30), algorithm_dirs=(algos,))
+    try:
+        rig.start()
+        result = rig.reconciled
+        ids = rig.parts.journal.ids  # this installation's, old scheme included
+        fills = broker_fills(book_db)
+        positions = fills.pop("__positions__")
+        fills.pop("__open__")
+        ours = {coid: v for coid, v in fills.items() if ids.parse(coid)}
+        after = booked(system_db)
+        # Every fill of ours at the broker is booked once, with the broker's side, quantity and price.
+        assert set(after) == set(ours)
+        for coid, (symbol, side, qty, price) in ours.items():
+            card, t_side, t_qty, t_price = after[coid]
+            assert (rig.system.get_instance(card).ticker, t_side, t_qty) == (symbol, side, qty)
+            assert t_price == price
+        assert set(before_cut) < set(after)  # incl. the old-format order the journal never had
+        assert f"ata1b2c3-{b}-{minute(5):%Y%m%dT%H%M}-buy" in after
+        # Nothing foreign was adopted: neither a transaction nor a journal row.
+        foreign = [coid for coid in fills if not ids.parse(coid)]
+        assert len(foreign) == 2
+        for coid in foreign:
+            assert coid not in after and rig.system.get_order(coid) is None
+        # The rows the copy still had open are settled by the journal's own pass; every fill whose
+        # row was lost is booked from the broker's list and announced once, on its card.
+        assert len(result.fills) == len(after) - len(kept)
+        from_broker = set(after) - set(kept) - open_at_copy
+        booked_notices = [n for n in result.notices if n.message.startswith("booked a ")]
+        assert len(booked_notices) == len(from_broker) == 13
+        assert {n.instance_id for n in booked_notices} == {a, b, c}
+        # The orders still open at the cut are journaled again and followed.
+        assert result.adopted_open == 3
+        assert sorted(o.client_order_id for o in rig.system.open_orders()) == sorted(open_at_cut)
+        # The foreign shares show as a mismatch on AAPL only; MSFT adds up (incl. the old-format buy).
+        (mismatch,) = [n for n in result.notices if n.kind == "error"]
+        cards = rig.parts.cycle.holdings(rig.system.all_instances())
+        aapl_cards = cards[a].shares + cards[c].shares
+        assert positions.get("AAPL", 0) == aapl_cards + 5
+        assert mismatch.message.startswith(f"AAPL: the broker holds {aapl_cards + 5} shares but the cards "
+                                           f"account for {aapl_cards}")
+        assert positions.get("MSFT", 0) == cards[b].shares
+        assert parse_utc_text(rig.system.get_config(RECONCILED_KEY)) == minute(8)
+
+        # The next minute fills the adopted open orders through the journal, once.
+        step = rig.step(minute(9))
+        assert sorted(f.client_order_id for f in step.fills) == sorted(open_at_cut)
+        rig.close()
+
+        # A second start finds nothing more to book and lists from the advanced point.
+        rig = SimRig(data, minute(9) + timedelta(seconds=30), algorithm_dirs=(algos,))
+        again = booked(system_db)
+        assert rig.start() == []
+        assert [n for n in rig.reconciled.notices if n.kind != "error"] == []
+        assert booked(system_db) == again
+        assert rig.reconciled.since >= minute(8) - timedelta(minutes=5)
+    finally:
+        rig.close()
