@@ -204,3 +204,217 @@ def test_sim_power_cut_books_every_lost_fill_once_and_adopts_nothing_foreign(tmp
         assert rig.reconciled.since >= minute(8) - timedelta(minutes=5)
     finally:
         rig.close()
+
+
+# --- power cut, Alpaca (the fake, through the real alpaca-py TradingClient) ---------------------
+
+class PaperEngine:
+    """A paper engine on a ManualClock against the fake Alpaca, stepped like the orchestrator does."""
+
+    SYMBOLS = ("AAPL", "MSFT")
+
+    def __init__(self, fake, data: Path, algos: Path, clock) -> None:
+        from app.engine.alpaca_broker import AlpacaBroker
+        from app.engine.engine_parts import EngineOptions, EngineParts
+        from app.engine.engine_service import EngineService
+        from app.engine.settings import Settings
+
+        self.fake = fake
+        self.clock = clock
+        settings = Settings(api_key=fake.key, secret=fake.secret, paper=True, data_root=data,
+                            trading_url=fake.origin, data_url=fake.origin, stream_url=fake.stream_url,
+                            algorithm_dirs=(algos,))
+        broker = AlpacaBroker.from_settings(settings, timeout_s=5, retry_wait_s=0.05)
+        self.parts = EngineParts.build(settings, clock=clock, broker=broker,
+                                       options=EngineOptions(fill_wait_s=1.0))
+        self.service = EngineService(self.parts)
+
+    def step(self, at: datetime):
+        self.clock.set(at + timedelta(seconds=2))
+        self.parts.feed.set_symbols(list(self.SYMBOLS))
+        self.parts.feed.poll(self.clock.now())
+        for symbol in self.SYMBOLS:  # the fake fills at the price the cards last saw
+            self.fake.set_price(symbol, str(self.parts.market.latest_bar(symbol).close))
+        return self.parts.cycle.run_minute(at)
+
+    def close(self) -> None:
+        self.parts.close()
+
+
+def fake_with_bars(tmp_path: Path, cal, fake):
+    """Give the fake five sessions of sim bars before 2024-06-04 and that day's, for both symbols."""
+    from datetime import date
+
+    from app.engine.sim_market import SimMarket
+    from app.storage.market_store import MarketStore
+
+    scratch = MarketStore(tmp_path / "scratch.db")
+    sim = SimMarket(cal, scratch, seed=5)
+    days = [*cal.sessions_between(date(2024, 5, 28), date(2024, 6, 3)), date(2024, 6, 4)]
+    for symbol in PaperEngine.SYMBOLS:
+        fake.add_asset(symbol)
+        fake.add_bars(symbol, [tuple(b) for d in days for b in sim.session_bars(symbol, d)])
+    scratch.close()
+
+
+def fake_fills(fake) -> dict[str, tuple]:
+    """Orders the fake ended with shares filled: client id -> (symbol, side, filled qty, avg price)."""
+    return {o["client_order_id"]: (o["symbol"], o["side"], int(o["filled_qty"]), Decimal(o["filled_avg_price"]))
+            for o in fake.orders() if int(o["filled_qty"]) > 0 and o["status"] in ("filled", "canceled", "expired")}
+
+
+def test_alpaca_power_cut_books_every_lost_fill_once_and_adopts_nothing_foreign(tmp_path, algos):
+    from app.engine.clock import ManualClock
+    from app.engine.market_calendar import MarketCalendar
+    from tests.fakes.alpaca_server import FakeAlpaca, wait_until
+    from tests.fakes.fixtures import trading_client
+    from alpaca.trading.enums import OrderSide, TimeInForce
+    from alpaca.trading.requests import MarketOrderRequest
+
+    clock = ManualClock(minute(0) + timedelta(seconds=2))
+    with FakeAlpaca(cash=100_000, fill_delay=0.05) as fake:
+        fake_with_bars(tmp_path, MarketCalendar(), fake)
+        fake.set_now(clock.now)
+        data = tmp_path / "data"
+        engine = PaperEngine(fake, data, algos, clock)
+        system_db = engine.parts.system.path
+        try:
+            a = engine.service.create_instance("AAPL", "flipper", "5000")
+            b = engine.service.create_instance("MSFT", "flipper", "5000")
+            c = engine.service.create_instance("AAPL", "flipper", "3000", {"shares": "4"})
+            for i in range(1, 4):
+                engine.step(minute(i))
+            copy_db(system_db, tmp_path / "before.db")
+            kept = booked(system_db)
+            assert len(kept) == 9  # Alpaca fills within the minute
+            hand = trading_client(fake)
+            for i in range(4, 8):
+                engine.step(minute(i))
+                if i == 5:
+                    for coid, qty in (("my-manual-order-1", 2),
+                                      (ClientOrderIds(OTHER_INSTALLATION).make(a, minute(5), "buy"), 3)):
+                        hand.submit_order(MarketOrderRequest(symbol="AAPL", qty=qty, side=OrderSide.BUY,
+                                                             time_in_force=TimeInForce.DAY, client_order_id=coid))
+                    assert wait_until(lambda: all(fake.order(c)["status"] == "filled" for c in (
+                        "my-manual-order-1", ClientOrderIds(OTHER_INSTALLATION).make(a, minute(5), "buy"))), 5)
+            fake.fill_delay = None  # the last minute's orders stay open at the broker through the cut
+            last = engine.step(minute(8))
+            assert last.orders == 3 and last.fills == []
+            open_at_cut = sorted(o.client_order_id for o in engine.parts.system.open_orders())
+            assert len(open_at_cut) == 3
+        finally:
+            engine.close()
+
+        put_back(tmp_path / "before.db", system_db)
+        clock.set(minute(8) + timedelta(seconds=40))
+        engine = PaperEngine(fake, data, algos, clock)
+        try:
+            result = engine.parts.reconcile_at_start()
+            ids = engine.parts.journal.ids
+            fills = fake_fills(fake)
+            ours = {coid: v for coid, v in fills.items() if ids.parse(coid)}
+            after = booked(system_db)
+            assert set(after) == set(ours) and len(ours) == 9 + 4 * 3
+            for coid, (symbol, side, qty, price) in ours.items():
+                card, t_side, t_qty, t_price = after[coid]
+                assert (engine.parts.system.get_instance(card).ticker, t_side, t_qty, t_price) == \
+                    (symbol, side, qty, price)
+            foreign = [coid for coid in fills if not ids.parse(coid)]
+            assert len(foreign) == 2
+            for coid in foreign:
+                assert coid not in after and engine.parts.system.get_order(coid) is None
+            booked_notices = [n for n in result.notices if n.message.startswith("booked a ")]
+            assert len(booked_notices) == len(result.fills) == 12
+            assert result.adopted_open == 3
+            assert sorted(o.client_order_id for o in engine.parts.system.open_orders()) == open_at_cut
+            cards = engine.parts.cycle.holdings(engine.parts.system.all_instances())
+            (mismatch,) = [n for n in result.notices if n.kind == "error"]
+            assert fake.position_qty("AAPL") == cards[a].shares + cards[c].shares + 5
+            assert mismatch.message.startswith(f"AAPL: the broker holds {fake.position_qty('AAPL')} shares")
+            assert fake.position_qty("MSFT") == cards[b].shares
+
+            # The adopted open orders fill later and are booked once, by the journal.
+            for coid in open_at_cut:
+                fake.fill_order(coid)
+            settled = engine.parts.journal.settle(0)
+            assert sorted(f.client_order_id for f in settled) == open_at_cut
+        finally:
+            engine.close()
+
+        engine = PaperEngine(fake, data, algos, clock)
+        try:
+            again = booked(system_db)
+            result = engine.parts.reconcile_at_start()
+            assert result.fills == [] and [n.kind for n in result.notices] == ["error"]
+            assert booked(system_db) == again and len(again) == 9 + 4 * 3 + 3
+        finally:
+            engine.close()
+
+
+# --- listing the broker's orders: pages --------------------------------------------------------
+
+def submit_many(fake, n: int, prefix: str, when) -> list[str]:
+    """``n`` open one-share buys through the real client, ``when(i)`` giving the fake's clock for each."""
+    from alpaca.trading.enums import OrderSide, TimeInForce
+    from alpaca.trading.requests import MarketOrderRequest
+    from tests.fakes.fixtures import trading_client
+
+    client = trading_client(fake)
+    coids = []
+    for i in range(n):
+        fake.set_now(when(i))
+        coid = f"{prefix}-{i}"
+        client.submit_order(MarketOrderRequest(symbol="AAPL", qty=1, side=OrderSide.BUY,
+                                               time_in_force=TimeInForce.DAY, client_order_id=coid))
+        coids.append(coid)
+    return coids
+
+
+def alpaca_broker(fake):
+    from app.engine.alpaca_broker import AlpacaBroker
+    from app.engine.settings import Settings
+
+    settings = Settings(api_key=fake.key, secret=fake.secret, paper=True, trading_url=fake.origin)
+    return AlpacaBroker.from_settings(settings, timeout_s=5, retry_wait_s=0.05)
+
+
+def test_orders_since_pages_through_shared_timestamps_without_skipping_or_repeating():
+    from tests.fakes.alpaca_server import FakeAlpaca
+
+    with FakeAlpaca(fill_delay=None) as fake:
+        fake.add_asset("AAPL")
+        # 23 orders in 5 instants (ties of 5, 5, 5, 5, 3); pages of 7 cut through every tie.
+        coids = submit_many(fake, 23, "tie", lambda i: T0 + timedelta(seconds=i // 5))
+        broker = alpaca_broker(fake)
+        listed = broker.orders_since(T0, page_limit=7)
+        assert [s.client_order_id for s in listed] and sorted(s.client_order_id for s in listed) == sorted(coids)
+        assert [s.submitted_at for s in listed] == sorted(s.submitted_at for s in listed)
+        # `since` is inclusive, and each page asked for the oldest orders first.
+        assert {s.client_order_id for s in broker.orders_since(T0 + timedelta(seconds=4), page_limit=7)} == \
+            set(coids[20:])
+        requests = fake.requests("/v2/orders", method="GET")
+        assert requests and all(r.param("direction") == "asc" and r.param("status") == "all" for r in requests)
+
+
+def test_orders_since_reads_past_alpacas_500_per_page():
+    from tests.fakes.alpaca_server import FakeAlpaca
+
+    with FakeAlpaca(fill_delay=None, cash=10_000_000) as fake:
+        fake.add_asset("AAPL")
+        coids = submit_many(fake, 520, "many", lambda i: T0 + timedelta(milliseconds=10 * i))
+        fake.clear_log()
+        listed = alpaca_broker(fake).orders_since(T0 - timedelta(seconds=1))
+        assert sorted(s.client_order_id for s in listed) == sorted(coids)
+        pages = fake.requests("/v2/orders", method="GET")
+        assert len(pages) == 2 and pages[0].param("limit") == "500"
+
+
+def test_orders_since_refuses_a_page_that_cannot_advance():
+    from app.engine.broker import BrokerError
+    from tests.fakes.alpaca_server import FakeAlpaca
+
+    with FakeAlpaca(fill_delay=None) as fake:
+        fake.add_asset("AAPL")
+        submit_many(fake, 8, "same", lambda i: T0)
+        with pytest.raises(BrokerError, match="more than 5 orders share the submission time"):
+            alpaca_broker(fake).orders_since(T0, page_limit=5)
