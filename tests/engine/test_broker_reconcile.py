@@ -418,3 +418,74 @@ def test_orders_since_refuses_a_page_that_cannot_advance():
         submit_many(fake, 8, "same", lambda i: T0)
         with pytest.raises(BrokerError, match="more than 5 orders share the submission time"):
             alpaca_broker(fake).orders_since(T0, page_limit=5)
+
+
+# --- stop means stopped ------------------------------------------------------------------------
+
+def test_stop_liquidate_cancels_an_open_buy_before_selling_what_the_card_holds(tmp_path, algos):
+    """Alpaca keeps the card's buy open; ``stop --liquidate`` must not leave it to fill after the stop."""
+    from app.engine.clock import ManualClock
+    from app.engine.market_calendar import MarketCalendar
+    from tests.fakes.alpaca_server import FakeAlpaca
+
+    clock = ManualClock(minute(0) + timedelta(seconds=2))
+    with FakeAlpaca(fill_delay=0.05) as fake:
+        fake_with_bars(tmp_path, MarketCalendar(), fake)
+        fake.set_now(clock.now)
+        engine = PaperEngine(fake, tmp_path / "data", algos, clock)
+        try:
+            card = engine.service.create_instance("AAPL", "flipper", "5000", {"shares": "5"})
+            other = engine.service.create_instance("MSFT", "flipper", "5000", {"shares": "5"})
+            engine.step(minute(1))  # both buy 5, filled
+            engine.step(minute(2))  # both sell 5, filled
+            fake.fill_delay = None  # from now on Alpaca keeps orders open
+            engine.step(minute(3))  # both buy 5 again: open at the broker
+            (buy,) = [o for o in engine.parts.system.open_orders() if o.algorithm_id == card]
+            fake.fill_order(buy.client_order_id, qty=2)  # part of it filled meanwhile
+            assert engine.parts.cycle.holding(card).shares == 0  # nothing booked yet: still open
+
+            result = engine.service.stop_instance(card, liquidate=True)
+            assert result.message.endswith("; canceled its open buy of 5 AAPL after 2 filled; selling 2 AAPL at market")
+            assert fake.order(buy.client_order_id)["status"] == "canceled"
+            assert engine.parts.system.get_order(buy.client_order_id).status == "partial"
+            (sell,) = [o for o in engine.parts.system.open_orders() if o.algorithm_id == card]
+            assert (sell.side, sell.shares) == ("sell", 2)
+            fake.fill_order(sell.client_order_id)
+            engine.step(minute(4))
+            assert engine.parts.cycle.holding(card).shares == 0 and fake.position_qty("AAPL") == 0
+            assert engine.parts.system.get_instance(card).status == "stopped"
+            assert engine.parts.system.open_orders() == [o for o in engine.parts.system.open_orders()
+                                                          if o.algorithm_id == other]
+
+            # Plain stop: the open buy is canceled too, the shares it already has stay.
+            (other_buy,) = engine.parts.system.open_orders()
+            result = engine.service.stop_instance(other)
+            assert result.message.endswith("; canceled its open buy of 5 MSFT")
+            assert fake.order(other_buy.client_order_id)["status"] == "canceled"
+            assert engine.parts.system.open_orders() == [] and fake.position_qty("MSFT") == 0
+        finally:
+            engine.close()
+
+
+def test_stop_refuses_while_the_broker_will_not_close_the_open_buy(tmp_path, algos):
+    from app.engine.clock import ManualClock
+    from app.engine.engine_client import ServiceError
+    from app.engine.market_calendar import MarketCalendar
+    from tests.fakes.alpaca_server import FakeAlpaca
+
+    clock = ManualClock(minute(0) + timedelta(seconds=2))
+    with FakeAlpaca(fill_delay=None) as fake:
+        fake_with_bars(tmp_path, MarketCalendar(), fake)
+        fake.set_now(clock.now)
+        engine = PaperEngine(fake, tmp_path / "data", algos, clock)
+        try:
+            card = engine.service.create_instance("AAPL", "flipper", "5000", {"shares": "5"})
+            engine.step(minute(1))
+            (buy,) = engine.parts.system.open_orders()
+            fake.faults.server_errors("/v2/orders/", status=503, times=50, method="DELETE")
+            with pytest.raises(ServiceError, match="could not cancel the open buy of 5 AAPL: .*The card was not stopped; try again"):
+                engine.service.stop_instance(card, liquidate=True)
+            assert engine.parts.system.get_instance(card).status == "running"
+            assert engine.parts.system.get_order(buy.client_order_id).status == "submitted"
+        finally:
+            engine.close()
