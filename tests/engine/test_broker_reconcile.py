@@ -489,3 +489,36 @@ def test_stop_refuses_while_the_broker_will_not_close_the_open_buy(tmp_path, alg
             assert engine.parts.system.get_order(buy.client_order_id).status == "submitted"
         finally:
             engine.close()
+
+
+def test_the_kiosk_says_at_start_what_it_booked_from_the_broker(tmp_path, algos, qtbot):
+    """The orchestrator's start runs both passes and puts their notices on the wall."""
+    from app.engine.clock import SimClock
+    from app.engine.engine_host import EngineHost
+    from app.engine.engine_parts import EngineOptions
+
+    data = tmp_path / "data"
+    rig = SimRig(data, minute(0), algorithm_dirs=(algos,))
+    try:
+        card = rig.add("AAPL", "flipper", 5_000)
+        rig.step(minute(1))
+        copy_db(rig.system.path, tmp_path / "before.db")
+        for i in range(2, 5):
+            rig.step(minute(i))
+        system_db = rig.system.path
+    finally:
+        rig.close()
+    put_back(tmp_path / "before.db", system_db)
+
+    host = EngineHost(rig.settings, SimClock(minute(4) + timedelta(seconds=30), speed=1.0),
+                      options=EngineOptions(time_budget_s=5.0))
+    notices = []
+    host.signals.notice.connect(notices.append)
+    host.start()
+    try:
+        qtbot.waitUntil(lambda: any(n.message.startswith("booked a ") for n in notices), timeout=10_000)
+        announced = [n for n in notices if n.message.startswith("booked a ")]
+        assert [n.instance_id for n in announced] == [card, card] and {n.kind for n in announced} == {"info"}
+        assert "(its journal row was lost, e.g. in a power cut)" in announced[0].message
+    finally:
+        host.stop()
