@@ -522,3 +522,70 @@ def test_the_kiosk_says_at_start_what_it_booked_from_the_broker(tmp_path, algos,
         assert "(its journal row was lost, e.g. in a power cut)" in announced[0].message
     finally:
         host.stop()
+
+
+def test_cards_do_not_trade_until_the_broker_orders_could_be_compared(tmp_path, algos, qtbot):
+    """A Pi that boots before its network: the listing fails at start, so nothing trades on a journal
+    that may lack fills; the next minute it works, the lost fills are booked and trading starts."""
+    from app.engine.broker import BrokerUnavailable
+    from app.engine.clock import ManualClock
+    from app.engine.engine_parts import EngineParts
+    from app.engine.market_calendar import MarketCalendar
+    from app.engine.orchestrator import EngineSignals, Orchestrator
+    from app.engine.runtime import DataPaths, open_market_store
+    from app.engine.sim_broker import SimBroker
+    from app.storage.sim_book_store import SimBookStore
+
+    data = tmp_path / "data"
+    rig = SimRig(data, minute(0), algorithm_dirs=(algos,))
+    try:
+        card = rig.add("AAPL", "flipper", 5_000)
+        rig.step(minute(1))
+        copy_db(rig.system.path, tmp_path / "before.db")
+        rig.step(minute(2))
+        rig.step(minute(3))
+        system_db, settings = rig.system.path, rig.settings
+    finally:
+        rig.close()
+    put_back(tmp_path / "before.db", system_db)
+
+    class NetworkNotUpYet(SimBroker):
+        down = True
+
+        def orders_since(self, after):
+            if self.down:
+                raise BrokerUnavailable("the broker did not answer within 10 s")
+            return super().orders_since(after)
+
+    clock = ManualClock(minute(3) + timedelta(seconds=30))
+    made = []
+
+    def parts_factory() -> EngineParts:
+        calendar = MarketCalendar()
+        paths = DataPaths.for_folder(settings.data_dir())
+        market = open_market_store(paths, calendar)
+        broker = NetworkNotUpYet(SimBookStore(paths.root / SIM_BOOK_FILE), market, calendar, clock.now)
+        made.append(broker)
+        return EngineParts.build(settings, clock=clock, broker=broker)
+
+    signals = EngineSignals()
+    notices = []
+    signals.notice.connect(notices.append)
+    orch = Orchestrator(settings, clock, signals, parts_factory=parts_factory)
+    orch.start()
+    try:
+        assert orch.start_error is None and orch.broker_unchecked
+        assert [n.kind for n in notices] == ["error"] and "no card trades until" in notices[0].message
+        orders = len(orch.parts.system.orders_for(card))
+        clock.set(minute(4) + timedelta(seconds=2))
+        assert orch.run_cycle(minute(4)).orders == 0
+        assert len(orch.parts.system.orders_for(card)) == orders  # nothing sent on a stale journal
+        made[0].down = False
+        clock.set(minute(5) + timedelta(seconds=2))
+        assert orch.run_cycle(minute(5)).orders == 1
+        assert not orch.broker_unchecked
+        assert [n.instance_id for n in notices if n.message.startswith("booked a ")] == [card, card]
+        txs = orch.parts.system.get_transactions(card, oldest_first=True)
+        assert [t.type for t in txs] == ["buy", "sell", "buy"]  # minute 1 to 3, each once
+    finally:
+        orch.stop()

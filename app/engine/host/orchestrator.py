@@ -30,6 +30,7 @@ from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at
                                     utc_now)
 from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import Settings
+from app.engine.minute.cycle import CycleResult
 from app.storage.timefmt import utc_text
 
 log = logging.getLogger("autotrader.engine.orchestrator")
@@ -65,6 +66,7 @@ class Orchestrator(QObject):
         self.reports: list[CycleReport] = []  # recent cycles (bounded), for status and benchmarks
         # Storage safety (issue 7): why trading stopped (None while trading), and the daily backup.
         self.trading_stopped: str | None = None
+        self.broker_unchecked = False  # True while the broker-side reconciliation has not run yet
         self.backup: DailyBackup | None = None
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
         # "missed": session minutes that never got a cycle (between two cycles of this process).
@@ -94,6 +96,9 @@ class Orchestrator(QObject):
             if reconciled.fills:
                 log.info("reconciled %d fill(s) left unrecorded by the last run", len(reconciled.fills))
             start_notices.extend(reconciled.notices)
+            # Until the broker's orders have been compared once, cards may lack fills a power cut
+            # took: they do not trade (a Pi often boots before its network is up).
+            self.broker_unchecked = not reconciled.checked
             if self.parts.feed.simulated:
                 self.publisher.stream(StreamStatus("live", simulated=True))
             self._sync_symbols(initial=True)
@@ -211,6 +216,17 @@ class Orchestrator(QObject):
         log.error("trading stopped: %s", reason)
         self.publisher.notice(stopped_notice(reason, at=self.clock.now()))
 
+    def _retry_broker_reconciliation(self) -> None:
+        """The broker-side pass again; its notices only once it worked (the start said it failed)."""
+        again = self.parts.reconcile_with_broker()
+        if not again.checked:
+            log.warning("not trading yet: the broker's orders could not be listed")
+            return
+        self.broker_unchecked = False
+        log.info("broker reconciliation done after the start; trading")
+        for notice in again.notices:
+            self.signals.notice.emit(notice)
+
     def _maintain(self) -> None:
         """Between cycles: today's system.db backup when due (a failure is reported, never fatal)."""
         if self.backup is None:
@@ -229,7 +245,9 @@ class Orchestrator(QObject):
         if bars:
             self.publisher.bars(tuple(bars))
         self._count_missed(minute)
-        result = parts.cycle.run_minute(minute)
+        if self.broker_unchecked:
+            self._retry_broker_reconciliation()
+        result = CycleResult(minute) if self.broker_unchecked else parts.cycle.run_minute(minute)
         duration_ms = (time.perf_counter() - t0) * 1000
         report = CycleReport(minute=minute, scheduled_at=scheduled_at or started, started_at=started,
                              duration_ms=duration_ms, instances_run=len(result.outcomes),

@@ -110,10 +110,14 @@ class EngineParts:
         """Before the first cycle: resolve the journal's open rows, then book from the broker's own list
         the fills of ours the journal lacks (a power cut), then compare positions. Fills of both passes."""
         journal_fills = self.journal.reconcile_at_start()
-        result = BrokerReconciler(self.system, self.broker, self.journal, self.clock.now).run(
-            lambda: {i: h.shares for i, h in self.cycle.holdings(self.system.all_instances()).items()})
+        result = self.reconcile_with_broker()
         result.fills[:0] = journal_fills
         return result
+
+    def reconcile_with_broker(self) -> BrokerReconciliation:
+        """The broker-side pass alone (``checked`` False when the broker could not be asked)."""
+        return BrokerReconciler(self.system, self.broker, self.journal, self.clock.now).run(
+            lambda: {i: h.shares for i, h in self.cycle.holdings(self.system.all_instances()).items()})
 
     def close(self) -> None:
         """Close connections and worker threads (reverse order of opening)."""

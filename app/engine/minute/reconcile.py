@@ -91,8 +91,8 @@ class BrokerReconciler:
             orders = self._broker.orders_since(result.since)
         except BrokerError as exc:
             result.notices.append(Notice(
-                "error", f"could not list the broker's orders at start ({exc}); fills this kiosk's "
-                         "journal may have lost are checked again at the next start", at=now))
+                "error", f"could not list the broker's orders ({exc}): no card trades until they have "
+                         "been compared with the journal (tried again every minute)", at=now))
             return result
         result.checked = True
         result.listed = len(orders)
