@@ -587,5 +587,15 @@ def test_cards_do_not_trade_until_the_broker_orders_could_be_compared(tmp_path, 
         assert [n.instance_id for n in notices if n.message.startswith("booked a ")] == [card, card]
         txs = orch.parts.system.get_transactions(card, oldest_first=True)
         assert [t.type for t in txs] == ["buy", "sell", "buy"]  # minute 1 to 3, each once
+
+        # Once a day the pass runs again, so the point a restart lists from follows the trading.
+        point = orch.parts.system.get_config(RECONCILED_KEY)
+        clock.set(minute(6) + timedelta(seconds=2))
+        orch.run_cycle(minute(6))
+        assert orch.parts.system.get_config(RECONCILED_KEY) == point  # same day: not again
+        tomorrow = datetime(2024, 6, 5, 13, 31, tzinfo=timezone.utc)
+        clock.set(tomorrow + timedelta(seconds=2))
+        orch.run_cycle(tomorrow)
+        assert parse_utc_text(orch.parts.system.get_config(RECONCILED_KEY)) == minute(6)
     finally:
         orch.stop()

@@ -67,6 +67,7 @@ class Orchestrator(QObject):
         # Storage safety (issue 7): why trading stopped (None while trading), and the daily backup.
         self.trading_stopped: str | None = None
         self.broker_unchecked = False  # True while the broker-side reconciliation has not run yet
+        self._reconciled_on = None  # the date of the last broker-side pass
         self.backup: DailyBackup | None = None
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
         # "missed": session minutes that never got a cycle (between two cycles of this process).
@@ -99,6 +100,7 @@ class Orchestrator(QObject):
             # Until the broker's orders have been compared once, cards may lack fills a power cut
             # took: they do not trade (a Pi often boots before its network is up).
             self.broker_unchecked = not reconciled.checked
+            self._reconciled_on = self.clock.now().date()
             if self.parts.feed.simulated:
                 self.publisher.stream(StreamStatus("live", simulated=True))
             self._sync_symbols(initial=True)
@@ -217,13 +219,16 @@ class Orchestrator(QObject):
         self.publisher.notice(stopped_notice(reason, at=self.clock.now()))
 
     def _retry_broker_reconciliation(self) -> None:
-        """The broker-side pass again; its notices only once it worked (the start said it failed)."""
+        """The broker-side pass again (after a failed start, or the day's); its notices once it worked."""
         again = self.parts.reconcile_with_broker()
         if not again.checked:
-            log.warning("not trading yet: the broker's orders could not be listed")
-            return
+            if self.broker_unchecked:
+                log.warning("not trading yet: the broker's orders could not be listed")
+            return  # the daily pass tries again next minute; nothing depends on it today
+        if self.broker_unchecked:
+            log.info("broker reconciliation done after the start; trading")
         self.broker_unchecked = False
-        log.info("broker reconciliation done after the start; trading")
+        self._reconciled_on = self.clock.now().date()
         for notice in again.notices:
             self.signals.notice.emit(notice)
 
@@ -246,6 +251,9 @@ class Orchestrator(QObject):
             self.publisher.bars(tuple(bars))
         self._count_missed(minute)
         if self.broker_unchecked:
+            self._retry_broker_reconciliation()
+        elif minute.date() != self._reconciled_on:
+            # Once a day, so that the point a restart lists from stays near and the start stays quick.
             self._retry_broker_reconciliation()
         result = CycleResult(minute) if self.broker_unchecked else parts.cycle.run_minute(minute)
         duration_ms = (time.perf_counter() - t0) * 1000
