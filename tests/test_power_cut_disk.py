@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.client_order_ids import ClientOrderIds
+from app.engine.minute.order_ids import ClientOrderIds
 from tests.engine.crash_child import FLIPPER_SOURCE, write_algorithm
 from tests.engine.test_broker_reconcile import (OTHER_INSTALLATION, PaperEngine, booked, fake_fills,
                                                 fake_with_bars, minute)
@@ -81,8 +81,8 @@ def test_power_cut_on_a_loop_mounted_ext4_disk_books_every_fill_once(tmp_path):
     from alpaca.trading.enums import OrderSide, TimeInForce
     from alpaca.trading.requests import MarketOrderRequest
 
-    from app.engine.clock import ManualClock
-    from app.engine.market_calendar import MarketCalendar
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.marketdata.calendar import MarketCalendar
     from tests.fakes.alpaca_server import FakeAlpaca, wait_until
     from tests.fakes.fixtures import trading_client
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.client_order_ids import INSTALLATION_ID_KEY, ClientOrderIds
-from app.engine.broker_reconcile import RECONCILED_KEY
-from app.engine.engine_parts import SIM_BOOK_FILE
+from app.engine.minute.order_ids import INSTALLATION_ID_KEY, ClientOrderIds
+from app.engine.minute.reconcile import RECONCILED_KEY
+from app.engine.host.wiring import SIM_BOOK_FILE
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import parse_utc_text
 from tests.engine.crash_child import FLIPPER_SOURCE, SimRig, write_algorithm
@@ -76,8 +76,9 @@ def test_client_order_ids_carry_card_minute_side_and_this_installation_only(tmp_
         assert (ident.card, ident.minute, ident.side, ident.legacy) == \
             (123456, datetime(2026, 12, 1, 15, 30, tzinfo=timezone.utc), "sell", False)
         other = ClientOrderIds(OTHER_INSTALLATION)
-        for foreign in (other.make(1, T0, "buy"), "my-own-order", "", "at2-" + ids.installation_id + "-0-20240604T1500-buy",
-                        coid.replace("-sell", "-short"), coid + "x", f"at{ids.installation_id[:6]}-1-20240604T1500-buy"):
+        mine = ids.installation_id
+        for foreign in (other.make(1, T0, "buy"), "my-own-order", "", f"at2-{mine}-0-20240604T1500-buy",
+                        coid.replace("-sell", "-short"), coid + "x", f"at{mine[:6]}-1-20240604T1500-buy"):
             assert ids.parse(foreign) is None, foreign
         assert ids.legacy(1, T0, "buy") is None  # this system.db never used the old scheme
     with SystemStore(tmp_path / "other.db") as store:  # a new system.db is a new installation
@@ -214,10 +215,10 @@ class PaperEngine:
     SYMBOLS = ("AAPL", "MSFT")
 
     def __init__(self, fake, data: Path, algos: Path, clock) -> None:
-        from app.engine.alpaca_broker import AlpacaBroker
-        from app.engine.engine_parts import EngineOptions, EngineParts
-        from app.engine.engine_service import EngineService
-        from app.engine.settings import Settings
+        from app.engine.alpaca.broker import AlpacaBroker
+        from app.engine.host.wiring import EngineOptions, EngineParts
+        from app.engine.host.service import EngineService
+        from app.engine.system.settings import Settings
 
         self.fake = fake
         self.clock = clock
@@ -245,7 +246,7 @@ def fake_with_bars(tmp_path: Path, cal, fake):
     """Give the fake five sessions of sim bars before 2024-06-04 and that day's, for both symbols."""
     from datetime import date
 
-    from app.engine.sim_market import SimMarket
+    from app.engine.sim.market import SimMarket
     from app.storage.market_store import MarketStore
 
     scratch = MarketStore(tmp_path / "scratch.db")
@@ -264,8 +265,8 @@ def fake_fills(fake) -> dict[str, tuple]:
 
 
 def test_alpaca_power_cut_books_every_lost_fill_once_and_adopts_nothing_foreign(tmp_path, algos):
-    from app.engine.clock import ManualClock
-    from app.engine.market_calendar import MarketCalendar
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.marketdata.calendar import MarketCalendar
     from tests.fakes.alpaca_server import FakeAlpaca, wait_until
     from tests.fakes.fixtures import trading_client
     from alpaca.trading.enums import OrderSide, TimeInForce
@@ -371,8 +372,8 @@ def submit_many(fake, n: int, prefix: str, when) -> list[str]:
 
 
 def alpaca_broker(fake):
-    from app.engine.alpaca_broker import AlpacaBroker
-    from app.engine.settings import Settings
+    from app.engine.alpaca.broker import AlpacaBroker
+    from app.engine.system.settings import Settings
 
     settings = Settings(api_key=fake.key, secret=fake.secret, paper=True, trading_url=fake.origin)
     return AlpacaBroker.from_settings(settings, timeout_s=5, retry_wait_s=0.05)
@@ -410,7 +411,7 @@ def test_orders_since_reads_past_alpacas_500_per_page():
 
 
 def test_orders_since_refuses_a_page_that_cannot_advance():
-    from app.engine.broker import BrokerError
+    from app.engine.brokers.protocol import BrokerError
     from tests.fakes.alpaca_server import FakeAlpaca
 
     with FakeAlpaca(fill_delay=None) as fake:
@@ -424,8 +425,8 @@ def test_orders_since_refuses_a_page_that_cannot_advance():
 
 def test_stop_liquidate_cancels_an_open_buy_before_selling_what_the_card_holds(tmp_path, algos):
     """Alpaca keeps the card's buy open; ``stop --liquidate`` must not leave it to fill after the stop."""
-    from app.engine.clock import ManualClock
-    from app.engine.market_calendar import MarketCalendar
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.marketdata.calendar import MarketCalendar
     from tests.fakes.alpaca_server import FakeAlpaca
 
     clock = ManualClock(minute(0) + timedelta(seconds=2))
@@ -468,9 +469,9 @@ def test_stop_liquidate_cancels_an_open_buy_before_selling_what_the_card_holds(t
 
 
 def test_stop_refuses_while_the_broker_will_not_close_the_open_buy(tmp_path, algos):
-    from app.engine.clock import ManualClock
-    from app.engine.engine_client import ServiceError
-    from app.engine.market_calendar import MarketCalendar
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.host.client import ServiceError
+    from app.engine.marketdata.calendar import MarketCalendar
     from tests.fakes.alpaca_server import FakeAlpaca
 
     clock = ManualClock(minute(0) + timedelta(seconds=2))
@@ -483,7 +484,8 @@ def test_stop_refuses_while_the_broker_will_not_close_the_open_buy(tmp_path, alg
             engine.step(minute(1))
             (buy,) = engine.parts.system.open_orders()
             fake.faults.server_errors("/v2/orders/", status=503, times=50, method="DELETE")
-            with pytest.raises(ServiceError, match="could not cancel the open buy of 5 AAPL: .*The card was not stopped; try again"):
+            refused = "could not cancel the open buy of 5 AAPL: .*The card was not stopped; try again"
+            with pytest.raises(ServiceError, match=refused):
                 engine.service.stop_instance(card, liquidate=True)
             assert engine.parts.system.get_instance(card).status == "running"
             assert engine.parts.system.get_order(buy.client_order_id).status == "submitted"
@@ -493,9 +495,9 @@ def test_stop_refuses_while_the_broker_will_not_close_the_open_buy(tmp_path, alg
 
 def test_the_kiosk_says_at_start_what_it_booked_from_the_broker(tmp_path, algos, qtbot):
     """The orchestrator's start runs both passes and puts their notices on the wall."""
-    from app.engine.clock import SimClock
-    from app.engine.engine_host import EngineHost
-    from app.engine.engine_parts import EngineOptions
+    from app.engine.marketdata.clock import SimClock
+    from app.engine.host.thread import EngineHost
+    from app.engine.host.wiring import EngineOptions
 
     data = tmp_path / "data"
     rig = SimRig(data, minute(0), algorithm_dirs=(algos,))
@@ -527,13 +529,13 @@ def test_the_kiosk_says_at_start_what_it_booked_from_the_broker(tmp_path, algos,
 def test_cards_do_not_trade_until_the_broker_orders_could_be_compared(tmp_path, algos, qtbot):
     """A Pi that boots before its network: the listing fails at start, so nothing trades on a journal
     that may lack fills; the next minute it works, the lost fills are booked and trading starts."""
-    from app.engine.broker import BrokerUnavailable
-    from app.engine.clock import ManualClock
-    from app.engine.engine_parts import EngineParts
-    from app.engine.market_calendar import MarketCalendar
-    from app.engine.orchestrator import EngineSignals, Orchestrator
-    from app.engine.runtime import DataPaths, open_market_store
-    from app.engine.sim_broker import SimBroker
+    from app.engine.brokers.protocol import BrokerUnavailable
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.host.wiring import EngineParts
+    from app.engine.marketdata.calendar import MarketCalendar
+    from app.engine.host.orchestrator import EngineSignals, Orchestrator
+    from app.engine.system.data_folder import DataPaths, open_market_store
+    from app.engine.sim.broker import SimBroker
     from app.storage.sim_book_store import SimBookStore
 
     data = tmp_path / "data"

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
@@ -67,7 +67,7 @@ class Orchestrator(QObject):
         # Storage safety (issue 7): why trading stopped (None while trading), and the daily backup.
         self.trading_stopped: str | None = None
         self.broker_unchecked = False  # True while the broker-side reconciliation has not run yet
-        self._reconciled_on = None  # the date of the last broker-side pass
+        self._reconciled_on: date | None = None  # the date of the last broker-side pass
         self.backup: DailyBackup | None = None
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
         # "missed": session minutes that never got a cycle (between two cycles of this process).
@@ -220,7 +220,8 @@ class Orchestrator(QObject):
 
     def _retry_broker_reconciliation(self) -> None:
         """The broker-side pass again (after a failed start, or the day's); its notices once it worked."""
-        again = self.parts.reconcile_with_broker()
+        parts, _ = self._running()
+        again = parts.reconcile_with_broker()
         if not again.checked:
             if self.broker_unchecked:
                 log.warning("not trading yet: the broker's orders could not be listed")

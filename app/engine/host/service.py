@@ -286,8 +286,9 @@ class EngineService:
                 if state is not None and not state.is_final:
                     state = p.broker.wait_for_final(order.client_order_id, CANCEL_WAIT_S)
             except BrokerError as exc:
-                raise ServiceError(f"could not cancel the open {what}: {exc}. "
-                                   f"{'; '.join(said) + '. ' if said else ''}The card was not stopped; try again") from None
+                done = "; ".join(said) + ". " if said else ""
+                raise ServiceError(f"could not cancel the open {what}: {exc}. {done}"
+                                   "The card was not stopped; try again") from None
             if state is None:
                 # Never reached the broker (or not yet: if it does, the next start books its fill).
                 p.system.mark_final(order.client_order_id, "failed", "withdrawn when the card was stopped")

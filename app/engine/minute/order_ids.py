@@ -25,8 +25,9 @@ LEGACY_JOURNAL_ID_KEY = "journal_id"
 VERSION = "at2"
 
 _MINUTE = "%Y%m%dT%H%M"
-_CURRENT = re.compile(r"at2-(?P<inst>[0-9a-f]{16})-(?P<card>[1-9][0-9]{0,17})-(?P<minute>\d{8}T\d{4})-(?P<side>buy|sell)")
-_LEGACY = re.compile(r"at(?P<inst>[0-9a-f]{6})-(?P<card>[1-9][0-9]{0,17})-(?P<minute>\d{8}T\d{4})-(?P<side>buy|sell)")
+_TAIL = r"-(?P<card>[1-9][0-9]{0,17})-(?P<minute>\d{8}T\d{4})-(?P<side>buy|sell)"
+_CURRENT = re.compile(r"at2-(?P<inst>[0-9a-f]{16})" + _TAIL)
+_LEGACY = re.compile(r"at(?P<inst>[0-9a-f]{6})" + _TAIL)
 
 
 @dataclass(frozen=True, slots=True)

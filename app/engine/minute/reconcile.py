@@ -86,9 +86,10 @@ class BrokerReconciler:
         that cannot be asked leaves the point where it was and says so in a notice.
         """
         now = self._now()
-        result = BrokerReconciliation(since=_point(self._store, now))
+        since = _point(self._store, now)
+        result = BrokerReconciliation(since=since)
         try:
-            orders = self._broker.orders_since(result.since)
+            orders = self._broker.orders_since(since)
         except BrokerError as exc:
             result.notices.append(Notice(
                 "error", f"could not list the broker's orders ({exc}): no card trades until they have "
@@ -106,7 +107,7 @@ class BrokerReconciler:
             self._store.set_configs({RECONCILED_KEY: utc_text(min(newest, now))}, durable=True)
         self._compare_positions(card_shares(), result, now)
         log.info("broker reconciliation from %s: %d order(s) listed, %d ours, %d fill(s) booked, "
-                 "%d open order(s) journaled", utc_text(result.since), result.listed, result.ours,
+                 "%d open order(s) journaled", utc_text(since), result.listed, result.ours,
                  len(result.fills), result.adopted_open)
         return result
 
