@@ -533,7 +533,8 @@ def test_cards_do_not_trade_until_the_broker_orders_could_be_compared(tmp_path, 
     from app.engine.marketdata.clock import ManualClock
     from app.engine.host.wiring import EngineParts
     from app.engine.marketdata.calendar import MarketCalendar
-    from app.engine.host.orchestrator import EngineSignals, Orchestrator
+    from app.engine.host.orchestrator import Orchestrator
+    from app.engine.host.signals import EngineSignals
     from app.engine.system.data_folder import DataPaths, open_market_store
     from app.engine.sim.broker import SimBroker
     from app.storage.sim_book_store import SimBookStore

@@ -231,7 +231,7 @@ class Orchestrator(QObject):
         self.broker_unchecked = False
         self._reconciled_on = self.clock.now().date()
         for notice in again.notices:
-            self.signals.notice.emit(notice)
+            self.publisher.notice(notice)
 
     def _maintain(self) -> None:
         """Between cycles: today's system.db backup when due (a failure is reported, never fatal)."""
