@@ -381,3 +381,31 @@ def test_constructor_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         SystemStore(path)
+
+
+def test_adopting_an_order_found_at_the_broker_is_once_and_only_for_a_known_card(store: SystemStore) -> None:
+    card = store.create_instance("AAPL", "sma_crossover", 1000.0)
+    assert store.newest_order_time() is None
+    assert store.adopt_order("c-1", card, "AAPL", "buy", 5, "2024-06-04T15:01:00Z", "b-1") is True
+    assert store.adopt_order("c-1", card, "AAPL", "buy", 9, "2024-06-04T15:09:00Z", "b-9") is False
+    order = store.get_order("c-1")
+    assert (order.status, order.shares, order.broker_order_id) == ("submitted", 5, "b-1")
+    assert store.newest_order_time() == "2024-06-04T15:01:00Z"
+    with pytest.raises(StoreError, match="no card with id 999"):
+        store.adopt_order("c-2", 999, "AAPL", "buy", 5, "2024-06-04T15:01:00Z", "b-2")
+    assert store.get_order("c-2") is None
+    # Its fill is then recorded by the one fill rule, exactly once.
+    tx = store.record_fill("c-1", 5, 10.0, "2024-06-04T15:02:00Z", "filled")
+    assert store.record_fill("c-1", 5, 10.0, "2024-06-04T15:02:00Z", "filled") == tx
+
+
+def test_a_durable_setting_is_written_with_full_sync_and_the_file_keeps_its_own(store: SystemStore) -> None:
+    conn = store.connection
+    before = conn.execute("PRAGMA synchronous").fetchone()[0]
+    seen = []
+    conn.set_trace_callback(seen.append)
+    store.set_configs({"k": "v"}, durable=True)
+    conn.set_trace_callback(None)
+    assert seen.index("PRAGMA synchronous = FULL") < seen.index("COMMIT")
+    assert store.get_config("k") == "v"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == before
