@@ -602,3 +602,29 @@ def test_cards_do_not_trade_until_the_broker_orders_could_be_compared(tmp_path, 
         assert parse_utc_text(orch.parts.system.get_config(RECONCILED_KEY)) == minute(6)
     finally:
         orch.stop()
+
+
+def test_shares_an_open_order_already_moved_are_no_position_mismatch(tmp_path, algos):
+    from app.engine.marketdata.clock import ManualClock
+    from app.engine.marketdata.calendar import MarketCalendar
+    from tests.fakes.alpaca_server import FakeAlpaca
+
+    clock = ManualClock(minute(0) + timedelta(seconds=2))
+    with FakeAlpaca(fill_delay=None) as fake:
+        fake_with_bars(tmp_path, MarketCalendar(), fake)
+        fake.set_now(clock.now)
+        engine = PaperEngine(fake, tmp_path / "data", algos, clock)
+        try:
+            card = engine.service.create_instance("AAPL", "flipper", "5000", {"shares": "5"})
+            engine.step(minute(1))
+            (buy,) = engine.parts.system.open_orders()
+            fake.fill_order(buy.client_order_id, qty=2)  # partially filled, still open
+            result = engine.parts.reconcile_with_broker()
+            assert result.checked and result.notices == [] and result.unbooked == {"AAPL": 2}
+            assert engine.parts.cycle.holding(card).shares == 0 and fake.position_qty("AAPL") == 2
+            fake.set_position("AAPL", 3, "100")  # one more share from somewhere else
+            (mismatch,) = engine.parts.reconcile_with_broker().notices
+            assert mismatch.message.startswith("AAPL: the broker holds 3 shares but the cards account for 0 "
+                                               "(none; +2 filled of orders still open)")
+        finally:
+            engine.close()

@@ -50,6 +50,7 @@ class BrokerReconciliation:
     ours: int = 0
     adopted_open: int = 0
     since: datetime | None = None
+    unbooked: dict[str, int] = field(default_factory=dict)  # filled shares of orders still open, by symbol
     checked: bool = False  # False when the broker could not be asked
 
 
@@ -116,6 +117,10 @@ class BrokerReconciler:
         if ident is None:
             return  # placed by hand or by another installation: never adopted
         result.ours += 1
+        if not state.is_final and state.filled_qty > 0:
+            # Shares an open order of ours already moved: in the broker's position, on no card yet.
+            sign = 1 if state.side == "buy" else -1
+            result.unbooked[state.symbol] = result.unbooked.get(state.symbol, 0) + sign * state.filled_qty
         order = self._store.get_order(state.client_order_id)
         filled = state.is_final and state.filled_qty > 0
         if order is not None:
@@ -180,10 +185,13 @@ class BrokerReconciler:
         for symbol in sorted(set(held) | set(cards)):
             broker_qty = held.get(symbol, 0)
             per_card = cards.get(symbol, {})
+            pending = result.unbooked.get(symbol, 0)
             total = sum(per_card.values())
-            if broker_qty == total:
+            if broker_qty == total + pending:
                 continue
             which = ", ".join(f"#{card} {n}" for card, n in sorted(per_card.items())) or "none"
+            if pending:
+                which += f"; {pending:+d} filled of orders still open"
             message = (f"{symbol}: the broker holds {broker_qty} shares but the cards account for {total} "
                        f"({which}); orders placed by hand or by another installation also show here. "
                        "Nothing was changed")
