@@ -385,18 +385,20 @@ class SystemStore(SqliteStore):
 
     def adopt_order(self, client_order_id: str, algorithm_id: int, symbol: str, side: str, shares: int,
                     submitted_at: str, broker_order_id: str) -> bool:
-        """Journal an order found at the broker that the journal lacks, as 'submitted', synced to disk.
+        """Journal an order found at the broker that the journal lacks, as 'submitted'.
 
         For broker-side reconciliation after a power cut took the journal row; the fill is then
-        recorded with :meth:`record_fill` as for any order. Returns False (and changes nothing) if the
-        client order id is journaled already; raises StoreError if the card is unknown.
+        recorded with :meth:`record_fill` as for any order. Not synced one by one: the caller's
+        durable write of its reconciled point syncs them all (a cut before it redoes the pass).
+        Returns False (and changes nothing) if the client order id is journaled already; raises
+        StoreError if the card is unknown.
         """
         coid = _client_order_id(client_order_id)
         _ticker(symbol)
         _side(side)
         _positive_int(shares, "share count")
         stamp = _timestamp(submitted_at, "submitted_at")
-        with self._synced(True), transaction(self._conn):
+        with transaction(self._conn):
             if self._conn.execute("SELECT 1 FROM algorithm_instances WHERE id = ?",
                                   (algorithm_id,)).fetchone() is None:
                 raise StoreError(f"no card with id {algorithm_id!r}: order not journaled")
