@@ -57,17 +57,14 @@ def main() -> None:
         broker = AlpacaBroker.from_settings(settings, timeout_s=10, retry_wait_s=0.05)
         journal = OrderJournal(store, broker, clock.now)
         client = trading_client(fake)
-        ours = []
         for i in range(args.orders + args.foreign):
             clock.set(START + timedelta(minutes=i))  # one decision of the card a minute
             side = "buy" if i % 2 == 0 else "sell"
             coid = journal.client_order_id(card, clock.now(), side) if i < args.orders else f"by-hand-{i}"
-            client.submit_order(MarketOrderRequest(symbol="AAPL", qty=1, side=OrderSide(side if i < args.orders
-                                                                                       else "buy"),
+            order_side = OrderSide(side if i < args.orders else "buy")
+            client.submit_order(MarketOrderRequest(symbol="AAPL", qty=1, side=order_side,
                                                    time_in_force=TimeInForce.DAY, client_order_id=coid))
-            if i < args.orders:
-                ours.append(coid)
-            wait_until(lambda: fake.order(coid)["status"] == "filled", 5)
+            wait_until(lambda c=coid: fake.order(c)["status"] == "filled", 5)
         fake.clear_log()
         t0 = time.perf_counter()
         listed = broker.orders_since(START - timedelta(minutes=1))
