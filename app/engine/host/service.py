@@ -240,9 +240,9 @@ class EngineService:
         # Shares an open sell of this card already covers must not be sold twice.
         _, selling = p.journal.reserved(instance_id, None)
         if liquidate and shares - selling > 0:
-            done = "; ".join(parts[1:])
+            done = "".join(f"{phrase}; " for phrase in parts[1:])  # what was canceled already
             if not p.calendar.is_open(now):
-                raise ServiceError(f"{done}; the market is closed: its {shares} {inst.ticker} shares can be "
+                raise ServiceError(f"{done}the market is closed: its {shares} {inst.ticker} shares can be "
                                    f"sold from {self._opens(now)}. Stop without selling, or try again then")
             shares -= selling
             # A liquidation is an order like any other: the risk guard (halt switch) applies.
@@ -250,11 +250,11 @@ class EngineService:
                                           instance_uninvested=Decimal(0), instance_shares=shares,
                                           market_open=True, halted=p.cycle.halted()))
             if reason:
-                raise ServiceError(f"{done + '; ' if done else ''}cannot sell {shares} {inst.ticker}: {reason}. "
+                raise ServiceError(f"{done}cannot sell {shares} {inst.ticker}: {reason}. "
                                    "Stop without selling, or try again later")
             _, problem = p.journal.place(instance_id, inst.ticker, "sell", shares, now)
             if problem:
-                raise ServiceError(f"{done + '; ' if done else ''}could not sell {shares} {inst.ticker}: {problem}")
+                raise ServiceError(f"{done}could not sell {shares} {inst.ticker}: {problem}")
             parts.append(f"selling {shares} {inst.ticker} at market")
         elif liquidate and selling:
             parts.append(f"its open sell of {selling} {inst.ticker} stays")
