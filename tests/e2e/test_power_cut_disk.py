@@ -23,7 +23,7 @@ import pytest
 
 from app.engine.minute.order_ids import ClientOrderIds
 from tests.engine.crash_child import FLIPPER_SOURCE, write_algorithm
-from tests.engine.test_broker_reconcile import (OTHER_INSTALLATION, PaperEngine, booked, fake_fills,
+from tests.integration.test_broker_reconcile import (OTHER_INSTALLATION, PaperEngine, booked, fake_fills,
                                                 fake_with_bars, minute)
 
 IMAGE_MB = 64
