@@ -137,7 +137,8 @@ class Card(QWidget):
             self.price.setText(_price_text(snap.price))
             self.price.set_color(theme.WHITE)
             self.price_time.setText(local_time(snap.price_time))
-        self.sparkline.set_data(snap.sparkline, snap.sparkline_start, snap.markers)
+        self.sparkline.set_data(snap.sparkline, snap.sparkline_start, snap.markers,
+                                times=snap.sparkline_times, span=snap.sparkline_span)
 
         state = pnl_state(snap.pnl)
         color = STATE_COLORS[state]
