@@ -46,7 +46,7 @@ def report(window: KioskWindow) -> dict:
         "scale": window.metrics.scale,
         "expected_scale": theme.Metrics.for_size(window.size()).scale,
         "fonts": {
-            "header_value": font_px(getattr(header, "value", header.pnl)),
+            "header_value": font_px(header.value),
             "header_day": font_px(header.pnl),
             "card_pnl": font_px(card.pnl),
             "card_title": font_px(card.title),
