@@ -13,11 +13,14 @@ import json
 import os
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 from PySide6.QtCore import QSize
 from PySide6.QtGui import QFontInfo, QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from app.engine.events import MarketStatus
+from app.engine.market_calendar import MarketCalendar
 from app.ui import theme
 from app.ui.kiosk_window import KioskWindow
 from tests.ui import samples
@@ -65,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--closed", action="store_true", help="the market is closed (night header)")
     args = parser.parse_args(argv)
     app = QApplication(sys.argv[:1])
-    window = KioskWindow(None, None, None, windowed=args.windowed, cards=samples.sample_cards(),
-                         market=samples.sample_market(not args.closed), stream=samples.sample_stream(),
-                         account=samples.sample_account("paper"))
+    market, account = samples.sample_market(True), samples.sample_account("paper")
+    if args.closed:  # a simulated evening, 19:58 ET, from the real calendar: the header counts down
+        calendar = MarketCalendar()
+        evening = calendar.next_close(datetime.now(timezone.utc)) + timedelta(hours=3, minutes=58)
+        market = MarketStatus(False, evening, calendar.next_open(evening), calendar.next_close(evening))
+        account = samples.sample_account("sim")
+    window = KioskWindow(None, None, None, windowed=args.windowed, cards=samples.sample_cards(), market=market,
+                         stream=samples.sample_stream(), account=account)
     window.present()
     deadline = time.monotonic() + 20
     while not window.windowHandle() or not window.windowHandle().isExposed():
