@@ -41,8 +41,8 @@ def _window_checks() -> list[bool]:
     for name in platforms:
         check = check_libraries(name)
         what = f"Qt {name} libraries"
-        if check.error:
-            results.append(_line(False, what, check.error))
+        if check.error or check.plugin is None:
+            results.append(_line(False, what, check.error or "no platform plugin"))
         elif check.missing:
             results.append(_line(False, what, check.sentence()))
         else:

@@ -126,11 +126,11 @@ class Header(QWidget):
         layout.addLayout(rows, 1)
         layout.addWidget(self.halt_button)
         layout.addWidget(self.settings_button)
-        for w in (self.halt_button, self.settings_button):
-            w.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Expanding)  # the header's height
+        for tall in (self.halt_button, self.settings_button):
+            tall.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Expanding)  # the header's height
         # The market line, the money and the clock never elide: the feed line gives way first.
-        for w in (self.market, self.date, self.value, self.pnl, self.cash, self.clock):
-            w.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        for whole in (self.market, self.date, self.value, self.pnl, self.cash, self.clock):
+            whole.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
         self.stream.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
         self.set_mode(mode)

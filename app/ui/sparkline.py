@@ -136,10 +136,10 @@ class Sparkline(QWidget):
             self._path.lineTo(x, y_of(v))
         self._baseline_y = y_of(values[0])
         for m in self._markers:
-            x = self.x_of(m.ts)
-            if x is None:
+            at = self.x_of(m.ts)
+            if at is None:
                 continue  # a fill from another session
-            y = y_of(float(m.price))
+            x, y = at, y_of(float(m.price))
             if m.side == "buy":
                 tip, base = y + 1, y + mark * 1.6
                 tri = QPolygonF([QPointF(x, tip), QPointF(x - mark, base), QPointF(x + mark, base)])

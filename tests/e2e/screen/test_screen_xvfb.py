@@ -1,14 +1,14 @@
 """The kiosk on real X servers (Xvfb), not offscreen: full screen with and without a window manager,
 ``--windowed`` inside the screen, and the layout scaled to the screen on every launch (issue 14 items 1-3).
 
-Each launch is a child process building the real KioskWindow (``tests/ui/kiosk_probe.py``).
+Each launch is a child process building the real KioskWindow (``tests/e2e/screen/kiosk_probe.py``).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.ui.xvfb import need, probe, xvfb
+from tests.e2e.screen.xvfb import need, probe, xvfb
 
 SIZES = [(800, 480), (1024, 600), (1280, 720), (1920, 1080)]
 IDS = [f"{w}x{h}" for w, h in SIZES]

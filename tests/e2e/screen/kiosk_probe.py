@@ -1,6 +1,6 @@
 """A cheap launch of the real KioskWindow on whatever display the environment names, for screen tests.
 
-``python -m tests.ui.kiosk_probe [--windowed] [--settle S] [--shot FILE]`` builds the kiosk with the
+``python -m tests.e2e.screen.kiosk_probe [--windowed] [--settle S] [--shot FILE]`` builds the kiosk with the
 sample cards (no engine), presents it exactly as ``autotrader run`` does, lets it settle and prints
 one JSON line: the screen, the window's geometry as Qt sees it, its X window id, the layout metrics
 and the pixel sizes of the fonts that must read from across the room.
@@ -15,16 +15,15 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from PySide6.QtCore import QSize
 from PySide6.QtGui import QFontInfo, QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from app.engine.events import MarketStatus
-from app.engine.market_calendar import MarketCalendar
+from app.engine.marketdata.calendar import MarketCalendar
 from app.ui import theme
 from app.ui.kiosk_window import KioskWindow
 from tests.ui import samples
-from tests.ui.xvfb import x_geometry
+from tests.e2e.screen.xvfb import x_geometry
 
 
 def font_px(widget) -> int:

@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 from PySide6.QtCore import QSize
 
-from app.engine.card_builder import SPARKLINE_POINTS, build_cards
-from app.engine.card_ledger import Holding
-from app.engine.market_calendar import MarketCalendar
-from app.engine.money import card_figures
+from app.engine.portfolio.cards import SPARKLINE_POINTS, build_cards
+from app.engine.portfolio.ledger import Holding
+from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.portfolio.money import card_figures
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, InstanceRecord, TransactionRecord
 from app.storage.timefmt import from_epoch, to_epoch

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NO_XVFB = "Xvfb is not installed (scripts/ci-system-deps.sh installs it)"
 
 
@@ -77,10 +77,10 @@ def _wait_for_wm(display: str) -> None:
 
 
 def probe(display: str, *args: str, timeout: float = 90) -> dict:
-    """Launch ``tests.ui.kiosk_probe`` on ``display`` (the real KioskWindow on the real X server)."""
+    """Launch ``tests.e2e.screen.kiosk_probe`` on ``display`` (the real KioskWindow on the real X server)."""
     env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
     env["DISPLAY"] = display
-    done = subprocess.run([sys.executable, "-m", "tests.ui.kiosk_probe", *args], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "tests.e2e.screen.kiosk_probe", *args], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -34,7 +34,7 @@ def _widest_cards():
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s.width()}x{s.height()}")
-def test_figures_are_big_enough_and_fit(qtbot, qloop, tmp_path, size):
+def test_figures_are_big_enough_and_fit(qtbot, tmp_path, size):
     scale = min(size.width() / 800, size.height() / 480)
     win = KioskWindow(None, None, None, windowed=True, cards=_widest_cards(), market=samples.sample_market(False),
                       stream=samples.sample_stream(),
@@ -57,7 +57,7 @@ def test_figures_are_big_enough_and_fit(qtbot, qloop, tmp_path, size):
     assert layout_problems(win) == []
 
 
-def test_fonts_grow_with_the_panel(qtbot, qloop, tmp_path):
+def test_fonts_grow_with_the_panel(qtbot, tmp_path):
     win = KioskWindow(None, None, None, windowed=True, cards=samples.sample_cards(),
                       account=samples.sample_account())
     qtbot.addWidget(win)
