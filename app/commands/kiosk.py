@@ -135,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     host.client.call(host.service.cards), host.client.call(host.service.account),
                     host.client.call(host.service.market_status)))
                 window = KioskWindow(host.service, host.client, host.signals, windowed=args.windowed,
-                                     cards=cards, account=account, market=market)
+                                     cards=cards, account=account, market=market,
+                                     screen_sleep_s=settings.screen_sleep_min * 60)
                 window.present()
             if settings.mode != "sim":
                 from app.engine.alpaca.bar_stream import BarStream

@@ -23,6 +23,7 @@ from app.ui.engine_calls import EngineCalls
 from app.ui.header import Header
 from app.ui.notice_bar import NoticeBar
 from app.ui.pin_dialog import PinDialog
+from app.ui.screen_sleep import ScreenSleep, platform_commands
 from app.ui.settings_view import SettingsView
 from app.ui.tasks import TaskRunner, error_text
 from app.ui.widgets import separator
@@ -40,7 +41,7 @@ class KioskWindow(QWidget):
     def __init__(self, service: Any, client: Any, signals: Any, *, windowed: bool = False,
                  cards: Iterable[CardSnapshot] = (), market: MarketStatus | None = None,
                  stream: StreamStatus | None = None, account: AccountSummary | None = None,
-                 parent: QWidget | None = None) -> None:
+                 screen_sleep_s: float = 0, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("kioskWindow")
         self.setWindowTitle("AutoTrader")
@@ -103,6 +104,12 @@ class KioskWindow(QWidget):
             signals.stream_changed.connect(self.on_stream)
             signals.account_changed.connect(self.on_account)
             signals.notice.connect(self.on_notice)
+
+        # Off-hours sleep (0: never, as in screenshots and tests that do not ask for it).
+        self.screen_sleep: ScreenSleep | None = None
+        if screen_sleep_s > 0:
+            self.screen_sleep = ScreenSleep(self, delay_s=screen_sleep_s, now=self.header.now,
+                                            commands=platform_commands())
 
         self._apply_metrics(self.metrics, force=True)
         self.on_cards(tuple(cards))
@@ -190,6 +197,8 @@ class KioskWindow(QWidget):
         # window another size must not switch the layout back and forth.
         if self.windowed or self._screen is None:
             self._apply_metrics(theme.Metrics.for_size(event.size()))
+        if self.screen_sleep is not None:
+            self.screen_sleep.overlay.setGeometry(self.rect())
         super().resizeEvent(event)
 
     def _apply_metrics(self, metrics: theme.Metrics, *, force: bool = False) -> None:
@@ -229,8 +238,10 @@ class KioskWindow(QWidget):
             self.tasks.start(self._load_transactions(shown), name="loading transactions")
 
     def on_market(self, status: MarketStatus | None) -> None:
-        """market_changed."""
+        """market_changed (also what lets the screen sleep or wakes it)."""
         self.header.set_market(status)
+        if self.screen_sleep is not None:
+            self.screen_sleep.set_market(status)
 
     def on_stream(self, status: StreamStatus | None) -> None:
         """stream_changed: header line; a new failure or reconnect also goes to the notice line with its reason."""
