@@ -17,7 +17,7 @@ from app.engine.portfolio.ledger import Holding
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.portfolio.money import card_figures
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar, InstanceRecord, TransactionRecord
+from app.storage.records import Bar, BarSource, InstanceRecord, TransactionRecord
 from app.storage.timefmt import from_epoch, to_epoch
 from app.ui import theme
 from app.ui.card import Card
@@ -50,7 +50,7 @@ def _card(qtbot, tmp_path, day: date, fills: list[tuple[int, str]], *, every: in
     figures = card_figures(10000, txs, None)
     holding = Holding(txs, figures.shares, figures.invested)
     with MarketStore(tmp_path / f"stocks-{day}-{every}-{upto}.db") as store:
-        store.upsert_bars("AAPL", bars)
+        store.upsert_bars("AAPL", bars, source=BarSource.ALPACA)
         now = from_epoch(shown[-1] + 90)
         (snap,) = build_cards({1: holding}, store, CAL, now, [_instance(from_epoch(minutes[0] - 86_400))],
                               {}, {})
@@ -131,7 +131,7 @@ def test_day_pnl_counts_only_the_session(tmp_path):
     with MarketStore(tmp_path / "stocks.db") as store:
         store.upsert_bars("AAPL", [Bar(yesterday[-1], 101, 101, 101, 101.0, 1),
                                    Bar(minutes[0], 102, 102, 102, 102.0, 1),
-                                   Bar(minutes[5], 103, 103, 103, 103.0, 1)])
+                                   Bar(minutes[5], 103, 103, 103, 103.0, 1)], source=BarSource.ALPACA)
         txs = (TransactionRecord(1, 1, "buy", 10, 100.0, _utc_text(yesterday[100] + 3), None),
                TransactionRecord(2, 1, "buy", 5, 102.0, _utc_text(minutes[1] + 3), None))
         figures = card_figures(10000, txs, None)
