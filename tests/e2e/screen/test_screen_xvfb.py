@@ -6,8 +6,15 @@ Each launch is a child process building the real KioskWindow (``tests/e2e/screen
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
+
 import pytest
 
+from tests.cli_helpers import cli_env
 from tests.e2e.screen.xvfb import need, probe, xvfb
 
 SIZES = [(800, 480), (1024, 600), (1280, 720), (1920, 1080)]
@@ -71,3 +78,30 @@ def test_ten_launches_all_scaled(width, height):
         assert fonts["card_pnl"] >= round(40 * scale) - 1, fonts
         assert fonts["card_title"] >= round(24 * scale) - 1 and fonts["card_price"] >= round(24 * scale) - 1
         assert report["problems"] == []
+
+
+@pytest.mark.parametrize(("width", "height"), [(800, 480), (1280, 720)], ids=["800x480", "1280x720"])
+def test_the_real_kiosk_covers_the_screen(tmp_path, width, height):
+    """``autotrader run --sim`` itself (engine, cards, window) on a bare X server, seen by xwininfo."""
+    xwininfo = need("xwininfo")
+    with xvfb(width, height) as display:
+        env = {k: v for k, v in cli_env(tmp_path / "data").items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+        env["DISPLAY"] = display
+        kiosk = subprocess.Popen([sys.executable, "-m", "app", "run", "--sim", "--exit-after", "60"], env=env,
+                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            found = None
+            deadline = time.monotonic() + 50
+            while found is None and time.monotonic() < deadline and kiosk.poll() is None:
+                tree = subprocess.run([xwininfo, "-root", "-tree"], capture_output=True, text=True,
+                                      env={**os.environ, "DISPLAY": display}).stdout
+                # The top-level window of class "AutoTrader" (instance: the program name): WIDTHxHEIGHT+X+Y.
+                match = re.search(r'\("[^"]*" "AutoTrader"\)\s+(\d+)x(\d+)\+(-?\d+)\+(-?\d+)', tree)
+                if match and match.group(1, 2) == (str(width), str(height)):
+                    found = tuple(int(v) for v in match.groups())
+                time.sleep(0.2)
+            assert kiosk.poll() is None, kiosk.stderr.read() if kiosk.stderr else ""
+            assert found == (width, height, 0, 0), tree
+        finally:
+            kiosk.terminate()
+            kiosk.wait(timeout=30)
