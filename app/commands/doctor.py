@@ -20,9 +20,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
-def _line(ok: bool, what: str, detail: str) -> bool:
-    print(f"[{'ok' if ok else 'FAIL'}] {what}: {detail}")
-    return ok
+def _line(ok: bool, what: str, detail: str, *, note: bool = False) -> bool:
+    """Print one check; a ``note`` is shown as ``[--]`` and never fails the run."""
+    print(f"[{'--' if note else 'ok' if ok else 'FAIL'}] {what}: {detail}")
+    return ok or note
+
+
+def _window_checks() -> list[bool]:
+    """The display of this shell (a note: doctor often runs over SSH) and the Qt plugins' libraries."""
+    from app.commands.qt_platform import DisplayError, check_display, check_libraries, platform_for
+
+    results = []
+    try:
+        results.append(_line(True, "display", check_display()))
+    except DisplayError as exc:
+        results.append(_line(False, "display", f"{exc} (fine over SSH: the kiosk runs in the desktop session)",
+                             note=True))
+    platform = platform_for(os.environ)
+    platforms = ["xcb"] + (["wayland"] if platform == "wayland" else [])
+    for name in platforms:
+        check = check_libraries(name)
+        what = f"Qt {name} libraries"
+        if check.error or check.plugin is None:
+            results.append(_line(False, what, check.error or "no platform plugin"))
+        elif check.missing:
+            results.append(_line(False, what, check.sentence()))
+        else:
+            results.append(_line(True, what, f"all found ({check.plugin.name})"))
+    return results
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -42,6 +67,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             results.append(_line(False, "alpaca-py", str(exc)))
     except ImportError as exc:
         results.append(_line(False, "alpaca-py", f"cannot import: {exc}"))
+    results += _window_checks()
     settings = settings_for(args)
     if settings.mode == "sim":
         results.append(_line(True, "mode", "SIM (no Alpaca keys configured)"))

@@ -81,6 +81,13 @@ def make_clock(mode: str, speed: float, resume_after: datetime | None = None) ->
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start the engine thread and the kiosk window on a qasync loop."""
+    if not args.headless:
+        # Before anything is created or started: without a display or the plugin's libraries Qt
+        # would abort the process with a misleading message.
+        from app.commands.qt_platform import window_problem
+        problem = window_problem()
+        if problem:
+            raise CommandError(problem)
     settings, paths = paths_for(args)
     configure_logging(paths.log_dir)
     register_secret(settings.api_key)
@@ -91,12 +98,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                        last_cycled_minute(paths.system_db) if settings.mode == "sim" else None)
     log.info("starting AutoTrader in %s mode (data in %s)", settings.mode.upper(), paths.root)
 
+    from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
     import qasync
 
     from app.engine.host.thread import EngineHost, EngineStartError
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # Headless needs no display: a core application never loads a platform plugin.
+    app = QCoreApplication.instance() or (QCoreApplication if args.headless else QApplication)(sys.argv[:1])
     app.setApplicationName("AutoTrader")
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -126,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     host.client.call(host.service.cards), host.client.call(host.service.account),
                     host.client.call(host.service.market_status)))
                 window = KioskWindow(host.service, host.client, host.signals, windowed=args.windowed,
-                                     cards=cards, account=account, market=market)
+                                     cards=cards, account=account, market=market,
+                                     screen_sleep_s=settings.screen_sleep_min * 60)
                 window.present()
             if settings.mode != "sim":
                 from app.engine.alpaca.bar_stream import BarStream

@@ -41,6 +41,11 @@ class CardSnapshot:
     sparkline: tuple[float, ...] = ()  # closes of the ticker's current/last session
     sparkline_start: int | None = None  # epoch seconds of sparkline[0]
     markers: tuple[TradeMarker, ...] = ()
+    # The x axis both the line and the markers are placed on: each close's bar minute, and the
+    # session's first and last minute (epoch seconds). Empty/None: one close per minute from start.
+    sparkline_times: tuple[int, ...] = ()
+    sparkline_span: tuple[int, int] | None = None
+    day_pnl: Decimal | None = None  # change in value since the start of the sparkline's session
 
     @property
     def waiting_for_data(self) -> bool:
@@ -77,6 +82,8 @@ class AccountSummary:
     total_pnl: Decimal
     halted: bool
     broker_error: str | None = None
+    value: Decimal | None = None  # broker cash + the cards' positions at their last price
+    day_pnl: Decimal | None = None  # Σ of the running cards' P&L since the start of their session
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from PySide6.QtCore import QPoint, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QSizePolicy, QVBoxLayout, QWidget
 
 from app.engine.events import CardSnapshot
-from app.engine.portfolio.money import format_money, format_pct
+from app.engine.portfolio.money import format_money, format_money_compact, format_pct
 from app.ui import theme
 from app.ui.sparkline import Sparkline
 from app.ui.widgets import ElidedLabel, local_time, separator
@@ -54,14 +54,17 @@ class Card(QWidget):
         self._press: QPoint | None = None
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
 
-        self.title = ElidedLabel(size="large")
+        # Read from across the room: ticker and price at figure size, the P&L at glance size (≥ 40 px on
+        # the 7" panel); everything else is for someone standing at the wall.
+        self.title = ElidedLabel(size="figure")
         self.subtitle = ElidedLabel(size="small")
         self.subtitle.set_color(theme.DIM)
-        self.price = ElidedLabel()
+        self.price = ElidedLabel(size="figure")
         self.price_time = ElidedLabel(size="small", align=Qt.AlignmentFlag.AlignRight)
         self.price_time.set_color(theme.DIM)
+        self.price_time.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
         self.sparkline = Sparkline()
-        self.pnl = ElidedLabel(size="huge")
+        self.pnl = ElidedLabel(size="glance")
         self.pnl_pct = ElidedLabel(size="large", align=Qt.AlignmentFlag.AlignRight)
         self.value = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
         self.shares = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
@@ -75,16 +78,14 @@ class Card(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.subtitle)
         row = QHBoxLayout()
-        row.addWidget(self.price, 3)
-        row.addWidget(self.price_time, 2)
+        row.addWidget(self.price, 1)
+        row.addWidget(self.price_time)
         layout.addLayout(row)
         layout.addWidget(self.sparkline, 1)
-        row = QHBoxLayout()
-        row.addWidget(self.pnl, 3)
-        row.addWidget(self.pnl_pct, 2)
-        layout.addLayout(row)
+        layout.addWidget(self.pnl)
         layout.addWidget(separator())
-        for caption, widget in (("VALUE", self.value), ("SHARES", self.shares), ("TRADES", self.trades)):
+        for caption, widget in (("RETURN", self.pnl_pct), ("VALUE", self.value), ("SHARES", self.shares),
+                                ("TRADES", self.trades)):
             row = QHBoxLayout()
             cap = ElidedLabel(caption, size="small")
             cap.set_color(theme.DIM)
@@ -129,6 +130,11 @@ class Card(QWidget):
         # display name (with its creation stamp) stays readable underneath.
         self.title.setText(f"{snap.ticker} · {snap.algorithm_name or snap.algorithm_type}")
         self.subtitle.setText(f"#{snap.instance_id} {snap.display_name}")
+        if old is None or old.waiting_for_data != snap.waiting_for_data:
+            # "waiting for data" would not fit at figure size; a re-polish only when that flips.
+            self.price.setProperty("textSize", "base" if snap.waiting_for_data else "figure")
+            self.price.style().unpolish(self.price)
+            self.price.style().polish(self.price)
         if snap.waiting_for_data:
             self.price.setText(WAITING_TEXT)
             self.price.set_color(theme.AMBER)
@@ -137,11 +143,12 @@ class Card(QWidget):
             self.price.setText(_price_text(snap.price))
             self.price.set_color(theme.WHITE)
             self.price_time.setText(local_time(snap.price_time))
-        self.sparkline.set_data(snap.sparkline, snap.sparkline_start, snap.markers)
+        self.sparkline.set_data(snap.sparkline, snap.sparkline_start, snap.markers,
+                                times=snap.sparkline_times, span=snap.sparkline_span)
 
         state = pnl_state(snap.pnl)
         color = STATE_COLORS[state]
-        self.pnl.setText(format_money(snap.pnl, signed=True))
+        self.pnl.setText(format_money_compact(snap.pnl, signed=True))
         self.pnl_pct.setText(format_pct(snap.pnl_pct))
         self.pnl.set_color(color)
         self.pnl_pct.set_color(color)

@@ -1,29 +1,52 @@
-"""The top bar: mode badge, market and feed status, total P&L, available cash, clock, halt and settings."""
+"""The top bar: mode, market with a countdown, feed, date; the account's value and day's P&L at a glance;
+cash, clock, halt and settings."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from app.engine.events import AccountSummary, MarketStatus, StreamStatus
-from app.engine.portfolio.money import format_money
+from app.engine.portfolio.money import format_money_compact
 from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
-from app.ui.widgets import ElidedLabel, button, local_time
+from app.ui.widgets import ElidedLabel, button
 
 MODES = {"sim": "SIM", "paper": "PAPER", "live": "LIVE"}
+NEW_YORK = ZoneInfo("America/New_York")
 
 
-def market_text(status: MarketStatus | None) -> str:
-    """"OPEN until 16:00" or "CLOSED · opens Mon 09:30", in the wall's local time."""
+def countdown(delta: timedelta) -> str:
+    """``in 14 h 32 min`` / ``in 2 d 3 h`` / ``in 5 min`` (whole minutes, rounded up), ``now`` when due."""
+    minutes = math.ceil(delta.total_seconds() / 60)
+    if minutes <= 0:
+        return "now"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"in {days} d {hours} h"
+    if hours:
+        return f"in {hours} h {mins} min"
+    return f"in {mins} min"
+
+
+def market_text(status: MarketStatus | None, now: datetime | None = None) -> str:
+    """"OPEN · closes 16:00 ET · in 3 h 55 min" or "CLOSED · opens Wed 09:30 ET · in 14 h 32 min".
+
+    Exchange times are in New York time (what the market's hours are quoted in); ``now`` defaults to
+    the status's own moment.
+    """
     if status is None:
         return "MARKET ?"
+    now = now or status.now
     if status.is_open:
-        return f"OPEN until {local_time(status.next_close)}"
-    return f"CLOSED · opens {local_time(status.next_open, '%a %H:%M')}"
+        return f"OPEN · closes {status.next_close.astimezone(NEW_YORK):%H:%M} ET · {countdown(status.next_close - now)}"
+    return f"CLOSED · opens {status.next_open.astimezone(NEW_YORK):%a %H:%M} ET · {countdown(status.next_open - now)}"
 
 
 def stream_text(status: StreamStatus | None) -> tuple[str, QColor]:
@@ -40,7 +63,12 @@ def stream_text(status: StreamStatus | None) -> tuple[str, QColor]:
 
 
 class Header(QWidget):
-    """Shows the engine's market, stream and account state; emits the user's halt/resume/settings taps."""
+    """Shows the engine's market, stream and account state; emits the user's halt/resume/settings taps.
+
+    Two rows beside the HALT and settings buttons: the status line (mode, market with the next open
+    or close and a countdown, feed, date, clock) and the glance line (the account's value and the
+    day's P&L in glance-size digits, the cash free for new cards).
+    """
 
     halt_requested = Signal()
     resume_requested = Signal()
@@ -49,15 +77,18 @@ class Header(QWidget):
     def __init__(self, mode: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._halted = False
+        self._market: MarketStatus | None = None
+        self._market_now: datetime | None = None
         self.badge = QLabel()
         self.badge.setObjectName("modeBadge")
         self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.market = ElidedLabel()
-        self.stream = ElidedLabel()
-        self.pnl = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
+        self.stream = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
+        self.date = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
+        self.value = ElidedLabel(size="glance")
+        self.pnl = ElidedLabel(size="glance")
         self.cash = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
-        self.clock = QLabel()
-        self.clock.setProperty("textSize", "large")
+        self.clock = ElidedLabel(size="large", align=Qt.AlignmentFlag.AlignRight)
         self.halt_button: QPushButton = button("HALT", kind="danger")
         self.halt_button.setObjectName("haltButton")
         self.settings_button: QPushButton = button("⚙")
@@ -65,21 +96,42 @@ class Header(QWidget):
         self.halt_button.clicked.connect(self._halt_clicked)
         self.settings_button.clicked.connect(self.settings_requested)
 
+        status = QHBoxLayout()
+        status.setSpacing(10)
+        status.addWidget(self.badge)
+        status.addWidget(self.market)
+        status.addWidget(self.stream, 1)
+        status.addWidget(self.date)
+        status.addWidget(self.clock)
+        glance = QHBoxLayout()
+        glance.setSpacing(6)
+        self._captions = []
+        for caption, widget in (("VALUE", self.value), ("DAY", self.pnl)):
+            cap = ElidedLabel(caption, size="small")
+            cap.set_color(theme.DIM)
+            cap.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+            self._captions.append(cap)
+            glance.addWidget(cap, 0, Qt.AlignmentFlag.AlignBottom)
+            glance.addWidget(widget)
+            glance.addSpacing(14)
+        glance.addWidget(self.cash, 1, Qt.AlignmentFlag.AlignBottom)
+        rows = QVBoxLayout()
+        rows.setSpacing(0)
+        rows.addLayout(status)
+        rows.addLayout(glance)
+
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(10)
-        layout.addWidget(self.badge)
-        layout.addWidget(self.market, 4)
-        layout.addWidget(self.stream, 3)
-        layout.addWidget(self.pnl, 2)
-        layout.addWidget(self.cash, 2)
-        layout.addWidget(self.clock)
+        layout.addLayout(rows, 1)
         layout.addWidget(self.halt_button)
         layout.addWidget(self.settings_button)
-        for w in (self.market, self.stream):
-            w.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
-        for w in (self.pnl, self.cash):  # money never elides: the status lines give way first
-            w.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        for tall in (self.halt_button, self.settings_button):
+            tall.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Expanding)  # the header's height
+        # The market line, the money and the clock never elide: the feed line gives way first.
+        for whole in (self.market, self.date, self.value, self.pnl, self.cash, self.clock):
+            whole.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        self.stream.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
         self.set_mode(mode)
         self.set_market(None)
@@ -106,33 +158,44 @@ class Header(QWidget):
         return self.badge.text()
 
     def set_market(self, status: MarketStatus | None) -> None:
-        """Market open/closed line."""
-        self.market.setText(market_text(status))
+        """Market open/closed line with the next open or close and a countdown."""
+        self._market = status
         self._market_now = status.now if status is not None else None
-        self._tick()
         self.market.set_color(theme.GREEN if status is not None and status.is_open else theme.DIM)
+        self._tick()
 
     def set_stream(self, status: StreamStatus | None) -> None:
-        """Feed line with its reason when degraded."""
+        """Feed line (its reason, when degraded, goes to the notice line)."""
         text, color = stream_text(status)
         self.stream.setText(text)
         self.stream.set_color(color)
 
     def set_account(self, account: AccountSummary | None) -> None:
-        """Total P&L, available cash and the halt button's sense."""
+        """Account value, the day's P&L, available cash and the halt button's sense."""
         if account is None:
-            self.pnl.setText("P&L —")
+            for label in (self.value, self.pnl):
+                label.setText("—")
+                label.set_color(theme.DIM)
             self.cash.setText("CASH —")
-            self.pnl.set_color(theme.DIM)
             self._set_halted(False)
             return
-        self.pnl.setText(f"P&L {format_money(account.total_pnl, signed=True)}")
-        self.pnl.set_color(STATE_COLORS[pnl_state(account.total_pnl)])
+        if account.value is None:
+            self.value.setText("—")
+            self.value.set_color(theme.DIM)
+        else:
+            self.value.setText(format_money_compact(account.value))
+            self.value.set_color(theme.WHITE)
+        if account.day_pnl is None:
+            self.pnl.setText("—")
+            self.pnl.set_color(theme.DIM)
+        else:
+            self.pnl.setText(format_money_compact(account.day_pnl, signed=True))
+            self.pnl.set_color(STATE_COLORS[pnl_state(account.day_pnl)])
         if account.available_cash is None:
             self.cash.setText("CASH unavailable")
             self.cash.set_color(theme.AMBER)
         else:
-            self.cash.setText(f"CASH {format_money(account.available_cash)}")
+            self.cash.setText(f"CASH {format_money_compact(account.available_cash)}")
             self.cash.set_color(theme.WHITE)
         if account.mode in MODES and MODES[account.mode] != self.badge.text():
             self.set_mode(account.mode)
@@ -153,9 +216,15 @@ class Header(QWidget):
     def _halt_clicked(self) -> None:
         (self.resume_requested if self._halted else self.halt_requested).emit()
 
+    def now(self) -> datetime:
+        """The moment the header shows: the simulated market's clock in SIM, else the wall's."""
+        if self.badge.text() == MODES["sim"] and self._market_now is not None:
+            return self._market_now
+        return datetime.now(timezone.utc)
+
     def _tick(self) -> None:
-        # The simulated market runs on its own clock: show its time, not the wall's.
-        sim_now = getattr(self, "_market_now", None) if self.badge.text() == MODES["sim"] else None
-        text = (sim_now or datetime.now()).astimezone().strftime("%H:%M")
-        if self.clock.text() != text:
-            self.clock.setText(text)
+        now = self.now().astimezone()
+        for label, text in ((self.clock, f"{now:%H:%M}"), (self.date, f"{now:%a} {now.day} {now:%b}"),
+                            (self.market, market_text(self._market, now))):
+            if label.text() != text:
+                label.setText(text)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QScreen
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
@@ -22,6 +23,7 @@ from app.ui.engine_calls import EngineCalls
 from app.ui.header import Header
 from app.ui.notice_bar import NoticeBar
 from app.ui.pin_dialog import PinDialog
+from app.ui.screen_sleep import ScreenSleep, platform_commands
 from app.ui.settings_view import SettingsView
 from app.ui.tasks import TaskRunner, error_text
 from app.ui.widgets import separator
@@ -39,7 +41,7 @@ class KioskWindow(QWidget):
     def __init__(self, service: Any, client: Any, signals: Any, *, windowed: bool = False,
                  cards: Iterable[CardSnapshot] = (), market: MarketStatus | None = None,
                  stream: StreamStatus | None = None, account: AccountSummary | None = None,
-                 parent: QWidget | None = None) -> None:
+                 screen_sleep_s: float = 0, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("kioskWindow")
         self.setWindowTitle("AutoTrader")
@@ -54,6 +56,8 @@ class KioskWindow(QWidget):
         self._stopped: str | None = None  # "trading stopped: <reason>" (data disk), until a restart
         self._flow_busy = False
         self._stopping: int | None = None
+        self._screen: QScreen | None = None  # the screen a presented window follows
+        self._watching = False
 
         self.metrics = theme.Metrics.for_size(QSize(800, 480))
         theme.install_palette()
@@ -101,6 +105,12 @@ class KioskWindow(QWidget):
             signals.account_changed.connect(self.on_account)
             signals.notice.connect(self.on_notice)
 
+        # Off-hours sleep (0: never, as in screenshots and tests that do not ask for it).
+        self.screen_sleep: ScreenSleep | None = None
+        if screen_sleep_s > 0:
+            self.screen_sleep = ScreenSleep(self, delay_s=screen_sleep_s, now=self.header.now,
+                                            commands=platform_commands())
+
         self._apply_metrics(self.metrics, force=True)
         self.on_cards(tuple(cards))
         self.on_market(market)
@@ -111,16 +121,84 @@ class KioskWindow(QWidget):
     # -- showing ---------------------------------------------------------------------------------
 
     def present(self) -> None:
-        """Show full screen without a frame (kiosk), or as a normal 1024×600 window when ``windowed``."""
+        """Cover the screen the window starts on (kiosk), or open a normal window inside it (``windowed``).
+
+        Full screen is asked of the window manager *and* set as the geometry: on a bare X server there
+        is no window manager to honour ``showFullScreen`` (measured: 533×155 on an 800×480 panel). The
+        layout metrics come from that screen before the first frame, and again whenever the screen or
+        its size changes, so no launch shows the 800×480 layout on a bigger panel.
+        """
+        screen = self.screen() or QGuiApplication.primaryScreen()
         if self.windowed:
-            self.resize(WINDOWED_SIZE)
+            available = screen.availableGeometry()
+            rect = QRect(QPoint(0, 0), WINDOWED_SIZE.boundedTo(available.size()))
+            rect.moveCenter(available.center())
+            self.setGeometry(rect)
+            self._apply_metrics(theme.Metrics.for_size(rect.size()))
             self.show()
+            # A window manager frames the window some time after it is shown, and Qt gets no event
+            # for it: look again once it has had time to.
+            for delay_ms in (300, 1000, 3000):
+                QTimer.singleShot(delay_ms, self._keep_inside)
         else:
             self.setCursor(Qt.CursorShape.BlankCursor)  # a touch panel: no stray arrow on the wall
+            self.setGeometry(screen.geometry())
+            self._apply_metrics(theme.Metrics.for_size(screen.geometry().size()))
             self.showFullScreen()
+        handle = self.windowHandle()
+        if handle is not None and not self._watching:
+            self._watching = True
+            handle.screenChanged.connect(self._follow_screen)
+            self._follow_screen(handle.screen())
+
+    def _follow_screen(self, screen: QScreen | None) -> None:
+        """Track the size of the screen the window is on (a panel re-plugged, a resolution change)."""
+        if self._screen is not None:
+            self._screen.geometryChanged.disconnect(self._fit_screen)
+        self._screen = screen
+        if screen is not None:
+            screen.geometryChanged.connect(self._fit_screen)
+            self._fit_screen()
+
+    def _fit_screen(self, *_args) -> None:
+        screen = self._screen
+        if screen is None:
+            return
+        if self.windowed:
+            self._keep_inside()
+            self._apply_metrics(theme.Metrics.for_size(self.size()))
+            return
+        if self.geometry() != screen.geometry():
+            self.setGeometry(screen.geometry())
+        self._apply_metrics(theme.Metrics.for_size(screen.geometry().size()))
+
+    def _keep_inside(self) -> None:
+        """A window manager's frame (known only once it is drawn) must fit the screen too: shrink to fit."""
+        screen = self._screen
+        if screen is None or not self.isVisible():
+            return
+        available, frame = screen.availableGeometry(), self.frameGeometry()
+        if available.contains(frame):
+            return
+        extra = frame.size() - self.size()
+        size = self.size().boundedTo(available.size() - extra)
+        self.resize(size)
+        left = min(max(frame.left(), available.left()), available.right() + 1 - (size + extra).width())
+        top = min(max(frame.top(), available.top()), available.bottom() + 1 - (size + extra).height())
+        self.move(left, top)
+
+    def moveEvent(self, event) -> None:  # noqa: N802
+        super().moveEvent(event)
+        if self.windowed:
+            self._keep_inside()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
-        self._apply_metrics(theme.Metrics.for_size(event.size()))
+        # A kiosk follows its screen (see _fit_screen): a window manager that briefly hands the
+        # window another size must not switch the layout back and forth.
+        if self.windowed or self._screen is None:
+            self._apply_metrics(theme.Metrics.for_size(event.size()))
+        if self.screen_sleep is not None:
+            self.screen_sleep.overlay.setGeometry(self.rect())
         super().resizeEvent(event)
 
     def _apply_metrics(self, metrics: theme.Metrics, *, force: bool = False) -> None:
@@ -160,8 +238,10 @@ class KioskWindow(QWidget):
             self.tasks.start(self._load_transactions(shown), name="loading transactions")
 
     def on_market(self, status: MarketStatus | None) -> None:
-        """market_changed."""
+        """market_changed (also what lets the screen sleep or wakes it)."""
         self.header.set_market(status)
+        if self.screen_sleep is not None:
+            self.screen_sleep.set_market(status)
 
     def on_stream(self, status: StreamStatus | None) -> None:
         """stream_changed: header line; a new failure or reconnect also goes to the notice line with its reason."""

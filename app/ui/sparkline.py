@@ -16,15 +16,17 @@ BASELINE = QColor("#374151")
 
 
 class Sparkline(QWidget):
-    """Draws closes scaled to its box. The path is rebuilt only when data or size change, not per paint."""
+    """Draws closes scaled to its box on a session time axis. The path is rebuilt only when data or size change."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._values: tuple[float, ...] = ()
         self._start: int | None = None
         self._markers: tuple[TradeMarker, ...] = ()
+        self._times: tuple[int, ...] = ()
+        self._span: tuple[int, int] | None = None
         self._path: QPainterPath | None = None
-        self._marks: list[tuple[QPolygonF, QColor]] = []
+        self._marks: list[tuple[QPolygonF, QColor, str]] = []
         self._baseline_y: float | None = None
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumHeight(24)
@@ -45,19 +47,68 @@ class Sparkline(QWidget):
         return len(self._marks)
 
     def set_data(self, values: Sequence[float], start: int | None,
-                 markers: Sequence[TradeMarker] = ()) -> None:
-        """Show ``values`` (one close per minute from epoch ``start``) and the fills in ``markers``."""
+                 markers: Sequence[TradeMarker] = (), *, times: Sequence[int] = (),
+                 span: tuple[int, int] | None = None) -> None:
+        """Show ``values`` and the fills in ``markers`` on one time axis.
+
+        ``times`` are the values' bar minutes (epoch s; default one a minute from ``start``) and
+        ``span`` the session's first and last minute (default the first and last value), so a
+        downsampled line, a line with gaps and a session still in progress all put a fill at its time.
+        """
         values = tuple(values)
         markers = tuple(markers)
-        if values == self._values and start == self._start and markers == self._markers:
+        times = tuple(times)
+        if (values, start, markers, times, span) == (self._values, self._start, self._markers,
+                                                      self._times, self._span):
             return
-        self._values, self._start, self._markers = values, start, markers
+        self._values, self._start, self._markers, self._times, self._span = values, start, markers, times, span
         self._path = None
         self.update()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         self._path = None
         super().resizeEvent(event)
+
+    def axis(self) -> tuple[tuple[int, ...], int, int] | None:
+        """The values' times and the axis' first and last minute, or None when there is no time axis."""
+        values = self._values
+        if self._times and len(self._times) == len(values):
+            times = self._times
+        elif self._start is not None:
+            times = tuple(self._start + 60 * i for i in range(len(values)))
+        else:
+            return None
+        first, last = self._span if self._span is not None else (times[0], times[-1])
+        first, last = min(first, times[0]), max(last, times[-1])
+        return times, first, max(last, first + 60)
+
+    def x_of(self, ts: int) -> float | None:
+        """Where a moment lands on the x axis (None: outside the session shown, or no axis)."""
+        axis = self.axis()
+        if axis is None:
+            return None
+        _, first, last = axis
+        minute = ts - ts % 60
+        # A fill is stamped a few seconds into the minute after its decision; one stamped just after
+        # the close belongs to the session's last minute.
+        if minute < first or minute > last + 60:
+            return None
+        return (min(minute, last) - first) / (last - first) * (self.width() - 1)
+
+    def line_xs(self) -> list[float]:
+        """The x of every drawn value, on the same axis as :meth:`x_of`."""
+        axis = self.axis()
+        n = len(self._values)
+        if axis is None:
+            return [i * (self.width() - 1) / max(1, n - 1) for i in range(n)]
+        times, first, last = axis
+        return [(t - first) / (last - first) * (self.width() - 1) for t in times]
+
+    def marker_positions(self) -> list[tuple[float, float, str]]:
+        """(x, y, side) of every marker drawn."""
+        if self._path is None:
+            self._rebuild()
+        return [(poly.at(0).x(), poly.at(0).y(), side) for poly, _color, side in self._marks]
 
     def _rebuild(self) -> None:
         self._path = QPainterPath()
@@ -73,32 +124,30 @@ class Sparkline(QWidget):
         span = (hi - lo) or 1.0
         # Marker size follows the text size (which scales with the window), not the plot height.
         mark = max(3.0, min(self.height() / 8, self.fontMetrics().height() * 0.45))
-        w, h = self.width() - 1, self.height() - 2 * mark - 2
+        h = self.height() - 2 * mark - 2
         top = mark + 1
-        step = w / (len(values) - 1)
 
         def y_of(price: float) -> float:
             return top + (hi - price) / span * h
 
-        self._path.moveTo(0, y_of(values[0]))
-        for i, v in enumerate(values[1:], 1):
-            self._path.lineTo(i * step, y_of(v))
+        xs = self.line_xs()
+        self._path.moveTo(xs[0], y_of(values[0]))
+        for x, v in zip(xs[1:], values[1:]):
+            self._path.lineTo(x, y_of(v))
         self._baseline_y = y_of(values[0])
-        if self._start is None:
-            return
         for m in self._markers:
-            index = (m.ts - self._start) // 60
-            if not 0 <= index < len(values):
+            at = self.x_of(m.ts)
+            if at is None:
                 continue  # a fill from another session
-            x, y = index * step, y_of(float(m.price))
+            x, y = at, y_of(float(m.price))
             if m.side == "buy":
                 tip, base = y + 1, y + mark * 1.6
                 tri = QPolygonF([QPointF(x, tip), QPointF(x - mark, base), QPointF(x + mark, base)])
-                self._marks.append((tri, theme.GREEN))
+                self._marks.append((tri, theme.GREEN, m.side))
             else:
                 tip, base = y - 1, y - mark * 1.6
                 tri = QPolygonF([QPointF(x, tip), QPointF(x - mark, base), QPointF(x + mark, base)])
-                self._marks.append((tri, theme.RED))
+                self._marks.append((tri, theme.RED, m.side))
 
     def paintEvent(self, _event) -> None:  # noqa: N802
         if self._path is None:
@@ -121,6 +170,6 @@ class Sparkline(QWidget):
             painter.drawPath(path)
         painter.restore()
         painter.setPen(Qt.PenStyle.NoPen)
-        for poly, color in self._marks:
+        for poly, color, _side in self._marks:
             painter.setBrush(color)
             painter.drawPolygon(poly)

@@ -33,6 +33,7 @@ STYLE_SHEET = files("app") / "resources" / "kiosk.qss"
 class Metrics:
     """Pixel sizes for one window size: fonts, touch targets and card widths all scale with it.
 
+    Readability from 2 m on the 7" panel (0.193 mm/px) needs about 40 px for a figure: ``glance_px``.
     ``scale`` is 1.0 on the 800×480 panel and grows with the smaller of the height and width ratios,
     so a 1920×1080 monitor shows the same layout, larger, and nothing is ever cut off.
     """
@@ -42,6 +43,8 @@ class Metrics:
     base_px: int
     large_px: int
     huge_px: int
+    figure_px: int  # what must read from across the room: a card's ticker and price
+    glance_px: int  # the biggest figures: a card's P&L, the account's value and day's P&L (≈ 8 mm at 800×480)
     touch_px: int
     pad_px: int
     card_width: int
@@ -58,6 +61,8 @@ class Metrics:
             base_px=round(13 * scale),
             large_px=round(17 * scale),
             huge_px=round(24 * scale),
+            figure_px=round(24 * scale),
+            glance_px=round(40 * scale),
             touch_px=max(MIN_TOUCH_PX, round(44 * scale)),
             pad_px=round(8 * scale),
             card_width=round(244 * scale),
@@ -122,6 +127,8 @@ def stylesheet(metrics: Metrics) -> str:
         "base": f"{metrics.base_px}px",
         "large": f"{metrics.large_px}px",
         "huge": f"{metrics.huge_px}px",
+        "figure": f"{metrics.figure_px}px",
+        "glance": f"{metrics.glance_px}px",
         "touch": f"{metrics.touch_px}px",
         "pad": f"{metrics.pad_px}px",
         "halfpad": f"{max(2, metrics.pad_px // 2)}px",

@@ -81,4 +81,4 @@ def sample_stream(state: str = "live", reason: str | None = None) -> StreamStatu
 def sample_account(mode: str = "paper", *, halted: bool = False) -> AccountSummary:
     """An account summary."""
     return AccountSummary(mode=mode, available_cash=Decimal("40125.50"), total_pnl=Decimal("143.55"),
-                          halted=halted)
+                          halted=halted, value=Decimal("59873.25"), day_pnl=Decimal("-212.40"))

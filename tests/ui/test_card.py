@@ -66,7 +66,7 @@ def test_faulted_and_refused_reasons_are_shown(qtbot):
 def test_figures_are_formatted(qtbot):
     card = Card(samples.snapshot(1, pnl="1234.5", shares=1500), METRICS)
     qtbot.addWidget(card)
-    assert card.pnl.text() == "+$1,234.50"
+    assert card.pnl.text() == "+$1,235"  # whole dollars at glance size; the value row keeps the cents
     assert card.pnl_pct.text() == "+12.35%"
     assert card.value.text() == "$11,234.50"
     assert card.shares.text() == "1,500"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor
 
 from app.engine.events import AccountSummary, MarketStatus, StreamStatus
 from app.ui import theme
-from app.ui.header import market_text, stream_text
+from app.ui.header import countdown, market_text, stream_text
 from app.ui.kiosk_window import KioskWindow
 from app.ui.screenshot import render_png
 from tests.ui import samples
@@ -34,14 +34,44 @@ def test_mode_badge(qtbot, qloop, tmp_path, mode, text, red):
     assert (share > 0.5) if red else (share == 0), share
 
 
-def test_market_text_in_local_time():
-    now = datetime(2025, 3, 14, 15, 0, tzinfo=timezone.utc)
+def test_market_text_names_the_next_open_or_close_in_new_york_time_with_a_countdown():
+    now = datetime(2025, 3, 14, 15, 0, tzinfo=timezone.utc)  # Friday 11:00 EDT
     close = datetime(2025, 3, 14, 20, 0, tzinfo=timezone.utc)
     opens = datetime(2025, 3, 17, 13, 30, tzinfo=timezone.utc)
-    local_close = close.astimezone().strftime("%H:%M")
-    assert market_text(MarketStatus(True, now, opens, close)) == f"OPEN until {local_close}"
-    assert market_text(MarketStatus(False, now, opens, close)) == \
-        f"CLOSED · opens {opens.astimezone().strftime('%a %H:%M')}"
+    assert market_text(MarketStatus(True, now, opens, close)) == "OPEN · closes 16:00 ET · in 5 h 0 min"
+    evening = datetime(2025, 3, 17, 23, 58, tzinfo=timezone.utc)  # Monday 19:58 EDT
+    tuesday = datetime(2025, 3, 18, 13, 30, tzinfo=timezone.utc)
+    assert market_text(MarketStatus(False, evening, tuesday, tuesday)) == \
+        "CLOSED · opens Tue 09:30 ET · in 13 h 32 min"
+    assert market_text(MarketStatus(False, close, opens, opens)) == "CLOSED · opens Mon 09:30 ET · in 2 d 17 h"
+    assert market_text(MarketStatus(False, now, opens, close), opens - timedelta(seconds=30)) == \
+        "CLOSED · opens Mon 09:30 ET · in 1 min"
+    assert market_text(None) == "MARKET ?"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "now"), (-5, "now"), (1, "in 1 min"), (3600, "in 1 h 0 min"),
+                                               (52_320, "in 14 h 32 min"), (86_400 * 2 + 3600 * 3, "in 2 d 3 h")])
+def test_countdown(seconds, text):
+    assert countdown(timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize("size", [QSize(800, 480), QSize(1024, 600), QSize(1280, 720)], ids=str)
+def test_night_header_shows_the_whole_next_open_and_the_date(qtbot, qloop, tmp_path, size):
+    """The longest market line, a long feed state and RESUME at once: nothing of the market line is cut."""
+    now = datetime(2025, 3, 17, 23, 58, tzinfo=timezone.utc)
+    status = MarketStatus(False, now, datetime(2025, 3, 18, 13, 30, tzinfo=timezone.utc), now)
+    win = KioskWindow(None, None, None, windowed=True, market=status, stream=StreamStatus("reconnecting"),
+                      account=samples.sample_account("sim", halted=True))
+    qtbot.addWidget(win)
+    render_png(win, size, tmp_path / "night.png")
+    header = win.header
+    assert header.market.text() == "CLOSED · opens Tue 09:30 ET · in 13 h 32 min"  # the sim's own clock
+    local = now.astimezone()
+    assert header.date.text() == f"{local:%a} {local.day} {local:%b}"
+    assert header.clock.text() == f"{local:%H:%M}"
+    for label in (header.market, header.date, header.clock, header.value, header.pnl, header.cash):
+        assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()), label.text()
+        assert label.geometry().right() < header.halt_button.geometry().left()
 
 
 def test_stream_states():
@@ -60,21 +90,26 @@ def test_feed_failure_reason_reaches_the_notice_line(window):
 
 def test_account_figures_and_halt(window, qtbot):
     header = window.header
-    assert header.pnl.text() == "P&L +$143.55"
-    assert header.cash.text() == "CASH $40,125.50"
+    assert header.value.text() == "$59,873"
+    assert header.pnl.text() == "-$212.40"
+    assert header.cash.text() == "CASH $40,126"
     assert not window.halt_banner.isVisible()
     with qtbot.waitSignal(header.halt_requested, timeout=500):
         header.halt_button.click()
-    window.on_account(AccountSummary("paper", None, Decimal("-5"), True, broker_error="HTTP 503"))
+    window.on_account(AccountSummary("paper", None, Decimal("-5"), True, broker_error="HTTP 503",
+                                     value=None, day_pnl=Decimal("1234.5")))
     assert window.halt_banner.isVisible()
     assert header.halt_button.text() == "RESUME"
     assert header.cash.text() == "CASH unavailable"
-    assert header.pnl.text() == "P&L -$5.00"
+    assert header.value.text() == "—"
+    assert header.pnl.text() == "+$1,235"
     assert "HTTP 503" in window.notice_bar.text
     with qtbot.waitSignal(header.resume_requested, timeout=500):
         header.halt_button.click()
 
 
-def test_total_pnl_colour(window):
-    window.on_account(AccountSummary("paper", Decimal(1), Decimal("-0.01"), False))
+def test_day_pnl_colour(window):
+    window.on_account(AccountSummary("paper", Decimal(1), Decimal("5"), False, day_pnl=Decimal("-0.01")))
     assert window.header.pnl.palette().color(window.header.pnl.foregroundRole()) == theme.RED
+    window.on_account(AccountSummary("paper", Decimal(1), Decimal("-5"), False, day_pnl=Decimal("0.01")))
+    assert window.header.pnl.palette().color(window.header.pnl.foregroundRole()) == theme.GREEN

@@ -161,13 +161,16 @@ class EngineService:
                                      for inst in running))
 
     def account(self, cards: tuple[CardSnapshot, ...] | None = None) -> AccountSummary:
-        """Header figures: mode, available cash, total P&L, halt switch."""
+        """Header figures: mode, account value, the day's and the total P&L, available cash, halt switch."""
         cards = self.cards() if cards is None else cards
         cash = self.broker_cash()
+        positions = sum((c.shares * c.price for c in cards if c.price is not None), Decimal(0))
         return AccountSummary(mode=self.mode,
                               available_cash=None if cash is None else self._available_from(cash),
                               total_pnl=sum((c.pnl for c in cards), Decimal(0)),
-                              halted=self.parts.cycle.halted(), broker_error=self._last_cash_error)
+                              halted=self.parts.cycle.halted(), broker_error=self._last_cash_error,
+                              value=None if cash is None else cash + positions,
+                              day_pnl=sum((c.day_pnl for c in cards if c.day_pnl is not None), Decimal(0)))
 
     def transactions(self, instance_id: int) -> tuple[TransactionRecord, ...]:
         """An instance's transactions, newest first."""

@@ -118,6 +118,22 @@ def format_money(amount: Any, *, signed: bool = False) -> str:
     return f"{sign}${abs(cents):,.2f}"
 
 
+def format_money_compact(amount: Any, *, signed: bool = False) -> str:
+    """At most 9 characters for figures read from across the room: ``+$143.55`` below $1,000, whole
+    dollars ``$59,000`` below a million, then ``$1.23M`` / ``$4.56B``. The exact amount is elsewhere."""
+    value = to_decimal(amount)
+    if abs(value.quantize(_CENT, rounding=ROUND_HALF_UP)) < 1000:
+        return format_money(value, signed=signed)
+    sign = "-" if value < 0 else ("+" if signed else "")
+    size = abs(value)
+    if size.quantize(Decimal(1), rounding=ROUND_HALF_UP) < 1_000_000:
+        return f"{sign}${size.quantize(Decimal(1), rounding=ROUND_HALF_UP):,}"
+    millions = size / 1_000_000
+    if millions < 1000:
+        return f"{sign}${millions.quantize(_CENT, rounding=ROUND_HALF_UP)}M"
+    return f"{sign}${(millions / 1000).quantize(_CENT, rounding=ROUND_HALF_UP)}B"
+
+
 def format_pct(pct: Any, *, signed: bool = True) -> str:
     """``+2.91%`` / ``-0.50%`` / ``0.00%`` (two decimals, half-up); ``signed=False`` drops the ``+``."""
     hundredths = to_decimal(pct, "percentage").quantize(_CENT, rounding=ROUND_HALF_UP)

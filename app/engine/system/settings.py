@@ -60,6 +60,7 @@ class Settings:
     stream_url: str | None = None
     algorithm_dirs: tuple[Path, ...] = ()
     sim_forced: bool = False  # --sim given: keys were dropped even if configured
+    screen_sleep_min: int = 10  # off-hours minutes without a touch before the wall's screen sleeps; 0: never
 
     def __post_init__(self) -> None:
         for name in ("api_key", "secret"):
@@ -76,6 +77,10 @@ class Settings:
         _check_url("ALPACA_TRADING_URL", self.trading_url, ("http", "https"))
         _check_url("ALPACA_DATA_URL", self.data_url, ("http", "https"))
         _check_url("ALPACA_STREAM_URL", self.stream_url, ("ws", "wss"))
+        if isinstance(self.screen_sleep_min, bool) or not isinstance(self.screen_sleep_min, int) \
+                or not 0 <= self.screen_sleep_min <= 1440:
+            raise SettingsError("AUTOTRADER_SCREEN_SLEEP_MIN must be whole minutes from 0 (never) to 1440 "
+                                f"(got {self.screen_sleep_min!r})")
         object.__setattr__(self, "data_root", Path(self.data_root))
         object.__setattr__(self, "algorithm_dirs", tuple(Path(p) for p in self.algorithm_dirs))
 
@@ -124,6 +129,15 @@ def _parse_bool(name: str, raw: str | None, default: bool) -> bool:
     if word in _FALSE:
         return False
     raise SettingsError(f"{name} must be true or false (got {raw!r})")
+
+
+def _parse_minutes(name: str, raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of minutes (got {raw!r})") from None
 
 
 def _merged(env: Mapping[str, str], dotenv_files: Sequence[Path]) -> dict[str, str | None]:
@@ -189,4 +203,5 @@ def load_settings(
         stream_url=url("ALPACA_STREAM_URL"),
         algorithm_dirs=algorithm_dirs,
         sim_forced=force_sim,
+        screen_sleep_min=_parse_minutes("AUTOTRADER_SCREEN_SLEEP_MIN", get("AUTOTRADER_SCREEN_SLEEP_MIN"), 10),
     )
