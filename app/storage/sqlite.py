@@ -5,6 +5,7 @@ Every thread opens its own connection with :func:`connect`; connections never cr
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,30 +20,47 @@ CACHE_KIB = 512  # page cache per connection
 Migration = Callable[[sqlite3.Connection], None]
 
 
-def connect(path: str | Path, *, readonly: bool = False, shared: bool = False) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with foreign keys on, ``synchronous=NORMAL`` and a busy timeout.
+SYNCHRONOUS_LEVELS = ("NORMAL", "FULL")
+FILE_MODE = 0o600  # databases hold the PIN hash and the trading record: owner only
 
+
+def connect(path: str | Path, *, readonly: bool = False, shared: bool = False,
+            synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with foreign keys on, the given ``synchronous`` level and a busy timeout.
+
+    ``synchronous="FULL"`` fsyncs the WAL at every commit, so a committed row survives a power cut;
+    NORMAL only syncs at checkpoints (a power cut may lose the last commits, a process kill never).
     The connection is in autocommit mode (``isolation_level=None``); group writes with
     :func:`transaction`. ``readonly`` opens an existing file without write access. A full, read-only,
-    missing or damaged file raises :class:`~app.storage.errors.StorageUnavailable`.
+    missing or damaged file raises :class:`~app.storage.errors.StorageUnavailable`. A file created
+    here is made readable by its owner only (SQLite gives its -wal and -shm the same mode).
     """
+    if synchronous not in SYNCHRONOUS_LEVELS:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}, got {synchronous!r}")
     with sorted_errors():
-        return _connect(Path(path), readonly=readonly, shared=shared)
+        return _connect(Path(path), readonly=readonly, shared=shared, synchronous=synchronous)
 
 
-def _connect(path: Path, *, readonly: bool, shared: bool) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool, shared: bool, synchronous: str) -> sqlite3.Connection:
+    created = False
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
                                timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=not shared)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
+        created = not path.exists()
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                                check_same_thread=not shared)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    if created:
+        try:
+            os.chmod(path, FILE_MODE)
+        except OSError:
+            pass  # not ours to change (a shared folder): the data folder's own mode still protects it
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     # SQLite's default cache (2 MB per connection) fills slowly as the files grow, so a process with
     # a dozen connections gains memory for weeks. The hot pages (latest bars, open orders, upper
     # b-tree levels) fit well within this; the OS page cache serves the rest.
@@ -102,14 +120,15 @@ def integrity_ok(conn: sqlite3.Connection) -> tuple[bool, str]:
 class SqliteStore:
     """Base of the stores: one connection to one file, migrated on open, closed on exit.
 
-    Subclasses set ``MIGRATIONS`` and may override :meth:`_after_open` for first-use rows.
+    Subclasses set ``MIGRATIONS`` (and ``SYNCHRONOUS``) and may override :meth:`_after_open` for first-use rows.
     """
 
     MIGRATIONS: Sequence[Migration] = ()
+    SYNCHRONOUS = "NORMAL"  # stores whose commits must survive a power cut say "FULL"
 
     def __init__(self, path: str | Path, *, shared: bool = False) -> None:
         self._path = Path(path)
-        self._conn = connect(self._path, shared=shared)
+        self._conn = connect(self._path, shared=shared, synchronous=self.SYNCHRONOUS)
         try:
             with sorted_errors():
                 migrate(self._conn, self.MIGRATIONS)

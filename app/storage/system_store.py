@@ -160,6 +160,9 @@ class SystemStore(SqliteStore):
     """
 
     MIGRATIONS = MIGRATIONS
+    # A journal row must be on disk before its order leaves, and a fill before the wall shows it:
+    # every commit is fsynced (WAL with NORMAL lost 4 filled sells to a measured power cut).
+    SYNCHRONOUS = "FULL"
 
     def __init__(self, path: str | Path, *, now: Callable[[], datetime] | None = None,
                  shared: bool = False) -> None:
