@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 from contextlib import contextmanager
 from decimal import Decimal
 
-from app.commands.common import EXIT_OK, CommandError, settings_for
+from app.commands.common import EXIT_OK, CommandError, paths_for, settings_for, storage_sentence
 from app.engine.plugins.loader import default_dirs, discover
+from app.engine.marketdata.clock import Clock, ManualClock, RealClock
 from app.engine.host.client import ServiceError
 from app.engine.host.wiring import EngineParts
 from app.engine.host.service import EngineService
+from app.engine.system.maintenance import last_cycle_time
 from app.engine.portfolio.money import format_money, format_pct
 
 
@@ -56,16 +59,28 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
+def admin_clock(settings, paths) -> Clock:
+    """The time an admin command works at: real time for Alpaca; in sim, the simulated time the running
+    (or last) engine recorded at its last cycle, never the real clock against simulated bars that may lie
+    days ahead of it. A sim folder no engine ever cycled uses real time."""
+    if settings.mode != "sim":
+        return RealClock()
+    recorded = last_cycle_time(paths.system_db)
+    return ManualClock(recorded) if recorded is not None else RealClock()
+
+
 @contextmanager
 def service_for(args: argparse.Namespace):
     """An EngineService over the mode's files for this process."""
-    settings = settings_for(args)
+    settings, paths = paths_for(args)
     try:
-        parts = EngineParts.build(settings)
-    except OSError as exc:
-        raise CommandError(f"cannot open the data folder: {exc}") from None
+        parts = EngineParts.build(settings, clock=admin_clock(settings, paths), paths=paths)
+    except (OSError, sqlite3.Error) as exc:
+        raise CommandError(storage_sentence(exc, paths.root)) from None
+    # Beside a running engine its feed prepares a new card's bars; two processes must not write them.
+    from app.engine.system.folder_lock import running_engine_pid
     try:
-        yield EngineService(parts)
+        yield EngineService(parts, prepare_feed=running_engine_pid(paths.root) is None)
     finally:
         parts.close()
 
@@ -128,6 +143,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = "OPEN" if status["market_open"] else "closed"
     print(f"market    {state}; next open {status['next_open']}, next close {status['next_close']}")
     print(f"stream    {_stream_line(status['stream'])}")
+    if status.get("clock_behind"):
+        print(f"clock     {status['clock_behind']}")
     cycle = status["last_cycle"]
     print("last cycle " + (f"{cycle['minute']} ({cycle['duration_ms']} ms)" if cycle else "none yet"))
     if status["available_cash"] is not None:

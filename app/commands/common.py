@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from app.engine.system.data_folder import DataPaths, data_paths
@@ -28,8 +29,17 @@ def settings_for(args: argparse.Namespace) -> Settings:
         raise CommandError(str(exc)) from None
 
 
+def storage_sentence(exc: BaseException, folder: Path) -> str:
+    """One sentence for a data folder that cannot be used (read-only, missing, full, damaged)."""
+    from app.engine.system.maintenance import storage_problem
+    reason = storage_problem(exc)
+    if reason is None and isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+    return f"cannot use the data folder {folder}: {reason or exc}"
+
+
 def paths_for(args: argparse.Namespace) -> tuple[Settings, DataPaths]:
-    """Settings and the created data folder of their mode."""
+    """Settings and the created data folder of their mode (owner-only permissions)."""
     settings = settings_for(args)
     paths = data_paths(settings)
     try:

@@ -68,6 +68,23 @@ def last_cycled_minute(system_db: Path) -> datetime | None:
         return None
 
 
+def resume_point(paths) -> datetime | None:
+    """Where a restarted simulation goes on from: after the last cycle and after the newest stored bar
+    (a restored system.db may be older than the bars), so the simulated clock is never behind its data."""
+    latest = last_cycled_minute(paths.system_db)
+    if paths.stocks_db.is_file():
+        from app.engine.system.data_folder import open_market_store
+        from app.storage.timefmt import from_epoch
+        try:
+            with open_market_store(paths) as market:
+                bars = market.latest_bars(market.symbols()).values()
+        except Exception:  # noqa: BLE001 - a damaged file is the engine's start check to report
+            bars = ()
+        for bar in bars:
+            latest = max(latest, from_epoch(bar.ts)) if latest else from_epoch(bar.ts)
+    return latest
+
+
 def make_clock(mode: str, speed: float, resume_after: datetime | None = None) -> Clock:
     """Real time for Alpaca; a simulated clock (optionally accelerated) for the sim."""
     if mode != "sim":
@@ -89,13 +106,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problem:
             raise CommandError(problem)
     settings, paths = paths_for(args)
+    lock = hold_data_folder(paths.root)
+    try:
+        return _run(args, settings, paths)
+    finally:
+        lock.release()
+
+
+def hold_data_folder(folder: Path):
+    """The data folder's exclusive lock for this kiosk, or the sentence why another one has it."""
+    from app.engine.system.folder_lock import FolderLock, FolderLocked
+    try:
+        return FolderLock(folder).acquire()
+    except FolderLocked as exc:
+        holder = f" (pid {exc.pid})" if exc.pid else ""
+        raise CommandError(f"AutoTrader is already running on this data folder{holder}: {folder}") from None
+    except OSError as exc:
+        raise CommandError(f"cannot lock the data folder {folder}: {exc.strerror}") from None
+
+
+def _run(args: argparse.Namespace, settings, paths) -> int:
+    """The kiosk itself, with the data folder locked."""
     configure_logging(paths.log_dir)
     register_secret(settings.api_key)
     register_secret(settings.secret)
     from app.engine.system.hardening import warn_exposed_env_files
     warn_exposed_env_files()
-    clock = make_clock(settings.mode, args.speed,
-                       last_cycled_minute(paths.system_db) if settings.mode == "sim" else None)
+    clock = make_clock(settings.mode, args.speed, resume_point(paths) if settings.mode == "sim" else None)
     log.info("starting AutoTrader in %s mode (data in %s)", settings.mode.upper(), paths.root)
 
     from PySide6.QtCore import QCoreApplication

@@ -57,6 +57,10 @@ def processes_holding(path: Path) -> list[int]:
 
 def kiosk_activity(paths: DataPaths, mode: str, now: datetime | None = None) -> str | None:
     """Why the kiosk seems to be running on this system.db (a reason to refuse), or None."""
+    from app.engine.system.folder_lock import running_engine_pid
+    pid = running_engine_pid(paths.root)
+    if pid is not None:
+        return f"AutoTrader is running on this data folder{f' (pid {pid})' if pid else ''}"
     holders = processes_holding(paths.system_db)
     if holders:
         return f"process {', '.join(map(str, holders))} has {paths.system_db} open"

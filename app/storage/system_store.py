@@ -180,8 +180,14 @@ class SystemStore(SqliteStore):
         return _display_name(ticker, algo_type, self._now())
 
     def create_instance(self, ticker: str, algorithm_type: str, initial_capital: float,
-                        params: Mapping[str, object] | None = None) -> int:
-        """Add a running card and return its id. ``params`` must be JSON-serialisable."""
+                        params: Mapping[str, object] | None = None, *,
+                        check: Callable[[], None] | None = None) -> int:
+        """Add a running card and return its id. ``params`` must be JSON-serialisable.
+
+        ``check`` runs inside the write transaction, before the insert, with the write lock held: it
+        may read this store (e.g. the cash other cards hold) and raise to refuse, and no other writer
+        can add a card between its reading and the insert (two racing adds cannot over-allocate).
+        """
         _ticker(ticker)
         if not isinstance(algorithm_type, str) or _ALGO_TYPE.fullmatch(algorithm_type) is None:
             raise StoreError(f"algorithm type must be a Python module name, got "
@@ -193,6 +199,8 @@ class SystemStore(SqliteStore):
             raise StoreError(f"algorithm parameters must be JSON values: {exc}") from None
         now = self._now()
         with transaction(self._conn):
+            if check is not None:
+                check()
             cursor = self._conn.execute(
                 "INSERT INTO algorithm_instances (display_name, algorithm_type, ticker, "
                 "initial_capital, status, created_at, params_json) VALUES (?, ?, ?, ?, 'running', ?, ?)",

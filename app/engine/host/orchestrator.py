@@ -26,8 +26,8 @@ from app.engine.host.service import EngineService
 from app.engine.events import CycleReport, Notice, StreamStatus
 from app.engine.minute import schedule
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
-from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, stopped_notice, storage_problem,
-                                    utc_now)
+from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, clock_behind_message,
+                                           recorded_until, stopped_notice, storage_problem, utc_now)
 from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import Settings
 from app.engine.minute.cycle import CycleResult
@@ -69,6 +69,9 @@ class Orchestrator(QObject):
         self.broker_unchecked = False  # True while the broker-side reconciliation has not run yet
         self._reconciled_on: date | None = None  # the date of the last broker-side pass
         self.backup: DailyBackup | None = None
+        # A clock behind the newest stored bar or the last cycle (issue 16): no trading until it passes.
+        self.not_before: datetime | None = None
+        self.waiting_for_clock = False
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
         # "missed": session minutes that never got a cycle (between two cycles of this process).
         self.totals = {"cycles_run": 0, "late_1s": 0, "late_max_s": 0.0, "refused": 0, "missed": 0}
@@ -107,6 +110,7 @@ class Orchestrator(QObject):
             self.service.publish_all()
             for notice in start_notices:
                 self.publisher.notice(notice)
+            self.not_before = recorded_until(self.parts.system, self.parts.market)
             self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir)
             self._maintain()  # today's backup at start if it is missing
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
@@ -151,6 +155,13 @@ class Orchestrator(QObject):
         if parts is None or self._timer is None:
             return
         now = self.clock.now()
+        recorded = self.not_before
+        if recorded is not None and self._clock_is_behind(now, recorded):
+            # Look again when the clock should have passed the recorded time (at least every hour).
+            self._scheduled = None
+            self._timer.start(int(min(MAX_TIMER_MS, max(1000, math.ceil(
+                self.clock.real_seconds_until(recorded) * 1000) + 50))))
+            return
         offset = timedelta(seconds=self.options.wake_offset_s)
         minute = schedule.minute_to_schedule(parts.calendar, now, self.options.wake_offset_s, self._last_run,
                                              self._catch_up)
@@ -174,10 +185,31 @@ class Orchestrator(QObject):
                         utc_text(schedule.following_minute(calendar, self._last_run)))
         self._last_run = minute
 
+    def _clock_is_behind(self, now: datetime, recorded: datetime) -> bool:
+        """True (and said once on the wall) while ``now`` is before ``recorded`` (the newest stored bar or
+        the last cycle): trading then could send a decision for a minute already traded, on bars from its
+        future."""
+        if now >= recorded:
+            if self.waiting_for_clock:
+                self.waiting_for_clock = False
+                log.warning("the clock reads %s, past %s again: trading resumes", utc_text(now),
+                            utc_text(recorded))
+                self.publisher.notice(Notice("info", "the clock is right again: trading resumes", at=now))
+            return False
+        if not self.waiting_for_clock:
+            self.waiting_for_clock = True
+            message = clock_behind_message(now, recorded)
+            log.error(message)
+            self.publisher.notice(Notice("error", message, at=now))
+        return True
+
     @Slot()
     def _on_wake(self) -> None:
         parts = self.parts
-        if parts is None or self._scheduled is None or self.trading_stopped:
+        if parts is None or self.trading_stopped:
+            return
+        if self._scheduled is None:  # waiting for the clock: see whether it has moved past
+            self._schedule()
             return
         now = self.clock.now()
         wake = schedule.on_wake(parts.calendar, now, self._scheduled, self.options.wake_offset_s, self._catch_up)

@@ -21,7 +21,7 @@ from app.engine.portfolio.cards import build_cards
 from app.engine.host.client import ServiceError
 from app.engine.host.wiring import EngineParts
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
-from app.engine.system.maintenance import health_report, read_last_cycle
+from app.engine.system.maintenance import clock_behind_message, health_report, read_last_cycle, recorded_until
 from app.engine.portfolio.money import available_cash, format_money
 from app.engine.system.pin import PinError, PinResult
 from app.engine.minute.risk_guard import OrderRequest, day_trade_limited, describe_day_trading, refusal
@@ -71,8 +71,12 @@ class StopResult:
 class EngineService:
     """The engine's public operations over one mode's stores and broker (engine thread only)."""
 
-    def __init__(self, parts: EngineParts, publisher: Publisher | None = None):
+    def __init__(self, parts: EngineParts, publisher: Publisher | None = None, *, prepare_feed: bool = True):
+        # prepare_feed False (an admin command beside a running engine): a new card's history is left to
+        # the engine, which prepares every new symbol at its next cycle, so two processes never generate
+        # or fetch the same bars at once.
         self.parts = parts
+        self.prepare_feed = prepare_feed
         self.publisher = publisher or NullPublisher()
         self.mode = parts.mode
         self._catalogue: tuple[AlgorithmInfo, ...] | None = None
@@ -209,15 +213,26 @@ class EngineService:
             raise ServiceError(str(exc)) from None
         except AlgorithmLoadError as exc:
             raise ServiceError(str(exc)) from None
-        available = self.available_cash()
-        if capital > available:
-            raise ServiceError(f"capital {format_money(capital)} is more than the "
-                               f"{format_money(available)} available")
+        cash = self.broker_cash()
+        if cash is None:
+            raise ServiceError(f"cannot reach the broker: {self._last_cash_error}")
+
+        def enough_cash() -> None:
+            available = self._available_from(cash)
+            if capital > available:
+                raise ServiceError(f"capital {format_money(capital)} is more than the "
+                                   f"{format_money(available)} available")
+
+        enough_cash()  # refuse early, before any history is fetched
+        if self.prepare_feed:
+            self.parts.feed.ensure_ready([symbol], self.parts.clock.now())
+        # The write is the last step, and the cash check is repeated inside its transaction: a failing
+        # command leaves nothing behind, and a card added meanwhile by another process counts.
         instance_id = self.parts.system.create_instance(symbol, algorithm_type, float(capital),
-                                                        {k: v for k, v in algo.params.items()})
+                                                        {k: v for k, v in algo.params.items()},
+                                                        check=enough_cash)
         log.info("created instance %d: %s %s with %s", instance_id, symbol, algorithm_type, format_money(capital))
-        self.parts.feed.ensure_ready([symbol], self.parts.clock.now())
-        self.publish_all()
+        self._publish_after_write()
         return instance_id
 
     def stop_instance(self, instance_id: int, liquidate: bool = False) -> StopResult:
@@ -267,7 +282,7 @@ class EngineService:
         p.cycle.forget(instance_id)
         message = "; ".join(parts)
         log.info(message)
-        self.publish_all()
+        self._publish_after_write()
         return StopResult(instance_id, message)
 
     def _opens(self, now) -> str:
@@ -346,6 +361,21 @@ class EngineService:
         self.parts.system.set_config(STREAM_STATE_KEY, json.dumps(
             {"state": state, "reason": status.reason, "since": utc_text(at)}))
 
+    def clock_behind(self) -> str | None:
+        """The "waiting for the clock" sentence while the engine clock is before what this data folder
+        has recorded (newest bar, last cycle), else None."""
+        p = self.parts
+        now = p.clock.now()
+        recorded = recorded_until(p.system, p.market)
+        return clock_behind_message(now, recorded) if recorded is not None and now < recorded else None
+
+    def _publish_after_write(self) -> None:
+        """Publish once a change is recorded: a failure to show it must not report the change as failed."""
+        try:
+            self.publish_all()
+        except Exception:  # noqa: BLE001 - the write is done; the next cycle publishes again
+            log.exception("publishing after a change failed")
+
     def status(self) -> dict:
         """Everything ``autotrader status`` prints, as plain JSON-able values."""
         p = self.parts
@@ -363,6 +393,7 @@ class EngineService:
             "broker_error": self._last_cash_error,
             "last_cycle": read_last_cycle(p.system),
             "day_trading": self.day_trading(),
+            "clock_behind": self.clock_behind(),
             "stream": json.loads(p.system.get_config(STREAM_STATE_KEY) or "null"),
             "instances": [
                 {"id": c.instance_id, "display_name": c.display_name, "ticker": c.ticker,

@@ -22,10 +22,11 @@ from app.engine.events import Notice
 from app.engine.system.logging_setup import AREA_FILES
 from app.engine.system.data_folder import DataPaths
 from app.storage.backup import (KEEP_BACKUPS, backup_connection, backup_name, file_integrity, move_aside,
-                                newest_backup, prune_backups)
+                                newest_backup, peek_config, prune_backups)
 from app.storage.errors import StorageUnavailable, classify
+from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
-from app.storage.timefmt import utc_text
+from app.storage.timefmt import from_epoch, parse_utc_text, utc_text
 
 log = logging.getLogger("autotrader.engine.maintenance")
 
@@ -47,6 +48,36 @@ def read_last_cycle(system: SystemStore) -> dict | None:
     """The last cycle's record (minute, timings, running totals), or None before the first cycle."""
     text = system.get_config(LAST_CYCLE_KEY)
     return json.loads(text) if text else None
+
+
+def last_cycle_time(system_db: Path) -> datetime | None:
+    """When (on the engine's clock) the last cycle over ``system_db`` started, read without writing;
+    None when no engine has cycled there or the record cannot be read."""
+    try:
+        record = json.loads(peek_config(system_db, LAST_CYCLE_KEY) or "null")
+        stamp = record.get("started") or record.get("minute") if isinstance(record, dict) else None
+        return parse_utc_text(stamp) if stamp else None
+    except (ValueError, TypeError):
+        return None
+
+
+def recorded_until(system: SystemStore, market: MarketStore) -> datetime | None:
+    """The latest instant the data folder has seen: the newest stored bar's minute or the last cycle's
+    minute, whichever is later; None for an empty folder. A clock before it is behind."""
+    latest = [from_epoch(bar.ts) for bar in market.latest_bars(market.symbols()).values()]
+    cycle = read_last_cycle(system)
+    if cycle and cycle.get("minute"):
+        try:
+            latest.append(parse_utc_text(cycle["minute"]))
+        except ValueError:
+            pass
+    return max(latest) if latest else None
+
+
+def clock_behind_message(now: datetime, recorded: datetime) -> str:
+    """The wall's sentence while the clock is behind what the data folder has recorded."""
+    return (f"waiting for the clock: it reads {utc_text(now)}, before {utc_text(recorded)} already recorded "
+            "here; no trading until time moves past it (check the time setting or the network time)")
 
 
 def utc_now() -> datetime:
