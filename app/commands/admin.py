@@ -15,11 +15,11 @@ from decimal import Decimal
 
 from app.commands.common import EXIT_OK, CommandError, paths_for, settings_for, storage_sentence
 from app.engine.plugins.loader import default_dirs, discover
-from app.engine.marketdata.clock import Clock, ManualClock, RealClock
+from app.engine.marketdata.clock import Clock, RealClock
 from app.engine.host.client import ServiceError
 from app.engine.host.wiring import EngineParts
 from app.engine.host.service import EngineService
-from app.engine.system.maintenance import last_cycle_time
+from app.engine.system.maintenance import RecordedClock
 from app.engine.portfolio.money import format_money, format_pct
 
 
@@ -63,10 +63,7 @@ def admin_clock(settings, paths) -> Clock:
     """The time an admin command works at: real time for Alpaca; in sim, the simulated time the running
     (or last) engine recorded at its last cycle, never the real clock against simulated bars that may lie
     days ahead of it. A sim folder no engine ever cycled uses real time."""
-    if settings.mode != "sim":
-        return RealClock()
-    recorded = last_cycle_time(paths.system_db)
-    return ManualClock(recorded) if recorded is not None else RealClock()
+    return RecordedClock(paths.system_db) if settings.mode == "sim" else RealClock()
 
 
 @contextmanager

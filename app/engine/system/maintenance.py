@@ -61,6 +61,31 @@ def last_cycle_time(system_db: Path) -> datetime | None:
         return None
 
 
+class RecordedClock:
+    """The time a running (or the last) engine over ``system_db`` recorded at its last cycle, read afresh
+    at every ``now()`` (the engine keeps cycling meanwhile); before any cycle, ``fallback``'s time.
+
+    For admin commands beside an accelerated sim: its simulated time may be days from the real one.
+    """
+
+    speed: float = 1.0
+
+    def __init__(self, system_db: Path, fallback: Callable[[], datetime] | None = None):
+        self._system_db = Path(system_db)
+        self._fallback = fallback or utc_now
+
+    def now(self) -> datetime:
+        """The last cycle's start on the engine's clock, or the fallback's now."""
+        return last_cycle_time(self._system_db) or self._fallback()
+
+    def real_seconds_until(self, moment: datetime) -> float:
+        """Always 0: this clock does not run by itself."""
+        return 0.0
+
+    def __repr__(self) -> str:
+        return f"RecordedClock({self._system_db})"
+
+
 def recorded_until(system: SystemStore, market: MarketStore) -> datetime | None:
     """The latest instant the data folder has seen: the newest stored bar's minute or the last cycle's
     minute, whichever is later; None for an empty folder. A clock before it is behind."""
