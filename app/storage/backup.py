@@ -19,7 +19,11 @@ from app.storage import system_store
 
 BACKUP_PATTERN = re.compile(r"system-(\d{4}-\d{2}-\d{2})\.db")
 SYSTEM_TABLES = ("algorithm_instances", "transactions", "system_config", "orders")
-KEEP_BACKUPS = 14
+KEEP_BACKUPS = 14  # the newest daily backups kept
+KEEP_MONTHLY = 12  # plus the first backup of each of the newest months
+DAMAGED_SUFFIX = ".damaged"  # a copy that failed its check: kept for a person, never listed or counted
+MODE_KEY = "backup_mode"  # system_config row written into each backup copy: sim, paper or live
+FILE_MODE = 0o600
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
@@ -82,12 +86,28 @@ def newest_backup(folder: Path) -> BackupFile | None:
     return backups[-1] if backups else None
 
 
-def prune_backups(folder: Path, keep: int = KEEP_BACKUPS) -> list[Path]:
-    """Delete all but the newest ``keep`` backups; returns the deleted paths."""
+def kept_backups(backups: list[BackupFile], keep: int = KEEP_BACKUPS,
+                 monthly: int = KEEP_MONTHLY) -> list[BackupFile]:
+    """Which of ``backups`` (oldest first) retention keeps: the newest ``keep``, plus the first backup of
+    each of the newest ``monthly`` calendar months (so a year on damaged storage still leaves old copies)."""
+    kept = {b.path for b in backups[-keep:]}
+    firsts: dict[tuple[int, int], BackupFile] = {}
+    for backup in backups:
+        firsts.setdefault((backup.day.year, backup.day.month), backup)
+    for month in sorted(firsts)[-monthly:] if monthly > 0 else ():
+        kept.add(firsts[month].path)
+    return [b for b in backups if b.path in kept]
+
+
+def prune_backups(folder: Path, keep: int = KEEP_BACKUPS, monthly: int = KEEP_MONTHLY) -> list[Path]:
+    """Delete the backups retention does not keep (see :func:`kept_backups`); returns the deleted paths.
+    Files put aside as damaged are neither counted nor deleted."""
     if keep < 1:
         raise ValueError("keep at least one backup")
+    backups = list_backups(folder)
+    kept = {b.path for b in kept_backups(backups, keep, monthly)}
     removed = []
-    for old in list_backups(folder)[:-keep]:
+    for old in (b for b in backups if b.path not in kept):
         try:
             old.path.unlink()
             removed.append(old.path)
@@ -96,20 +116,40 @@ def prune_backups(folder: Path, keep: int = KEEP_BACKUPS) -> list[Path]:
     return removed
 
 
-def _copy_into(source: sqlite3.Connection, dest: Path) -> None:
-    """Copy ``source`` into a new file ``dest`` atomically: a crash never leaves half a database there."""
+def _copy_into(source: sqlite3.Connection, dest: Path, *, mode: str | None = None) -> None:
+    """Copy ``source`` into a new file ``dest`` atomically: a crash never leaves half a database there.
+
+    The copy is written owner-only, stamped with ``mode`` (a ``system_config`` row of the copy, when
+    given) and must pass ``PRAGMA quick_check``: one that fails is renamed ``<dest>.damaged`` and a
+    :class:`BackupError` says so (a damaged copy must never replace or outnumber good ones).
+    """
     partial = dest.with_name(dest.name + ".partial")
     partial.unlink(missing_ok=True)
     target = sqlite3.connect(partial, isolation_level=None)
     try:
+        os.chmod(partial, FILE_MODE)
         source.backup(target)
         # The copied header says WAL; a backup must be one self-contained file.
         target.execute("PRAGMA journal_mode = DELETE")
+        if mode is not None:
+            target.execute("INSERT INTO system_config (key, value) VALUES (?, ?) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (MODE_KEY, mode))
+        rows = target.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        target.close()
+        _put_aside(partial, dest)
+        raise BackupError(f"the copy for {dest.name} is damaged ({exc}); kept aside as "
+                          f"{dest.name}{DAMAGED_SUFFIX}") from exc
     except BaseException:
         target.close()
         partial.unlink(missing_ok=True)
         raise
     target.close()
+    first = rows[0][0] if rows else "no answer"
+    if first != "ok":
+        _put_aside(partial, dest)
+        raise BackupError(f"the copy for {dest.name} failed its check ({first}); kept aside as "
+                          f"{dest.name}{DAMAGED_SUFFIX}")
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, dest)
@@ -123,12 +163,25 @@ def _copy_into(source: sqlite3.Connection, dest: Path) -> None:
         pass
 
 
-def backup_connection(source: sqlite3.Connection, dest: Path) -> Path:
-    """Back up the database behind an open connection (on its own thread, outside a transaction) to ``dest``."""
+def _put_aside(partial: Path, dest: Path) -> None:
+    try:
+        os.replace(partial, dest.with_name(dest.name + DAMAGED_SUFFIX))
+    except OSError:
+        partial.unlink(missing_ok=True)
+
+
+def backup_connection(source: sqlite3.Connection, dest: Path, *, mode: str | None = None) -> Path:
+    """Back up the database behind an open connection (on its own thread, outside a transaction) to
+    ``dest``, recording ``mode`` in the copy. Raises :class:`BackupError` when the copy fails its check."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _copy_into(source, dest)
+    _copy_into(source, dest, mode=mode)
     return dest
+
+
+def backup_mode(path: Path) -> str | None:
+    """The mode (sim, paper, live) a backup was taken in, or None for a backup from before modes were recorded."""
+    return peek_config(path, MODE_KEY)
 
 
 def _open_uri(path: Path, mode: str) -> sqlite3.Connection:
@@ -216,6 +269,7 @@ def restore_backup(backup: Path, target: Path, stamp: str) -> Path | None:
         _copy_into(source, incoming)
     finally:
         source.close()
+    _drop_mode(incoming)
     kept = None
     if target.exists():
         kept = move_aside(target, f"before-restore-{stamp}")
@@ -223,6 +277,15 @@ def restore_backup(backup: Path, target: Path, stamp: str) -> Path | None:
         target.with_name(target.name + side).unlink(missing_ok=True)
     os.replace(incoming, target)
     return kept
+
+
+def _drop_mode(path: Path) -> None:
+    # The stamp describes a backup file; a restored system.db is a live file again.
+    conn = _open_uri(path, "rw")
+    try:
+        conn.execute("DELETE FROM system_config WHERE key = ?", (MODE_KEY,))
+    finally:
+        conn.close()
 
 
 def peek_config(path: Path, key: str) -> str | None:

@@ -168,7 +168,7 @@ def test_engine_starts_on_a_damaged_stocks_db_and_says_so(tmp_path, qtbot):
 
 # --- daily backup -------------------------------------------------------------------------------
 
-def test_daily_backup_once_per_utc_day_keeping_the_newest_14(tmp_path):
+def test_daily_backup_once_per_utc_day_keeping_the_newest_14_and_the_months_first(tmp_path):
     store = SystemStore(tmp_path / "system.db")
     today = [utc(2024, 6, 1, 23, 59)]
     backup = DailyBackup(store, tmp_path / "backups", now=lambda: today[0])
@@ -184,7 +184,8 @@ def test_daily_backup_once_per_utc_day_keeping_the_newest_14(tmp_path):
             today[0] = utc(2024, 6, day, 12)
             assert backup.run_if_due() is not None
         names = [b.path.name for b in list_backups(tmp_path / "backups")]
-        assert len(names) == 14 and names[0] == "system-2024-06-04.db" and names[-1] == "system-2024-06-17.db"
+        # The newest 14 days, plus the month's first backup (monthly retention).
+        assert names == ["system-2024-06-01.db"] + [f"system-2024-06-{d:02d}.db" for d in range(4, 18)]
         assert check_backup(tmp_path / "backups" / names[-1]).instances == 0
         # A restarted engine finds today's file and does not take another.
         again = DailyBackup(store, tmp_path / "backups", now=lambda: today[0])

@@ -65,10 +65,10 @@ def test_listing_newest_and_pruning_keep_the_newest_by_day(tmp_path):
     (folder / "system-2024-13-45.db").write_bytes(b"bad date")
     assert [b.day for b in list_backups(folder)] == [first + timedelta(days=i) for i in range(16)]
     assert newest_backup(folder).path.name == "system-2024-05-16.db"
-    removed = prune_backups(folder, keep=14)
+    removed = prune_backups(folder, keep=14, monthly=0)
     assert sorted(p.name for p in removed) == ["system-2024-05-01.db", "system-2024-05-02.db"]
     assert len(list_backups(folder)) == 14 and (folder / "notes.txt").exists()
-    assert prune_backups(folder, keep=14) == []
+    assert prune_backups(folder, keep=14, monthly=0) == []
     assert list_backups(tmp_path / "missing") == [] and newest_backup(tmp_path / "missing") is None
 
 

@@ -26,8 +26,9 @@ from app.engine.host.service import EngineService
 from app.engine.events import CycleReport, Notice, StreamStatus
 from app.engine.minute import schedule
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
-from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, clock_behind_message,
-                                           recorded_until, stopped_notice, storage_problem, utc_now)
+from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, SystemFileWatch, check_at_start,
+                                           clock_behind_message, recorded_until, stopped_notice, storage_problem,
+                                           utc_now)
 from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import Settings
 from app.engine.minute.cycle import CycleResult
@@ -71,6 +72,7 @@ class Orchestrator(QObject):
         self.backup: DailyBackup | None = None
         # A clock behind the newest stored bar or the last cycle (issue 16): no trading until it passes.
         self.not_before: datetime | None = None
+        self.watch: SystemFileWatch | None = None  # is system.db still the file opened? (each minute)
         self.waiting_for_clock = False
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
         # "missed": session minutes that never got a cycle (between two cycles of this process).
@@ -111,7 +113,8 @@ class Orchestrator(QObject):
             for notice in start_notices:
                 self.publisher.notice(notice)
             self.not_before = recorded_until(self.parts.system, self.parts.market)
-            self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir)
+            self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir, mode=self.parts.mode)
+            self.watch = SystemFileWatch(self.parts.system.path)
             self._maintain()  # today's backup at start if it is missing
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
             log.exception("engine failed to start")
@@ -222,6 +225,10 @@ class Orchestrator(QObject):
             log.warning("woke for %s: %s", utc_text(self._scheduled), wake.why)
         minute = wake.minute
         wake_at = self._scheduled + timedelta(seconds=self.options.wake_offset_s)
+        problem = self.watch.problem() if self.watch else None
+        if problem:
+            self.stop_trading(problem)
+            return
         try:
             self.run_cycle(minute, scheduled_at=wake_at)
         except Exception as exc:  # noqa: BLE001 - one bad minute must not stop the terminal
@@ -270,7 +277,9 @@ class Orchestrator(QObject):
         if self.backup is None:
             return
         result = self.backup.run_if_due()
-        if result is not None and result.error:
+        if result is not None and result.damaged:
+            self.stop_trading(result.damaged)
+        elif result is not None and result.error:
             self.publisher.notice(Notice("error", f"daily backup failed: {result.error}", at=self.clock.now()))
 
     def run_cycle(self, minute: datetime, scheduled_at: datetime | None = None) -> CycleReport:

@@ -21,8 +21,8 @@ from pathlib import Path
 from app.engine.events import Notice
 from app.engine.system.logging_setup import AREA_FILES
 from app.engine.system.data_folder import DataPaths
-from app.storage.backup import (KEEP_BACKUPS, backup_connection, backup_name, file_integrity, move_aside,
-                                newest_backup, peek_config, prune_backups)
+from app.storage.backup import (KEEP_BACKUPS, BackupError, backup_connection, backup_name, file_integrity,
+                                move_aside, newest_backup, peek_config, prune_backups)
 from app.storage.errors import StorageUnavailable, classify
 from app.storage.market_store import MarketStore
 from app.storage.system_store import SystemStore
@@ -190,26 +190,32 @@ def stopped_notice(reason: str, at: datetime | None = None) -> Notice:
 
 @dataclass(frozen=True)
 class BackupResult:
-    """One backup attempt: the file written (or the error) and how long it took."""
+    """One daily check and backup attempt: the file written (or the error) and how long it took.
+
+    ``damaged`` is the sentence to stop trading with when system.db itself failed its check."""
 
     path: Path | None
     duration_ms: float
     pruned: tuple[Path, ...] = ()
     error: str | None = None
+    damaged: str | None = None
 
 
 @dataclass
 class DailyBackup:
-    """Backs up system.db once per real UTC day into the backups folder, keeping the newest ``keep``.
+    """Once per real UTC day: ``PRAGMA quick_check`` of system.db, then a backup into the backups folder
+    (itself checked, stamped with ``mode``), keeping 14 daily and 12 monthly copies.
 
     Called between cycles on the engine thread with the engine's own connection (the backup API
-    copies committed pages, WAL included, without stopping anyone).
+    copies committed pages, WAL included, without stopping anyone). A system.db that fails its check is
+    not backed up: a damaged copy must never push the good ones out.
     """
 
     system: SystemStore
     folder: Path
     keep: int = KEEP_BACKUPS
     now: Callable[[], datetime] = utc_now
+    mode: str | None = None
     _done: date | None = field(default=None, init=False)
     _retry_at: float = field(default=0.0, init=False)
 
@@ -235,10 +241,18 @@ class DailyBackup:
         today = self.now().astimezone(timezone.utc).date()
         dest = Path(self.folder) / backup_name(today)
         t0 = time.perf_counter()
+        # A fresh connection reads the pages from the file, not from the engine connection's cache.
+        ok, detail = file_integrity(self.system.path, quick=True)
+        if not ok:
+            ms = (time.perf_counter() - t0) * 1000
+            self._retry_at = time.monotonic() + BACKUP_RETRY_S
+            message = damaged_system_message(DataPaths.for_folder(self.system.path.parent), detail)
+            log.error("daily check of system.db failed: %s", message)
+            return BackupResult(None, ms, error=f"system.db failed its check: {detail}", damaged=message)
         try:
-            backup_connection(self.system.connection, dest)
+            backup_connection(self.system.connection, dest, mode=self.mode)
             pruned = tuple(prune_backups(self.folder, self.keep))
-        except (sqlite3.Error, OSError, StorageUnavailable) as exc:
+        except (sqlite3.Error, OSError, StorageUnavailable, BackupError) as exc:
             ms = (time.perf_counter() - t0) * 1000
             self._retry_at = time.monotonic() + BACKUP_RETRY_S
             log.error("daily backup of system.db to %s failed: %s", dest, exc)
@@ -248,6 +262,36 @@ class DailyBackup:
         log.info("backed up system.db to %s in %.0f ms%s", dest, ms,
                  f"; removed {len(pruned)} old backup(s)" if pruned else "")
         return BackupResult(dest, ms, pruned)
+
+
+# --- the file the engine writes ------------------------------------------------------------------
+
+MIN_DB_BYTES = 4096  # a migrated system.db is several pages; anything smaller was cut short
+
+
+class SystemFileWatch:
+    """Whether system.db is still the file the engine opened: same device and inode, still linked, of a
+    sane size. A deleted or replaced file would take every fill recorded after it into nowhere."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        stat = os.stat(self.path)
+        self._identity = (stat.st_dev, stat.st_ino)
+
+    def problem(self) -> str | None:
+        """Why trading must stop, or None while the file is the one opened (one stat call)."""
+        advice = f"restore the newest backup (`autotrader restore`) or put the file back ({self.path}), then restart"
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return f"system.db was deleted while AutoTrader ran — {advice}"
+        except OSError as exc:
+            return f"system.db cannot be checked ({exc.strerror}) — check the data disk, then restart"
+        if (stat.st_dev, stat.st_ino) != self._identity:
+            return "system.db was replaced by another file while AutoTrader ran — restart to use it"
+        if stat.st_size < MIN_DB_BYTES or stat.st_size % 512:
+            return f"system.db was cut to {stat.st_size} bytes while AutoTrader ran — {advice}"
+        return None
 
 
 # --- health figures -----------------------------------------------------------------------------
