@@ -101,6 +101,8 @@ def test_set_pin_asks_twice_and_stores_only_a_hash(data_dir: Path):
     assert mismatch.returncode == 2 and "differ" in mismatch.stderr
     short = run_cli(data_dir, "set-pin", stdin="12\n12\n")
     assert short.returncode == 2
+    trivial = run_cli(data_dir, "set-pin", stdin="1234\n1234\n")
+    assert trivial.returncode == 2 and "run of digits" in trivial.stderr and "Traceback" not in trivial.stderr
     with SystemStore(data_dir / "sim" / "system.db") as store:
         assert PinGuard(store).verify("4711").ok  # unchanged by the refused attempts
 

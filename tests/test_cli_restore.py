@@ -142,3 +142,25 @@ def test_status_reports_backup_sizes_free_disk_logs_and_errors_today(data):
     assert f"backup    {newest.path} at " in text.stdout
     assert "storage   system.db " in text.stdout and " GB free; logs " in text.stdout
     assert "errors    1 logged today" in text.stdout
+
+
+def test_a_backup_records_its_mode_and_restore_refuses_it_in_another_mode_wherever_it_lies(data, tmp_path):
+    stamped = tmp_path / "elsewhere" / "copied-sim-backup.db"
+    store = SystemStore(data / "sim" / "system.db")
+    try:
+        backup_connection(store.connection, stamped, mode="sim")
+    finally:
+        store.close()
+    paper = run(data, "restore", str(stamped), "--yes")  # no keys: sim; now the same file as PAPER
+    assert paper.returncode == 0, paper.stderr
+    restored = SystemStore(data / "sim" / "system.db")
+    try:
+        assert restored.get_config("backup_mode") is None  # the stamp stays with the backup file
+    finally:
+        restored.close()
+    env = {"ALPACA_API_KEY": "k" * 20, "ALPACA_SECRET": "s" * 40, "ALPACA_PAPER": "true"}
+    refused = subprocess.run([sys.executable, "-m", "app", "restore", str(stamped), "--yes"], capture_output=True,
+                             text=True, env=cli_env(data, **env), cwd=data, timeout=120)
+    assert refused.returncode == 2
+    assert "is a SIM backup but this would restore the PAPER system.db" in refused.stderr
+    assert not (data / "paper" / "system.db").exists()

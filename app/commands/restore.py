@@ -13,7 +13,7 @@ from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
 from app.engine.system.maintenance import LAST_CYCLE_KEY
 from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import MODES
-from app.storage.backup import BackupError, check_backup, peek_config, restore_backup
+from app.storage.backup import BackupError, backup_mode, check_backup, peek_config, restore_backup
 from app.storage.timefmt import parse_utc_text, utc_text
 
 RECENT_CYCLE = timedelta(minutes=2)
@@ -82,7 +82,8 @@ def kiosk_activity(paths: DataPaths, mode: str, now: datetime | None = None) -> 
 
 
 def _other_mode(backup: Path, paths: DataPaths) -> str | None:
-    """The mode whose backups folder holds ``backup`` when that is not the target's mode."""
+    """The mode whose backups folder holds ``backup`` when that is not the target's mode (for backups
+    from before each copy recorded its mode)."""
     folder = backup.resolve().parent
     root = paths.root.resolve()
     if folder.name == "backups" and folder.parent.name in MODES and folder.parent.parent == root.parent \
@@ -105,7 +106,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise CommandError(f"no backup file at {backup}")
     if paths.system_db.exists() and backup.resolve() == paths.system_db.resolve():
         raise CommandError("that is the current system.db itself: give a file from the backups folder")
-    other = _other_mode(backup, paths)
+    recorded = backup_mode(backup)  # the copy's own word wins over the folder it sits in
+    if recorded in MODES:
+        other = recorded if recorded != settings.mode else None
+    else:
+        other = _other_mode(backup, paths)
     if other:
         flag = " (add --sim)" if other == "sim" else ""
         raise CommandError(f"{backup} is a {other.upper()} backup but this would restore the "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.system.pin import DEFAULT_PIN, MAX_LOCKOUT_S, PinError, PinGuard, PinResult
+from app.engine.system.pin import DEFAULT_PIN, MAX_LOCKOUT_S, PinError, PinGuard, PinResult, trivial_pin_reason
 from app.storage.system_store import SystemStore
 
 T0 = datetime(2024, 6, 4, 14, 30, tzinfo=timezone.utc)
@@ -203,3 +203,19 @@ def test_now_defaults_to_the_real_utc_clock(store: SystemStore) -> None:
     locked = fail(guard, 5)
     remaining = (locked.locked_until - datetime.now(timezone.utc)).total_seconds()
     assert 25 < remaining <= 30
+
+
+@pytest.mark.parametrize("trivial", ["0000", "1111", "99999999", "1234", "4321", "0123", "9876", "7890",
+                                     "8901", "12345678", "2020"])
+def test_trivial_pins_are_refused_with_the_reason(guard: PinGuard, trivial: str) -> None:
+    with pytest.raises(PinError) as err:
+        guard.change(trivial)
+    assert trivial not in str(err.value)
+    assert guard.is_default()
+
+
+@pytest.mark.parametrize("fine", ["4817", "1357", "1243", "2021", "86429753", "1123"])
+def test_ordinary_pins_are_accepted(guard: PinGuard, fine: str) -> None:
+    assert trivial_pin_reason(fine) is None
+    guard.change(fine)
+    assert guard.verify(fine).ok

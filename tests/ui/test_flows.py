@@ -84,9 +84,9 @@ def test_default_pin_is_changed_on_first_entry_then_halt_and_resume(kiosk, host,
     qtbot.waitUntil(win.pin.isVisible, timeout=5000)
     enter(win.pin, "2020")
     qtbot.waitUntil(lambda: win.pin.title.text() == "New PIN", timeout=SLOW_MS)
-    enter(win.pin, "4321")
+    enter(win.pin, "4817")
     qtbot.waitUntil(lambda: win.pin.title.text() == "Repeat the new PIN", timeout=5000)
-    enter(win.pin, "4321")
+    enter(win.pin, "4817")
     qtbot.waitUntil(lambda: win.halt_banner.isVisible(), timeout=SLOW_MS)
     assert win.header.halt_button.text() == "RESUME"
     assert resolve(qtbot, host.client.call(host.service.pin_is_default)) is False
@@ -99,7 +99,7 @@ def test_default_pin_is_changed_on_first_entry_then_halt_and_resume(kiosk, host,
     qtbot.waitUntil(lambda: "Wrong PIN" in win.pin.message.text(), timeout=SLOW_MS)
     assert win.halt_banner.isVisible()
     qtbot.waitUntil(lambda: win.pin.keypad.buttons["1"].isEnabled(), timeout=5000)
-    enter(win.pin, "4321")
+    enter(win.pin, "4817")
     qtbot.waitUntil(lambda: not win.halt_banner.isVisible(), timeout=SLOW_MS)
     assert win.header.halt_button.text() == "HALT"
 

@@ -69,7 +69,7 @@ def test_masking_and_backspace(pin, qtbot):
 
 
 def test_wrong_then_right_pin(pin, guard, qtbot):
-    guard.change("4321")
+    guard.change("4817")
     task = asyncio.ensure_future(pin.authorise("halt trading"))
     qtbot.waitUntil(pin.isVisible, timeout=2000)
     assert "halt trading" in pin.title.text()
@@ -78,14 +78,14 @@ def test_wrong_then_right_pin(pin, guard, qtbot):
     assert "4 tries left" in pin.message.text()
     assert pin.dots.shaking
     assert not task.done()
-    type_pin(pin, "4321")
+    type_pin(pin, "4817")
     qtbot.waitUntil(task.done, timeout=5000)
     assert task.result() is True
     assert not pin.isVisible()
 
 
 def test_lockout_disables_keys_and_counts_down(pin, guard, qtbot):
-    guard.change("4321")
+    guard.change("4817")
     task = asyncio.ensure_future(pin.authorise("stop"))
     qtbot.waitUntil(pin.isVisible, timeout=2000)
     for expected in ("4 tries left", "3 tries left", "2 tries left", "1 try left"):
@@ -111,7 +111,7 @@ def test_default_pin_asks_for_a_new_one(pin, guard, qtbot):
     assert "factory default" in pin.message.text()
     type_pin(pin, "12")  # too short
     qtbot.waitUntil(lambda: "4 to 8 digits" in pin.message.text(), timeout=2000)
-    type_pin(pin, "5678")
+    type_pin(pin, "5817")
     qtbot.waitUntil(lambda: pin.title.text() == "Repeat the new PIN", timeout=2000)
     type_pin(pin, "5679")  # mismatch
     qtbot.waitUntil(lambda: "different" in pin.message.text(), timeout=2000)
@@ -120,13 +120,13 @@ def test_default_pin_asks_for_a_new_one(pin, guard, qtbot):
     type_pin(pin, "2020")  # the engine refuses the default
     qtbot.waitUntil(lambda: "factory default" in pin.message.text() and pin.title.text() == "New PIN"
                     and pin.keypad.buttons["1"].isEnabled(), timeout=5000)
-    type_pin(pin, "5678")
+    type_pin(pin, "5817")
     qtbot.waitUntil(lambda: pin.title.text() == "Repeat the new PIN", timeout=2000)
-    type_pin(pin, "5678")
+    type_pin(pin, "5817")
     qtbot.waitUntil(task.done, timeout=5000)
     assert task.result() is True
     assert not guard.is_default()
-    assert guard.verify("5678").ok
+    assert guard.verify("5817").ok
 
 
 def test_engine_error_is_shown_not_raised(pin, qtbot):
@@ -141,3 +141,22 @@ def test_engine_error_is_shown_not_raised(pin, qtbot):
     assert not task.done()
     pin.cancel()
     qtbot.waitUntil(task.done, timeout=2000)
+
+
+def test_a_trivial_new_pin_is_refused_on_the_wall_with_the_reason(pin, guard, qtbot):
+    task = asyncio.ensure_future(pin.choose_new_pin())
+    qtbot.waitUntil(lambda: pin.isVisible() and pin.title.text() == "New PIN", timeout=2000)
+    for trivial, reason in (("1111", "one digit repeated"), ("2345", "run of digits"), ("9876", "run of digits"),
+                            ("2020", "factory default")):
+        type_pin(pin, trivial)
+        qtbot.waitUntil(lambda: pin.title.text() == "Repeat the new PIN", timeout=5000)
+        type_pin(pin, trivial)
+        qtbot.waitUntil(lambda: reason in pin.message.text() and pin.title.text() == "New PIN", timeout=5000)
+        assert trivial not in pin.message.text()
+        assert not task.done()
+    assert guard.is_default()  # nothing was changed by the refused PINs
+    type_pin(pin, "4817")
+    qtbot.waitUntil(lambda: pin.title.text() == "Repeat the new PIN", timeout=5000)
+    type_pin(pin, "4817")
+    qtbot.waitUntil(task.done, timeout=5000)
+    assert task.result() is True and guard.verify("4817").ok

@@ -170,11 +170,25 @@ class PinGuard:
         """
         if not isinstance(new_pin, str) or _PIN_FORMAT.fullmatch(new_pin) is None:
             raise PinError("The PIN must be 4 to 8 digits.")
-        if new_pin == DEFAULT_PIN:
-            raise PinError("Choose a PIN other than the factory default.")
+        reason = trivial_pin_reason(new_pin)
+        if reason:
+            raise PinError(reason)
         self._ensure_initialised()
         self._store.set_configs({**self._hash_settings(new_pin), K_DEFAULT: "0",
                                  K_FAILURES: "0", K_LOCKOUTS: "0", K_LOCKED_UNTIL: ""})
+
+
+def trivial_pin_reason(pin: str) -> str | None:
+    """Why a well-formed PIN is too easy to guess (the default, one digit repeated, a run of digits up or
+    down like 1234, 4321 or 7890), or None. The sentence never repeats the digits."""
+    if pin == DEFAULT_PIN:
+        return "Choose a PIN other than the factory default."
+    if len(set(pin)) == 1:
+        return "The PIN must not be one digit repeated: anyone would try that first."
+    steps = {(int(b) - int(a)) % 10 for a, b in zip(pin, pin[1:])}
+    if steps in ({1}, {9}):
+        return "The PIN must not be a run of digits counting up or down: anyone would try that first."
+    return None
 
 
 def _flag(value: bool) -> str:
