@@ -13,7 +13,7 @@ import sqlite3
 from contextlib import contextmanager
 from decimal import Decimal
 
-from app.commands.common import EXIT_OK, CommandError, paths_for, settings_for, storage_sentence
+from app.commands.common import EXIT_OK, CommandError, DataFolderError, paths_for, settings_for, storage_sentence
 from app.engine.plugins.loader import default_dirs, discover
 from app.engine.marketdata.clock import Clock, RealClock
 from app.engine.host.client import ServiceError
@@ -73,7 +73,7 @@ def service_for(args: argparse.Namespace):
     try:
         parts = EngineParts.build(settings, clock=admin_clock(settings, paths), paths=paths)
     except (OSError, sqlite3.Error) as exc:
-        raise CommandError(storage_sentence(exc, paths.root)) from None
+        raise DataFolderError(storage_sentence(exc, paths.root)) from None
     # Beside a running engine its feed prepares a new card's bars; two processes must not write them.
     from app.engine.system.folder_lock import running_engine_pid
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -21,6 +22,10 @@ class CommandError(Exception):
     """A problem the person must fix; printed as one line, exit code 2."""
 
 
+class DataFolderError(CommandError):
+    """The data folder cannot be used (read-only, missing, not creatable, unreadable files)."""
+
+
 def settings_for(args: argparse.Namespace) -> Settings:
     """Load settings (``--sim`` on the command forces sim mode)."""
     try:
@@ -29,13 +34,41 @@ def settings_for(args: argparse.Namespace) -> Settings:
         raise CommandError(str(exc)) from None
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot hold AutoTrader's files (missing, read-only file system, not writable), or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "it does not exist (or is not a folder)"
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system — make it writable"
+    except OSError:
+        pass
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "this user may not write there — fix its permissions"
+    return None
+
+
 def storage_sentence(exc: BaseException, folder: Path) -> str:
     """One sentence for a data folder that cannot be used (read-only, missing, full, damaged)."""
     from app.engine.system.maintenance import storage_problem
-    reason = storage_problem(exc)
+    reason = folder_problem(folder) or storage_problem(exc)
     if reason is None and isinstance(exc, OSError):
         reason = exc.strerror or str(exc)
     return f"cannot use the data folder {folder}: {reason or exc}"
+
+
+def data_folder_failure(args: argparse.Namespace, exc: BaseException) -> str | None:
+    """The one sentence for a storage failure (read-only, missing, full, damaged) a command hit anywhere,
+    or None when ``exc`` is not one (then it is a bug and keeps its traceback)."""
+    from app.engine.maintenance import storage_problem
+    if storage_problem(exc) is None:
+        return None
+    try:
+        folder = data_paths(settings_for(args)).root
+    except CommandError:
+        return f"the data folder cannot be used: {storage_problem(exc)}"
+    return storage_sentence(exc, folder)
 
 
 def paths_for(args: argparse.Namespace) -> tuple[Settings, DataPaths]:
@@ -45,7 +78,7 @@ def paths_for(args: argparse.Namespace) -> tuple[Settings, DataPaths]:
     try:
         paths.create()
     except OSError as exc:
-        raise CommandError(f"cannot create the data folder {paths.root}: {exc.strerror}") from None
+        raise DataFolderError(f"cannot create the data folder {paths.root}: {exc.strerror}") from None
     return settings, paths
 
 

@@ -10,7 +10,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
+from app.commands.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, DataFolderError, paths_for,
+                                 storage_sentence)
 from app.engine.marketdata.clock import Clock, RealClock, SimClock
 from app.engine.system.logging_setup import configure_logging, register_secret
 from app.engine.marketdata.calendar import MarketCalendar
@@ -105,12 +106,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         problem = window_problem()
         if problem:
             raise CommandError(problem)
-    settings, paths = paths_for(args)
-    lock = hold_data_folder(paths.root)
+    try:
+        settings, paths = paths_for(args)
+        lock = hold_data_folder(paths.root)
+    except DataFolderError as exc:
+        return _start_failed(args, str(exc), EXIT_USAGE)
     try:
         return _run(args, settings, paths)
     finally:
         lock.release()
+
+
+START_RETRY_S = 300.0  # how long the wall shows why it could not start before the process exits
+
+
+def _start_failed(args: argparse.Namespace, reason: str, code: int) -> int:
+    """Say why the kiosk cannot start: one line on stderr and, unless headless, on the screen for five
+    minutes (a wall has nobody reading a terminal; the pause keeps a supervisor from restarting in a tight
+    loop while still trying again by itself)."""
+    print(f"autotrader: {reason}", file=sys.stderr)
+    if args.headless:
+        return code
+    try:
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+
+        from app.ui.start_failure import StartFailureScreen
+        app = QApplication.instance() or QApplication(sys.argv[:1])
+        screen = StartFailureScreen(reason, windowed=args.windowed,
+                                    footer=f"AutoTrader tries again in {START_RETRY_S / 60:.0f} minutes.")
+        screen.present()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: app.quit())
+        pulse = QTimer()  # let Python see SIGINT/SIGTERM while Qt sleeps
+        pulse.timeout.connect(lambda: None)
+        pulse.start(500)
+        # Then exit, so that `supervise` tries again (a late-mounted disk, a folder made writable).
+        QTimer.singleShot(int(min(args.exit_after or START_RETRY_S, START_RETRY_S) * 1000), app.quit)
+        app.exec()
+    except Exception as exc:  # noqa: BLE001 - no screen at all: the line on stderr is all there is
+        print(f"autotrader: (could not show it on screen either: {exc})", file=sys.stderr)
+    return code
 
 
 def hold_data_folder(folder: Path):
@@ -122,12 +158,15 @@ def hold_data_folder(folder: Path):
         holder = f" (pid {exc.pid})" if exc.pid else ""
         raise CommandError(f"AutoTrader is already running on this data folder{holder}: {folder}") from None
     except OSError as exc:
-        raise CommandError(f"cannot lock the data folder {folder}: {exc.strerror}") from None
+        raise DataFolderError(storage_sentence(exc, folder)) from None
 
 
 def _run(args: argparse.Namespace, settings, paths) -> int:
     """The kiosk itself, with the data folder locked."""
-    configure_logging(paths.log_dir)
+    try:
+        configure_logging(paths.log_dir)
+    except OSError as exc:
+        return _start_failed(args, storage_sentence(exc, paths.root), EXIT_USAGE)
     register_secret(settings.api_key)
     register_secret(settings.secret)
     from app.engine.system.hardening import warn_exposed_env_files
@@ -150,8 +189,7 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
     try:
         host.start()
     except EngineStartError as exc:
-        print(f"autotrader: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _start_failed(args, str(exc), EXIT_FAILED)
     window = None
     stream = None
     for sig in (signal.SIGINT, signal.SIGTERM):
