@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from app import __version__
 from app.commands import admin, autostart, backfill, backtest, data, doctor, kiosk, restore, security
 from app.commands.common import EXIT_OK, EXIT_USAGE, CommandError, data_folder_failure, fail
+from app.storage.errors import StorageUnavailable
 
 COMMAND_GROUPS = [kiosk, autostart, admin, backtest, data, backfill, restore, security, doctor]
 
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _stdout_reader_gone():
             raise  # some other pipe or socket: a real error
         return _quiet_after_closed_pipe()
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, StorageUnavailable) as exc:
         # A read-only, missing, full or damaged data folder is one sentence; anything else is a bug.
         sentence = data_folder_failure(args, exc)
         if sentence is None:

@@ -21,6 +21,7 @@ from app.engine.host.wiring import EngineParts
 from app.engine.host.service import EngineService
 from app.engine.system.maintenance import RecordedClock
 from app.engine.portfolio.money import format_money, format_pct
+from app.storage.errors import StorageUnavailable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +73,7 @@ def service_for(args: argparse.Namespace):
     settings, paths = paths_for(args)
     try:
         parts = EngineParts.build(settings, clock=admin_clock(settings, paths), paths=paths)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StorageUnavailable) as exc:
         raise DataFolderError(storage_sentence(exc, paths.root)) from None
     # Beside a running engine its feed prepares a new card's bars; two processes must not write them.
     from app.engine.system.folder_lock import running_engine_pid

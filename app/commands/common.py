@@ -61,7 +61,7 @@ def storage_sentence(exc: BaseException, folder: Path) -> str:
 def data_folder_failure(args: argparse.Namespace, exc: BaseException) -> str | None:
     """The one sentence for a storage failure (read-only, missing, full, damaged) a command hit anywhere,
     or None when ``exc`` is not one (then it is a bug and keeps its traceback)."""
-    from app.engine.maintenance import storage_problem
+    from app.engine.system.maintenance import storage_problem
     if storage_problem(exc) is None:
         return None
     try:

@@ -32,7 +32,7 @@ class StartFailureScreen(QWidget):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         theme.set_text_color(self.title, theme.RED)
         theme.set_text_color(self.footer, theme.DIM)
-        layout = QVBoxLayout(self)
+        self._layout = layout = QVBoxLayout(self)
         layout.addStretch(1)
         layout.addWidget(self.title)
         layout.addWidget(self.reason)
@@ -46,7 +46,7 @@ class StartFailureScreen(QWidget):
         self.reason.setFont(theme.mono_font(round(metrics.huge_px * 5 / 3)))
         self.footer.setFont(theme.mono_font(metrics.large_px))
         pad = metrics.pad_px * 4
-        self.layout().setContentsMargins(pad, pad, pad, pad)
+        self._layout.setContentsMargins(pad, pad, pad, pad)
 
     def present(self) -> None:
         """Cover the screen (set the geometry too: a bare X server has no window manager to do it)."""
