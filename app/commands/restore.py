@@ -136,8 +136,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
             print("nothing changed")
             return EXIT_FAILED
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    from app.engine.system.folder_lock import FolderLock, FolderLocked
     try:
-        kept = restore_backup(backup, paths.system_db, stamp)
+        # Held while the file is swapped: a kiosk starting meanwhile waits for it, then refuses to start.
+        with FolderLock(paths.root).acquire(patience_s=0):
+            kept = restore_backup(backup, paths.system_db, stamp)
+    except FolderLocked as exc:
+        raise CommandError(f"stop the kiosk first: {exc}") from None
     except (BackupError, OSError) as exc:
         raise CommandError(f"restore failed: {exc}") from None
     print(f"restored  {paths.system_db} from {backup.name}")

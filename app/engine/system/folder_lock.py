@@ -81,7 +81,7 @@ class FolderLock:
         return self._fd is not None
 
     def __enter__(self) -> "FolderLock":
-        return self.acquire()
+        return self if self.held else self.acquire()
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
