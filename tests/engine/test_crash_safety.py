@@ -87,7 +87,9 @@ def test_sigkill_at_random_moments_never_loses_or_doubles_a_fill(tmp_path):
                                     text=True, cwd=PROJECT, env=env)
             try:
                 restarts.append(wait_ready(proc, log))
-                time.sleep(rng.uniform(0.0, 0.3))
+                # Up to 0.6 s: system.db fsyncs every commit (synchronous=FULL), so a minute of 16 cards
+                # costs ~50 synced commits; 0.3 s left the child too little time to trade enough minutes.
+                time.sleep(rng.uniform(0.0, 0.6))
                 assert proc.poll() is None, f"child exited by itself {note}:\n{log.read_text()[-3000:]}"
                 proc.send_signal(signal.SIGKILL)
             finally:
