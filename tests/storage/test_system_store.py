@@ -336,7 +336,7 @@ def test_migrations_idempotent_on_reopen(tmp_path: Path) -> None:
         store.record_buy(algo, 1, 10.0)
     with SystemStore(path, now=FakeNow()) as store:
         conn = store.connection
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3
         assert len(store.all_transactions()) == 1
         assert store.integrity_check() == (True, "ok")
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
