@@ -165,7 +165,8 @@ class OrderJournal:
             if parent not in written:
                 problems.update({o.card: "this decision was already sent" for o in plan.orders})
             elif plan.side is None:
-                self._book_net(parent, "filled", 0, None, None, announce=True)  # crossed whole: no broker
+                # Crossed whole: nothing for the broker, booked now.
+                self._placed_fills.extend(self._book_net(parent, "filled", 0, None, None, announce=True))
             else:
                 sends.append((parent, plan.symbol, plan.side, plan.shares))
         results = self._map(lambda s: self._broker.submit_market_order(*s), sends)
