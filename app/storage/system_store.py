@@ -121,7 +121,7 @@ MIGRATIONS = (_migration_1_seed, _migration_2_journal, _migration_3_net_orders)
 JournalRow = tuple[str, int, str, str, int]
 # A netted order to journal: (parent id, symbol, side or None, shares, cross price or None if unknown,
 # ((child id, card, side, shares), ...)).
-NetJournalRow = tuple[str, str, "str | None", int, float, tuple[tuple[str, int, str, int], ...]]
+NetJournalRow = tuple[str, str, "str | None", int, "float | None", tuple[tuple[str, int, str, int], ...]]
 
 _INSTANCE_COLUMNS = ("id, display_name, algorithm_type, ticker, initial_capital, status, "
                      "created_at, stopped_at, params_json, faulted_reason")
@@ -450,14 +450,14 @@ class SystemStore(SqliteStore):
         journaled already is skipped. Returns the ids written (plain and parent ids).
         """
         stamp = _timestamp(submitted_at, "submitted_at")
-        for coid, card, symbol, side, shares in orders:
+        for coid, _card, symbol, side, shares in orders:
             _client_order_id(coid), _ticker(symbol), _side(side), _positive_int(shares, "share count")
-        for parent, symbol, side, shares, price, children in nets:
+        for parent, symbol, net_side, _shares, price, children in nets:
             _client_order_id(parent), _ticker(symbol)
             if price is not None:
                 _positive_money(price, "cross price")
-            if side is not None:
-                _side(side)
+            if net_side is not None:
+                _side(net_side)
             for child, _card, child_side, child_shares in children:
                 _client_order_id(child), _side(child_side), _positive_int(child_shares, "share count")
         written: set[str] = set()
@@ -475,7 +475,7 @@ class SystemStore(SqliteStore):
                     (coid, card, symbol, side, shares, stamp))
                 if cursor.rowcount == 1:
                     written.add(coid)
-            for parent, symbol, side, shares, price, children in nets:
+            for parent, symbol, net_side, shares, price, children in nets:
                 ids = [parent] + [c[0] for c in children]
                 taken = self._conn.execute(
                     f"SELECT COUNT(*) FROM orders WHERE client_order_id IN ({','.join('?' * len(ids))})",
@@ -485,7 +485,8 @@ class SystemStore(SqliteStore):
                     continue
                 self._conn.execute(
                     f"INSERT INTO net_orders ({_NET_COLUMNS}) VALUES (?, ?, ?, ?, 'pending', ?, ?, NULL, 0, "
-                    "NULL, NULL, NULL)", (parent, symbol, side, shares, stamp, None if price is None else float(price)))
+                    "NULL, NULL, NULL)",
+                    (parent, symbol, net_side, shares, stamp, None if price is None else float(price)))
                 self._conn.executemany(
                     "INSERT INTO orders (client_order_id, algorithm_id, symbol, side, shares, status, "
                     "submitted_at, parent_id) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",

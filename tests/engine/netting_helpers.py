@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from app.engine.minute.netting import CardOrder, allocate, plan_symbol
-from app.engine.minute.order_ids import ClientOrderIds
+from app.engine.minute.order_ids import INSTALLATION_ID_KEY, LEGACY_JOURNAL_ID_KEY, ClientOrderIds
 
 
 def expected_bookings(ids: ClientOrderIds, fills: dict[str, tuple]) -> dict[str, tuple[str, str, int, Decimal]]:
@@ -28,4 +29,33 @@ def expected_bookings(ids: ClientOrderIds, fills: dict[str, tuple]) -> dict[str,
         for card, got in allocate(plan, qty).items():
             if got:
                 out[ids.make(card, net.minute, sides[card])] = (symbol, sides[card], got, price)
+    return out
+
+
+def card_fills(system_db: Path, broker: dict[str, tuple]) -> dict[str, tuple]:
+    """Broker fills {client id: (side, qty, price)} as the cards book them, from system.db's journal.
+
+    A netted order becomes each card's share at its fill price; a netted order the broker filled
+    nothing of (crossed whole, or never sent) adds its crossed shares at the cross price.
+    """
+    from app.storage.system_store import SystemStore
+
+    with SystemStore(system_db) as store:
+        ids = ClientOrderIds(store.get_config(INSTALLATION_ID_KEY) or "0" * 16, store.get_config(LEGACY_JOURNAL_ID_KEY))
+        expanded = expected_bookings(ids, {c: ("", *v) for c, v in broker.items()})
+        # Not ours (placed by hand, another installation) stays as it was: the caller judges it.
+        out = {c: v[1:] for c, v in expanded.items()}
+        out.update({c: v for c, v in broker.items() if not ids.parse(c) and not ids.is_net(c)})
+        rows = store.connection.execute(
+            "SELECT client_order_id, cross_price FROM net_orders WHERE filled_qty = 0 "
+            "AND status NOT IN ('pending', 'submitted')").fetchall()
+        for parent, cross in rows:
+            if parent in broker or cross is None:
+                continue
+            shares = store.net_shares(parent)
+            plan = plan_symbol([CardOrder(o.algorithm_id, o.symbol, o.side, o.shares) for o in shares])
+            for o in shares:
+                got = allocate(plan, 0)[o.algorithm_id]
+                if got:
+                    out[o.client_order_id] = (o.side, got, Decimal(str(cross)))
     return out

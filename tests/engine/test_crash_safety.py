@@ -157,7 +157,6 @@ def test_sigkill_at_random_moments_never_loses_or_doubles_a_fill(tmp_path):
     assert book.pop("__open__") == 0, "the finishing run leaves no order waiting for its bar"
     system = SystemStore(root / "sim" / "system.db")
     try:
-        txs = system.all_transactions()
         assert len(book) >= KILLS, f"too few fills to mean anything: {len(book)} {note}"
         audit_bookings(system, book, note)
 

@@ -170,7 +170,7 @@ class OrderJournal:
             else:
                 sends.append((parent, plan.symbol, plan.side, plan.shares))
         results = self._map(lambda s: self._broker.submit_market_order(*s), sends)
-        for (coid, symbol, side, shares), result in zip(sends, results):
+        for (coid, *_), result in zip(sends, results):
             problem = self._submitted(coid, result)
             net = self._store.get_net_order(coid)
             for child in self._store.net_shares(coid) if net is not None else [self._store.get_order(coid)]:

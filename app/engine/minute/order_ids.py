@@ -90,7 +90,8 @@ class ClientOrderIds:
         that the broker's own order list can book them even if the journal lost its rows. Random in
         the middle: a minute re-decided after a restart may net the cards not sent yet again.
         """
-        head = f"{VERSION}-{self.installation_id}-net-{minute.astimezone(timezone.utc):{_MINUTE}}-{secrets.token_hex(2)}"
+        stamp = f"{minute.astimezone(timezone.utc):{_MINUTE}}"
+        head = f"{VERSION}-{self.installation_id}-net-{stamp}-{secrets.token_hex(2)}"
         listed = ".".join(f"{card}{_SIDE_LETTER[side]}{qty}" for card, side, qty in shares)
         whole = f"{head}-{listed}"
         return whole if len(whole) <= MAX_ID_LENGTH else f"{head}-x"
