@@ -214,3 +214,20 @@ def test_all_open_orders_are_settled_with_one_bounded_wait_and_stale_ones_cancel
     assert set(notes) == set(cards)
     assert "still open at the broker after 5 minutes" in notes[cards[0]]
     assert wait_until(lambda: True, 0.1)
+
+
+def test_stopping_a_card_cancels_its_netted_order_and_books_every_card_once(desk):
+    a, b = desk.card(), desk.card(holding=2)
+    desk.fake.faults.status_path("new", final_status=None)  # the netted buy stays open
+    desk.place((a, "buy", 6), (b, "sell", 2))
+    assert desk.journal.settle(0.3) == []
+    share = desk.journal.client_order_id(a, MINUTE, "buy")
+    after = desk.journal.cancel(share, 2.0)
+    (order,) = desk.fake.orders()
+    assert order["status"] == "canceled"
+    # Nothing reached the broker; the 2 crossed shares are booked to both cards at the last close.
+    assert (after.status, after.filled_qty) == ("partial", 2)
+    assert desk.trades(a) == [("buy", 2, CLOSE)] and desk.trades(b) == [("sell", 2, CLOSE)]
+    assert desk.store.open_orders() == []
+    assert desk.fake.position_qty("AAPL") == 2 == desk.shares(a) + desk.shares(b)
+    assert desk.journal.cancel(share, 2.0) == after  # closed already: nothing changes

@@ -429,6 +429,30 @@ class OrderJournal:
             log.warning("canceled stale order %s (%s)", order.client_order_id, got)
         return fills
 
+    def cancel(self, client_order_id: str, wait_s: float) -> OrderRecord | None:
+        """Cancel a card's open order and record how it ended; its journal row afterwards.
+
+        A card's share of a netted order cancels the netted order: every card of it is booked what
+        filled by then (the netting rule). An order the broker never received is closed as failed
+        ("withdrawn"). None if the broker has not closed it within ``wait_s``. BrokerError if the
+        broker cannot be asked.
+        """
+        row = self._store.get_order(client_order_id)
+        if row is None or row.status not in ("pending", "submitted"):
+            return row
+        target = row.parent_id or client_order_id
+        state = self._broker.cancel(target)
+        if state is not None and not state.is_final:
+            state = self._broker.wait_for_final(target, wait_s)
+        if state is None:
+            net = self._store.get_net_order(target)
+            self._fail(net or row, "withdrawn when the card was stopped", self._placed_fills)
+        elif not state.is_final:
+            return None
+        else:
+            self._placed_fills.extend(self.apply_fills(state, announce=False))
+        return self._store.get_order(client_order_id)
+
     def reserved(self, instance_id: int, price: Decimal | None) -> tuple[Decimal, int]:
         """Cash (buys at ``price``) and shares (sells) tied up in this instance's open orders."""
         cash = Decimal(0)
