@@ -231,3 +231,80 @@ def test_stopping_a_card_cancels_its_netted_order_and_books_every_card_once(desk
     assert desk.store.open_orders() == []
     assert desk.fake.position_qty("AAPL") == 2 == desk.shares(a) + desk.shares(b)
     assert desk.journal.cancel(share, 2.0) == after  # closed already: nothing changes
+
+
+def test_the_trading_minute_nets_cards_on_alpaca_and_shows_a_refusal_without_faulting(tmp_path):
+    """The whole path: cycle, risk guard, netting, alpaca-py against the fake (wash-trade rule on)."""
+    from datetime import date
+
+    from app.engine.host.service import EngineService
+    from app.engine.host.wiring import EngineOptions, EngineParts
+    from app.engine.marketdata.calendar import MarketCalendar
+    from app.engine.sim.market import SimMarket
+    from app.storage.market_store import MarketStore
+    from tests.engine.crash_child import write_algorithm
+    from tests.engine.test_crash_safety import SEESAW_SOURCE
+
+    algos = write_algorithm(tmp_path / "algos", "seesaw", SEESAW_SOURCE)
+    cal = MarketCalendar()
+    scratch = MarketStore(tmp_path / "scratch.db")
+    sim = SimMarket(cal, scratch, seed=5)
+    days = [*cal.sessions_between(date(2024, 5, 27), date(2024, 6, 3)), date(2024, 6, 4)]
+    bars = [b for d in days for b in sim.session_bars("AAPL", d)]
+    scratch.close()
+    clock = ManualClock(MINUTE + timedelta(seconds=2))
+    with FakeAlpaca(cash=50_000, fill_delay=0.05) as fake:
+        fake.add_bars("AAPL", [tuple(b) for b in bars])
+        fake.set_now(clock.now)
+        settings = Settings(api_key=fake.key, secret=fake.secret, paper=True, data_root=tmp_path / "data",
+                            trading_url=fake.origin, data_url=fake.origin, stream_url=fake.stream_url,
+                            algorithm_dirs=(algos,))
+        broker = AlpacaBroker.from_settings(settings, timeout_s=5, retry_wait_s=0.05)
+        parts = EngineParts.build(settings, clock=clock, broker=broker, options=EngineOptions(fill_wait_s=2.0))
+        try:
+            service = EngineService(parts)
+            one = service.create_instance("AAPL", "seesaw", "5000", {"shares": "5"})
+            two = service.create_instance("AAPL", "seesaw", "5000", {"shares": "3"})
+
+            def step(minute: datetime):
+                clock.set(minute + timedelta(seconds=2))
+                parts.feed.set_symbols(["AAPL"])
+                parts.feed.poll(clock.now())
+                fake.set_price("AAPL", str(parts.market.latest_bar("AAPL").close))
+                return parts.cycle.run_minute(minute)
+
+            minutes = [MINUTE + timedelta(minutes=i) for i in range(1, 6)]
+            results = [step(m) for m in minutes]
+            assert all(r.faults == [] and r.refused == [] for r in results), [r.outcomes for r in results]
+            # After the first minute one card buys while the other sells, every minute: one broker order.
+            assert sum(1 for r in results for o in r.outcomes if o.action in ("buy", "sell")) == 9
+            ours = fake.orders()
+            assert len(ours) == 5 and all(o["status"] == "filled" for o in ours)
+            assert sum(parts.journal.ids.is_net(o["client_order_id"]) for o in ours) == 4
+            holdings = parts.cycle.holdings(parts.system.all_instances())
+            assert fake.position_qty("AAPL") == holdings[one].shares + holdings[two].shares
+            # Each card sees only its own fills.
+            for card in (one, two):
+                assert {t.algorithm_id for t in holdings[card].transactions} == {card}
+                assert len(holdings[card].transactions) in (4, 5)
+
+            # An order typed in by hand stays open on the side the next netted order needs.
+            from alpaca.trading.enums import OrderSide, TimeInForce
+            from alpaca.trading.requests import MarketOrderRequest
+            fake.fill_delay = None
+            nxt = MINUTE + timedelta(minutes=6)
+            # Card one (5 shares) is always on the net side: it sells next if it holds, else it buys.
+            net_side_buys = holdings[one].shares == 0
+            fake.set_position("AAPL", fake.position_qty("AAPL") + 10, "90")
+            broker._client.submit_order(MarketOrderRequest(
+                symbol="AAPL", qty=1, side=OrderSide.SELL if net_side_buys else OrderSide.BUY,
+                time_in_force=TimeInForce.DAY, client_order_id="typed-in-by-hand"))
+            refused = step(nxt)
+            assert refused.faults == []
+            (problem,) = refused.refused
+            assert problem.instance_id == one and problem.reason.startswith("broker rejected the netted order")
+            assert WASH_TRADE_MESSAGE in problem.reason and WASH_TRADE_MESSAGE in parts.cycle.refused[problem.instance_id]
+            assert all(i.faulted_reason is None for i in parts.system.all_instances())
+            assert parts.system.open_orders() == []
+        finally:
+            parts.close()
