@@ -303,7 +303,8 @@ def test_the_trading_minute_nets_cards_on_alpaca_and_shows_a_refusal_without_fau
             assert refused.faults == []
             (problem,) = refused.refused
             assert problem.instance_id == one and problem.reason.startswith("broker rejected the netted order")
-            assert WASH_TRADE_MESSAGE in problem.reason and WASH_TRADE_MESSAGE in parts.cycle.refused[problem.instance_id]
+            assert WASH_TRADE_MESSAGE in problem.reason
+            assert WASH_TRADE_MESSAGE in parts.cycle.refused[problem.instance_id]  # shown on its card
             assert all(i.faulted_reason is None for i in parts.system.all_instances())
             assert parts.system.open_orders() == []
         finally:
