@@ -309,3 +309,14 @@ def test_the_trading_minute_nets_cards_on_alpaca_and_shows_a_refusal_without_fau
             assert parts.system.open_orders() == []
         finally:
             parts.close()
+
+
+def test_no_order_is_sent_against_an_opposite_one_of_ours_still_open(desk):
+    a, b = desk.card(), desk.card(holding=5)
+    desk.fake.fill_delay = None  # a's buy stays open at the broker
+    assert desk.place((a, "buy", 3)) == {a: None}
+    later = MINUTE + timedelta(minutes=1)
+    problems = desk.journal.place_many([CardOrder(b, "AAPL", "sell", 5)], later, {"AAPL": CLOSE})
+    assert "still open at the broker" in problems[b] and "wash trade" in problems[b]
+    assert len(desk.fake.orders()) == 1  # Alpaca was never asked, so it never refused
+    assert desk.store.get_order(desk.journal.client_order_id(b, later, "sell")) is None  # free to decide again

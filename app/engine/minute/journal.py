@@ -149,6 +149,25 @@ class OrderJournal:
             else:
                 priced.append((plan, self.ids.make_net(minute, [(o.card, o.side, o.shares) for o in plan.orders]),
                                price))
+        # Never provoke Alpaca's wash-trade refusal: no order against an opposite one still open.
+        open_sides: dict[str, set[str]] = {}
+        for row in self._open():
+            if row.side:
+                open_sides.setdefault(row.symbol, set()).add(row.side)
+
+        def clash(symbol: str, side: str | None) -> str | None:
+            if side is None or ({"buy": "sell", "sell": "buy"}[side] not in open_sides.get(symbol, ())):
+                return None
+            return (f"an earlier {'sell' if side == 'buy' else 'buy'} of {symbol} is still open at the broker, "
+                    f"which would refuse this {side} as a potential wash trade: not sent")
+        for order in list(plain):
+            if (why := clash(order.symbol, order.side)) is not None:
+                problems[order.card] = why
+                plain.remove(order)
+        for entry in list(priced):
+            if (why := clash(entry[0].symbol, entry[0].side)) is not None:
+                problems.update({o.card: why for o in entry[0].orders})
+                priced.remove(entry)
         rows = [(self.client_order_id(o.card, minute, o.side), o.card, o.symbol, o.side, o.shares) for o in plain]
         net_rows = [(parent, plan.symbol, plan.side, plan.shares, float(price),
                      tuple((self.client_order_id(o.card, minute, o.side), o.card, o.side, o.shares)
