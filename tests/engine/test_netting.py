@@ -320,3 +320,23 @@ def test_no_order_is_sent_against_an_opposite_one_of_ours_still_open(desk):
     assert "still open at the broker" in problems[b] and "wash trade" in problems[b]
     assert len(desk.fake.orders()) == 1  # Alpaca was never asked, so it never refused
     assert desk.store.get_order(desk.journal.client_order_id(b, later, "sell")) is None  # free to decide again
+
+
+def test_a_day_trade_refusal_that_comes_back_is_shown_with_alpacas_reason(tmp_path):
+    from tests.fakes.alpaca_server import PDT_MESSAGE
+
+    with FakeAlpaca(cash=10_000, fill_delay=0.05, pdt_fields=True) as fake:
+        desk = Desk(fake, tmp_path)
+        try:
+            a = desk.card()
+            desk.fake.set_price("AAPL", "100")
+            assert desk.journal.place(a, "AAPL", "buy", 2, MINUTE)[1] is None
+            assert len(desk.journal.settle(2.0)) == 1
+            fake.set_daytrade_count(3)  # a 4th day trade on equity under $25k
+            _, problem = desk.journal.place(a, "AAPL", "sell", 2, MINUTE + timedelta(minutes=1))
+            assert PDT_MESSAGE in problem and problem.startswith("broker rejected the order")
+            row = desk.store.get_order(desk.journal.client_order_id(a, MINUTE + timedelta(minutes=1), "sell"))
+            assert row.status == "rejected" and PDT_MESSAGE in row.error
+            assert desk.shares(a) == 2 and desk.store.get_instance(a).faulted_reason is None
+        finally:
+            desk.close()
