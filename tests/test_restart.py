@@ -44,6 +44,7 @@ from app.storage.system_store import SystemStore
 from app.storage.timefmt import parse_utc_text
 from bench.soak import TICKERS, add_instances, app_command, app_env
 from tests.engine.crash_child import FLIPPER_SOURCE, write_algorithm
+from tests.engine.netting_helpers import card_fills
 from tests.engine.test_crash_safety import broker_fills
 from tests.fakes.alpaca_server import wait_until
 
@@ -105,7 +106,9 @@ def snapshot(system_db: Path) -> dict:
             "shares": {inst.id: card_figures(inst.initial_capital, store.get_transactions(inst.id), None).shares
                        for inst in running},
             "txs": {tx.id: (tx.algorithm_id, tx.type, tx.shares, tx.price, tx.client_order_id) for tx in txs},
-            "open": {o.client_order_id: o.symbol for o in store.open_orders()},
+            # Orders open at the broker: plain ones, and netted ones (not each card's share of them).
+            "open": {**{o.client_order_id: o.symbol for o in store.open_orders() if o.parent_id is None},
+                     **{n.client_order_id: n.symbol for n in store.open_net_orders()}},
         }
 
 
@@ -257,9 +260,10 @@ def test_sim_app_survives_20_power_cuts(tmp_path):
     book_open = book.pop("__open__")
     final = snapshot(system_db)
     assert len(book) >= KILLS, f"too few fills to mean anything: {len(book)} {note}"
-    assert_fills_once(final["txs"], {c: (s, q, p) for c, (_, s, q, p) in book.items()}, note)
+    by_card = card_fills(system_db, {c: (s, q, p) for c, (_, s, q, p) in book.items()})
+    assert_fills_once(final["txs"], by_card, note)
     recorded = {coid for *_, coid in final["txs"].values()}
-    missing = set(book) - recorded
+    missing = set(by_card) - recorded
     assert not missing, f"sim-book fills never recorded {note}: {sorted(missing)[:5]}"
     assert len(final["open"]) == book_open, "journal and sim book disagree on what is still open"
     held: dict[str, int] = defaultdict(int)
@@ -375,7 +379,7 @@ def test_alpaca_app_survives_power_cuts_during_start(tmp_path, fake_alpaca):
         cut = snapshot(paper / "system.db")
         assert cut["integrity"] == (True, "ok"), f"system.db damaged by kill {round_no}: {cut['integrity']}"
         assert cut["running"] == cards
-        assert_fills_once(cut["txs"], fake_fills(fake), note)
+        assert_fills_once(cut["txs"], card_fills(paper / "system.db", fake_fills(fake)), note)
         cut_reconciling += bool(set(cut["open"]) & set(fake_fills(fake)))  # filled there, not recorded yet
 
     # The final start: nothing killed; reconciliation completes and the subscriptions come back.
@@ -386,15 +390,17 @@ def test_alpaca_app_survives_power_cuts_during_start(tmp_path, fake_alpaca):
         assert proc.poll() is None, (tmp_path / "alpaca-final.err").read_text()[-3000:]
 
         def settled() -> bool:
-            final = {o["client_order_id"] for o in fake.orders() if o["status"] == "filled"}
-            return final <= {coid for *_, coid in snapshot(paper / "system.db")["txs"].values()}
+            final = {o["client_order_id"]: (o["side"], int(o["filled_qty"]), o["filled_avg_price"])
+                     for o in fake.orders() if o["status"] == "filled"}
+            by_card = card_fills(paper / "system.db", final)
+            return set(by_card) <= {coid for *_, coid in snapshot(paper / "system.db")["txs"].values()}
         wait_until(settled, timeout=START_TIMEOUT_S, interval=0.1)
         stop_cleanly(proc, tmp_path / "alpaca-final.err")
     finally:
         power_cut(proc)
 
     final = snapshot(paper / "system.db")
-    fills = fake_fills(fake)
+    fills = card_fills(paper / "system.db", fake_fills(fake))
     assert_fills_once(final["txs"], fills, note)
     recorded = {coid for *_, coid in final["txs"].values()}
     assert set(fills) <= recorded, f"fake fills never recorded {note}: {sorted(set(fills) - recorded)[:5]}"

@@ -93,3 +93,27 @@ class OrderRecord:
     filled_avg_price: float | None
     filled_at: str | None
     error: str | None
+    parent_id: str | None = None  # the netted broker order this card's share belongs to (NetOrderRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class NetOrderRecord:
+    """A row of ``net_orders``: the one broker order of a minute's netted orders of one symbol.
+
+    ``side`` is None and ``shares`` 0 when the cards' orders cancelled out (nothing was sent).
+    ``cross_price`` is the last close the decisions saw: the price of the crossed shares when the
+    broker order filled nothing.
+    """
+
+    client_order_id: str
+    symbol: str
+    side: str | None
+    shares: int
+    status: str
+    submitted_at: str
+    cross_price: float | None  # None: unknown (rows rebuilt from the broker): crossed shares then not booked
+    broker_order_id: str | None
+    filled_qty: int
+    filled_avg_price: float | None
+    filled_at: str | None
+    error: str | None

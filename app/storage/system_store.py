@@ -11,12 +11,12 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.storage.records import InstanceRecord, OrderRecord, TransactionRecord
+from app.storage.records import InstanceRecord, NetOrderRecord, OrderRecord, TransactionRecord
 from app.storage.sqlite import SqliteStore, transaction
 from app.storage.timefmt import parse_utc_text, utc_text
 
@@ -91,13 +91,45 @@ def _migration_2_journal(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX orders_algorithm ON orders(algorithm_id)")
 
 
-MIGRATIONS = (_migration_1_seed, _migration_2_journal)
+def _migration_3_net_orders(conn: sqlite3.Connection) -> None:
+    # One broker order per (minute, symbol) for the cards' netted orders; each card's share stays a
+    # row of `orders` (its own client order id, its own transaction) pointing at its parent.
+    conn.execute("""CREATE TABLE net_orders (
+        client_order_id TEXT PRIMARY KEY,
+        symbol TEXT NOT NULL,
+        side TEXT CHECK(side IN ('buy', 'sell')),
+        shares INTEGER NOT NULL CHECK(shares >= 0),
+        status TEXT NOT NULL CHECK(status IN
+            ('pending', 'submitted', 'filled', 'partial', 'rejected', 'canceled', 'failed')),
+        submitted_at TEXT NOT NULL,
+        cross_price REAL CHECK(cross_price IS NULL OR cross_price > 0),  -- NULL: unknown (rows rebuilt)
+        broker_order_id TEXT,
+        filled_qty INTEGER NOT NULL DEFAULT 0 CHECK(filled_qty >= 0 AND filled_qty <= shares),
+        filled_avg_price REAL,
+        filled_at TEXT,
+        error TEXT,
+        CHECK ((side IS NULL) = (shares = 0))
+    )""")
+    conn.execute("CREATE INDEX net_orders_status ON net_orders(status)")
+    conn.execute("ALTER TABLE orders ADD COLUMN parent_id TEXT REFERENCES net_orders(client_order_id)")
+    conn.execute("CREATE INDEX orders_parent ON orders(parent_id) WHERE parent_id IS NOT NULL")
+
+
+MIGRATIONS = (_migration_1_seed, _migration_2_journal, _migration_3_net_orders)
+
+# A plain order to journal: (client order id, card, symbol, side, shares).
+JournalRow = tuple[str, int, str, str, int]
+# A netted order to journal: (parent id, symbol, side or None, shares, cross price or None if unknown,
+# ((child id, card, side, shares), ...)).
+NetJournalRow = tuple[str, str, "str | None", int, "float | None", tuple[tuple[str, int, str, int], ...]]
 
 _INSTANCE_COLUMNS = ("id, display_name, algorithm_type, ticker, initial_capital, status, "
                      "created_at, stopped_at, params_json, faulted_reason")
 _TRANSACTION_COLUMNS = "id, algorithm_id, type, shares, price, timestamp, client_order_id"
 _ORDER_COLUMNS = ("client_order_id, algorithm_id, symbol, side, shares, status, submitted_at, "
-                  "broker_order_id, filled_qty, filled_avg_price, filled_at, error")
+                  "broker_order_id, filled_qty, filled_avg_price, filled_at, error, parent_id")
+_NET_COLUMNS = ("client_order_id, symbol, side, shares, status, submitted_at, cross_price, broker_order_id, "
+                "filled_qty, filled_avg_price, filled_at, error")
 
 
 # -- validation (cheap checks before SQL, so errors read as sentences) ---------------------------
@@ -419,6 +451,133 @@ class SystemStore(SqliteStore):
                 "ON CONFLICT (client_order_id) DO NOTHING",
                 (coid, algorithm_id, symbol, side, shares, stamp, broker_order_id))
         return cursor.rowcount == 1
+
+    def journal_batch(self, orders: Sequence[JournalRow], nets: Sequence[NetJournalRow],
+                      submitted_at: str) -> set[str]:
+        """Journal a minute's orders as 'pending' in one transaction, synced to disk before returning.
+
+        ``orders`` are plain card orders, ``nets`` netted orders with their cards' shares (each
+        written whole or not at all). An order whose id (or, for a netted one, any of whose ids) is
+        journaled already is skipped. Returns the ids written (plain and parent ids).
+        """
+        stamp = _timestamp(submitted_at, "submitted_at")
+        for coid, _card, symbol, side, shares in orders:
+            _client_order_id(coid), _ticker(symbol), _side(side), _positive_int(shares, "share count")
+        for parent, symbol, net_side, _shares, price, children in nets:
+            _client_order_id(parent), _ticker(symbol)
+            if price is not None:
+                _positive_money(price, "cross price")
+            if net_side is not None:
+                _side(net_side)
+            for child, _card, child_side, child_shares in children:
+                _client_order_id(child), _side(child_side), _positive_int(child_shares, "share count")
+        written: set[str] = set()
+        cards = {row[1] for row in orders} | {c[1] for net in nets for c in net[5]}
+        with self._synced(True), transaction(self._conn):
+            known = {row[0] for row in self._conn.execute(
+                f"SELECT id FROM algorithm_instances WHERE id IN ({','.join('?' * len(cards))})", tuple(cards))}
+            missing = cards - known
+            if missing:
+                raise StoreError(f"no card with id {min(missing)!r}: orders not journaled")
+            for coid, card, symbol, side, shares in orders:
+                cursor = self._conn.execute(
+                    "INSERT INTO orders (client_order_id, algorithm_id, symbol, side, shares, status, "
+                    "submitted_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (client_order_id) DO NOTHING",
+                    (coid, card, symbol, side, shares, stamp))
+                if cursor.rowcount == 1:
+                    written.add(coid)
+            for parent, symbol, net_side, shares, price, children in nets:
+                ids = [parent] + [c[0] for c in children]
+                taken = self._conn.execute(
+                    f"SELECT COUNT(*) FROM orders WHERE client_order_id IN ({','.join('?' * len(ids))})",
+                    ids).fetchone()[0] + self._conn.execute(
+                    "SELECT COUNT(*) FROM net_orders WHERE client_order_id = ?", (parent,)).fetchone()[0]
+                if taken:
+                    continue
+                self._conn.execute(
+                    f"INSERT INTO net_orders ({_NET_COLUMNS}) VALUES (?, ?, ?, ?, 'pending', ?, ?, NULL, 0, "
+                    "NULL, NULL, NULL)",
+                    (parent, symbol, net_side, shares, stamp, None if price is None else float(price)))
+                self._conn.executemany(
+                    "INSERT INTO orders (client_order_id, algorithm_id, symbol, side, shares, status, "
+                    "submitted_at, parent_id) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    [(child, card, symbol, child_side, child_shares, stamp, parent)
+                     for child, card, child_side, child_shares in children])
+                written.add(parent)
+        return written
+
+    def get_net_order(self, client_order_id: str) -> NetOrderRecord | None:
+        """One netted broker order by its client order id, or None."""
+        row = self._conn.execute(f"SELECT {_NET_COLUMNS} FROM net_orders WHERE client_order_id = ?",
+                                 (client_order_id,)).fetchone()
+        return None if row is None else NetOrderRecord(*row)
+
+    def open_net_orders(self) -> list[NetOrderRecord]:
+        """Netted orders not final yet, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_NET_COLUMNS} FROM net_orders WHERE status IN ('pending', 'submitted') "
+            "ORDER BY submitted_at, client_order_id").fetchall()
+        return [NetOrderRecord(*row) for row in rows]
+
+    def net_shares(self, parent_id: str) -> list[OrderRecord]:
+        """The cards' shares of a netted order, in card order."""
+        rows = self._conn.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE parent_id = ? ORDER BY algorithm_id, client_order_id",
+            (parent_id,)).fetchall()
+        return [OrderRecord(*row) for row in rows]
+
+    def mark_net_submitted(self, client_order_id: str, broker_order_id: str) -> bool:
+        """Note that the broker acknowledged a pending netted order. False if it was no longer pending."""
+        with transaction(self._conn):
+            cursor = self._conn.execute(
+                "UPDATE net_orders SET status = 'submitted', broker_order_id = ? "
+                "WHERE client_order_id = ? AND status = 'pending'", (broker_order_id, client_order_id))
+        return cursor.rowcount == 1
+
+    def book_net_order(self, client_order_id: str, status: str, filled_qty: int, avg_price: float | None,
+                       filled_at: str, error: str | None, executed: Mapping[str, int],
+                       price: float | None) -> list[tuple[str, int]]:
+        """Close a netted order and book every card's executed share, all in one SQLite transaction.
+
+        ``executed`` maps each card's client order id to the shares booked to it at ``price``
+        (its crossed part plus its part of the broker's fill). Exactly once: a netted order already
+        final changes nothing and returns []. Returns (card's client order id, transaction id) of
+        the shares booked.
+        """
+        if status not in FINAL_ORDER_STATUSES:
+            raise StoreError(f"final status must be one of {', '.join(FINAL_ORDER_STATUSES)}, got {status!r}")
+        stamp = _timestamp(filled_at, "filled_at")
+        fill_price = _positive_money(avg_price, "average fill price") if filled_qty else None
+        booked: list[tuple[str, int]] = []
+        with transaction(self._conn):
+            cursor = self._conn.execute(
+                "UPDATE net_orders SET status = ?, filled_qty = ?, filled_avg_price = ?, filled_at = ?, error = ? "
+                "WHERE client_order_id = ? AND status IN ('pending', 'submitted')",
+                (status, filled_qty, fill_price, stamp if filled_qty else None, error, client_order_id))
+            if cursor.rowcount != 1:
+                if self.get_net_order(client_order_id) is None:
+                    raise StoreError(f"no netted order with client order id {client_order_id!r}")
+                return booked
+            for child in self.net_shares(client_order_id):
+                shares = executed.get(child.client_order_id, 0)
+                if not 0 <= shares <= child.shares:
+                    raise StoreError(f"{child.client_order_id!r} was for {child.shares} shares; "
+                                     f"booking {shares} is impossible")
+                if shares:
+                    value = _positive_money(price, "booking price")
+                    child_status = "filled" if shares == child.shares else "partial"
+                else:
+                    value, child_status = None, status if status in ("rejected", "canceled", "failed") else "canceled"
+                self._conn.execute(
+                    "UPDATE orders SET status = ?, filled_qty = ?, filled_avg_price = ?, filled_at = ?, error = ? "
+                    "WHERE client_order_id = ?",
+                    (child_status, shares, value, stamp if shares else None,
+                     None if shares == child.shares else error, child.client_order_id))
+                if shares:
+                    booked.append((child.client_order_id, self._insert_transaction(
+                        child.algorithm_id, child.side, shares, value, stamp,  # type: ignore[arg-type]
+                        child.client_order_id)))
+        return booked
 
     def newest_order_time(self) -> str | None:
         """The latest ``submitted_at`` in the journal (None when it is empty)."""

@@ -24,9 +24,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from app.engine.minute.netting import CardOrder, allocate, plan_symbol
+from app.engine.minute.order_ids import ClientOrderIds
 from app.engine.portfolio.money import card_figures
 from app.storage.system_store import SystemStore
 from tests.engine.crash_child import FLIPPER_SOURCE, SimRig, write_algorithm
+from tests.engine.netting_helpers import expected_bookings
 
 CHILD = Path(__file__).resolve().with_name("crash_child.py")
 PROJECT = CHILD.parents[2]
@@ -63,6 +66,44 @@ def broker_fills(book_file: Path) -> dict[str, tuple]:
     fills["__positions__"] = positions  # type: ignore[assignment]
     fills["__open__"] = open_count  # type: ignore[assignment]
     return fills
+
+
+def audit_bookings(system: SystemStore, book: dict[str, tuple], note: str) -> None:
+    """Every card's share of every broker fill is booked exactly once, and nothing else is.
+
+    A netted order books each card's share (its own client id) at the netted fill price; cards whose
+    orders cancelled out book at the cross price without any broker order.
+    """
+    txs = system.all_transactions()
+    counts = Counter(tx.client_order_id for tx in txs)
+    doubled = [c for c, n in counts.items() if n > 1]
+    assert not doubled, f"fills recorded twice {note}: {doubled[:5]}"
+    assert None not in counts, "a transaction without an order"
+    ids = ClientOrderIds.for_store(system)
+    expected = expected_bookings(ids, book)
+    # Netted orders the broker filled nothing of (crossed whole, or never sent before a kill and
+    # failed at restart): only their crossed shares, at the cross price.
+    crossed = {}
+    for tx in txs:
+        order = system.get_order(tx.client_order_id)
+        parent = system.get_net_order(order.parent_id) if order.parent_id else None
+        if parent is not None and parent.client_order_id not in book:
+            assert parent.filled_qty == 0
+            shares = system.net_shares(parent.client_order_id)
+            plan = plan_symbol([CardOrder(o.algorithm_id, o.symbol, o.side, o.shares) for o in shares])
+            crossed[tx.client_order_id] = (order.symbol, order.side, allocate(plan, 0)[order.algorithm_id],
+                                           Decimal(str(parent.cross_price)))
+    missing = set(expected) - set(counts)
+    invented = set(counts) - set(expected) - set(crossed)
+    assert not missing, f"broker fills never recorded {note}: {sorted(missing)[:5]}"
+    assert not invented, f"transactions the broker never filled {note}: {sorted(invented)[:5]}"
+    for tx in txs:
+        symbol, side, qty, price = expected.get(tx.client_order_id) or crossed[tx.client_order_id]
+        order = system.get_order(tx.client_order_id)
+        assert (tx.type, tx.shares, Decimal(str(tx.price))) == (side, qty, price)
+        assert (order.algorithm_id, order.symbol) == (tx.algorithm_id, symbol)
+        assert order.status == ("filled" if qty == order.shares else "partial")
+    assert system.open_orders() == [] and system.open_net_orders() == []
 
 
 def test_sigkill_at_random_moments_never_loses_or_doubles_a_fill(tmp_path):
@@ -118,22 +159,8 @@ def test_sigkill_at_random_moments_never_loses_or_doubles_a_fill(tmp_path):
     assert book.pop("__open__") == 0, "the finishing run leaves no order waiting for its bar"
     system = SystemStore(root / "sim" / "system.db")
     try:
-        txs = system.all_transactions()
         assert len(book) >= KILLS, f"too few fills to mean anything: {len(book)} {note}"
-        counts = Counter(tx.client_order_id for tx in txs)
-        doubled = [c for c, n in counts.items() if n > 1]
-        assert not doubled, f"fills recorded twice {note}: {doubled[:5]}"
-        assert None not in counts, "a transaction without a broker order"
-        missing = set(book) - set(counts)
-        invented = set(counts) - set(book)
-        assert not missing, f"broker fills never recorded {note}: {sorted(missing)[:5]}"
-        assert not invented, f"transactions the broker never filled {note}: {sorted(invented)[:5]}"
-        for tx in txs:
-            symbol, side, qty, price = book[tx.client_order_id]
-            order = system.get_order(tx.client_order_id)
-            assert (tx.type, tx.shares, Decimal(str(tx.price))) == (side, qty, price)
-            assert (order.algorithm_id, order.symbol, order.status) == (tx.algorithm_id, symbol, "filled")
-        assert system.open_orders() == []
+        audit_bookings(system, book, note)
 
         held: dict[str, int] = defaultdict(int)
         for inst in system.all_instances():
@@ -147,3 +174,93 @@ def test_sigkill_at_random_moments_never_loses_or_doubles_a_fill(tmp_path):
         system.close()
     print(f"{KILLS} kills, {len(book)} fills, {len(traded_minutes)} restart minutes, "
           f"{sum(r['reconciled_fills'] for r in restarts)} fills recovered at restart, {elapsed:.1f} s")
+
+
+# Cards out of phase on one symbol: the cards whose (minute + id) is even buy while the others sell,
+# so every minute after the first has buys and sells of one symbol to net.
+SEESAW_SOURCE = '''\
+"""Test algorithm: buy `shares` on one parity of (minute + card id), sell everything on the other."""
+from app.engine.algorithm_api import AlgorithmBase, Param
+
+
+class Algorithm(AlgorithmBase):
+    name = "Seesaw"
+    description = "Buys on even (minute + id), sells all on odd."
+    parameters = {"shares": Param(1, int, "shares per buy", min=1)}
+
+    def run(self, current_time, algo_id):
+        held = self.position()
+        buy_turn = (int(current_time.timestamp()) // 60 + algo_id) % 2 == 0
+        if buy_turn and held == 0 and self.last_price() is not None:
+            return ("buy", self.params["shares"])
+        if not buy_turn and held > 0:
+            return ("sell", held)
+        return ("hold", 0)
+'''
+NETTED_KILLS = 15
+
+
+def test_sigkill_mid_netted_minutes_books_every_card_once(tmp_path):
+    """Kills while cards on one symbol trade opposite sides in the same minute (netted, and crossed whole)."""
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    note = f"(random seed {seed})"
+    algos = write_algorithm(tmp_path / "algos", "seesaw", SEESAW_SOURCE)
+    root = tmp_path / "data"
+    rig = SimRig(root, datetime(2024, 6, 4, 13, 29, tzinfo=timezone.utc), algorithm_dirs=(algos,))
+    try:
+        # AAPL: cards 1 and 3 buy 12 while card 2 sells 4, then the other way: a netted order of 8.
+        # MSFT: cards 4 and 6 buy 6 while card 5 sells 6, then the other way: crossed whole.
+        plan = [("AAPL", 4), ("AAPL", 4), ("AAPL", 8), ("MSFT", 3), ("MSFT", 6), ("MSFT", 3)]
+        cards = [rig.add(ticker, "seesaw", 5_000, shares=n) for ticker, n in plan]
+        assert cards == [1, 2, 3, 4, 5, 6]
+    finally:
+        rig.close()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    restarts: list[dict] = []
+    for i in range(NETTED_KILLS):
+        log = tmp_path / f"child-{i}.log"
+        with log.open("w") as err:
+            proc = subprocess.Popen(child_command(root, algos), stdout=subprocess.PIPE, stderr=err,
+                                    text=True, cwd=PROJECT, env=env)
+            try:
+                restarts.append(wait_ready(proc, log))
+                time.sleep(rng.uniform(0.0, 0.3))
+                assert proc.poll() is None, f"child exited by itself {note}:\n{log.read_text()[-3000:]}"
+                proc.send_signal(signal.SIGKILL)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(10)
+                proc.stdout.close()
+    finish_log = tmp_path / "child-finish.log"
+    with finish_log.open("w") as err:
+        done = subprocess.run(child_command(root, algos, "--finish"), stdout=subprocess.PIPE, stderr=err,
+                              text=True, cwd=PROJECT, env=env, timeout=60)
+    assert done.returncode == 0, finish_log.read_text()[-3000:]
+    assert len({r["minute"] for r in restarts}) >= NETTED_KILLS // 3, f"too little progress {note}"
+
+    book = broker_fills(root / "sim" / "sim_broker.db")
+    positions = book.pop("__positions__")
+    assert book.pop("__open__") == 0
+    system = SystemStore(root / "sim" / "system.db")
+    try:
+        ids = ClientOrderIds.for_store(system)
+        netted = [coid for coid in book if ids.is_net(coid)]
+        assert netted, f"no netted order reached the broker {note}"
+        sides = Counter(tuple(sorted({s for _, s, _ in ids.parse_net(c).shares})) for c in netted)
+        assert sides[("buy", "sell")] > 0, f"no netted order had both sides {note}: {sides}"
+        crossed_whole = system.connection.execute(
+            "SELECT COUNT(*) FROM net_orders WHERE shares = 0 AND status = 'filled'").fetchone()[0]
+        assert crossed_whole > 0, f"no minute crossed whole {note}"
+        audit_bookings(system, book, note)
+        held: dict[str, int] = defaultdict(int)
+        for inst in system.all_instances():
+            shares = card_figures(inst.initial_capital, system.get_transactions(inst.id), None).shares
+            assert shares >= 0, f"card {inst.id} went short {note}"
+            held[inst.ticker] += shares
+        for ticker in ("AAPL", "MSFT"):
+            assert positions.get(ticker, 0) == held[ticker], f"{ticker}: broker vs cards {note}"
+    finally:
+        system.close()

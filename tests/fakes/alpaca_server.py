@@ -20,6 +20,7 @@ Alpaca's real rules, each behind a switch (state is reset by ``reset()``):
 * ``numeric_quantities``: qty/filled_qty/filled_avg_price as JSON numbers; ``time_digits = 9``:
   nanosecond timestamps; ``set_position(symbol, "2.5", ...)``: fractional positions.
 * ``account_type`` "margin" (default, as paper accounts are; cash can go negative) or "cash".
+* ``latency`` (0): seconds added to every REST answer, e.g. 0.05 for a real 50 ms round trip.
 * ``wash_trade_check`` (on): 403 ``potential wash trade detected. use complex orders`` with
   ``existing_order_id`` and ``reject_reason`` while an opposite-side order of the symbol is open.
 * ``pdt_fields`` (off, as Alpaca since 2026-07-06): the pattern-day-trader fields, and 403
@@ -880,6 +881,7 @@ class FakeAlpaca:
             self.last_equity: Optional[Decimal] = None  # None: yesterday's close = the initial cash
             self.wash_trade_check = True
             self.cancel_delay: Optional[float] = 0.0
+            self.latency: float = 0.0  # seconds added to every REST answer (a network round trip)
             # Alpaca's free (Basic) plan streams at most 30 symbols per connection.
             self.ws_symbol_limit: Optional[int] = 30 if self._initial_free_plan else None
             self._fmt.numeric, self._fmt.digits = False, 6
@@ -1374,6 +1376,8 @@ class FakeAlpaca:
 
     async def _guarded(self, request: web.Request, handler: Callable, method: str,
                        path: str, is_stream: bool) -> web.StreamResponse:
+        if self.latency > 0 and not is_stream:
+            await asyncio.sleep(self.latency)  # concurrent requests wait side by side, as on a network
         for rule in self.faults._take(False, method, path):
             if rule.kind == "hang":
                 await self._hang(rule)

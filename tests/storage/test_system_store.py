@@ -336,7 +336,7 @@ def test_migrations_idempotent_on_reopen(tmp_path: Path) -> None:
         store.record_buy(algo, 1, 10.0)
     with SystemStore(path, now=FakeNow()) as store:
         conn = store.connection
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3
         assert len(store.all_transactions()) == 1
         assert store.integrity_check() == (True, "ok")
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -409,3 +409,51 @@ def test_a_durable_setting_is_written_with_full_sync_and_the_file_keeps_its_own(
     assert seen.index("PRAGMA synchronous = FULL") < seen.index("COMMIT")
     assert store.get_config("k") == "v"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == before
+
+
+def test_a_version_2_file_opens_and_gains_the_netted_orders_table(tmp_path):
+    import sqlite3
+
+    from app.storage.system_store import MIGRATIONS as ALL
+
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    for migration in ALL[:2]:
+        migration(conn)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO algorithm_instances (display_name, algorithm_type, ticker, initial_capital, "
+                 "created_at) VALUES ('x', 'sma', 'AAPL', 1000, '2024-06-04T15:00:00Z')")
+    conn.execute("INSERT INTO orders (client_order_id, algorithm_id, symbol, side, shares, status, submitted_at) "
+                 "VALUES ('old-1', 1, 'AAPL', 'buy', 3, 'submitted', '2024-06-04T15:00:00Z')")
+    conn.commit()
+    conn.close()
+    with SystemStore(path) as store:
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 3
+        old = store.get_order("old-1")
+        assert (old.shares, old.status, old.parent_id) == (3, "submitted", None)
+        assert store.open_net_orders() == []
+
+
+def test_a_netted_order_and_its_cards_shares_are_written_and_booked_whole_and_once(tmp_path):
+    with SystemStore(tmp_path / "system.db") as store:
+        a = store.create_instance("AAPL", "sma", 1000.0)
+        b = store.create_instance("AAPL", "sma", 1000.0)
+        store.record_buy(b, 4, 90.0)
+        children = (("a-buy", a, "buy", 6), ("b-sell", b, "sell", 4))
+        assert store.journal_batch([], [("net-1", "AAPL", "buy", 2, 100.0, children)],
+                                   "2024-06-04T15:00:02Z") == {"net-1"}
+        # Written whole or not at all: a second netted order reusing a card's id is skipped entirely.
+        assert store.journal_batch([], [("net-2", "AAPL", "sell", 1, 100.0, (("a-buy", a, "buy", 6),))],
+                                   "2024-06-04T15:00:02Z") == set()
+        assert store.get_net_order("net-2") is None
+        assert [o.parent_id for o in store.net_shares("net-1")] == ["net-1", "net-1"]
+        booked = store.book_net_order("net-1", "filled", 2, 101.0, "2024-06-04T15:00:03Z", None,
+                                      {"a-buy": 6, "b-sell": 4}, 101.0)
+        assert [coid for coid, _ in booked] == ["a-buy", "b-sell"]
+        assert store.book_net_order("net-1", "filled", 2, 101.0, "2024-06-04T15:00:03Z", None,
+                                    {"a-buy": 6, "b-sell": 4}, 101.0) == []
+        assert [(t.type, t.shares, t.price) for t in store.get_transactions(a)] == [("buy", 6, 101.0)]
+        assert store.get_net_order("net-1").status == "filled" and store.open_orders() == []
+        with pytest.raises(StoreError):
+            store.journal_batch([], [("net-3", "AAPL", "buy", 1, 100.0, (("c-buy", 99, "buy", 1),))],
+                                "2024-06-04T15:00:02Z")

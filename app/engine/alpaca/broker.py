@@ -40,6 +40,8 @@ from app.engine.system.settings import Settings
 log = logging.getLogger("autotrader.engine.alpaca_broker")
 
 POLL_INTERVAL_S = 0.25
+# Requests of one minute's orders in flight at once (REST calls are blocking; the HTTP pool holds 10).
+CONCURRENCY = 8
 PAGE_LIMIT = 500  # the most orders Alpaca returns per GET /v2/orders
 # Alpaca's `after` is exclusive and its times have up to nanoseconds while alpaca-py sends
 # microseconds: each page starts this much before the newest time of the last one (seen ids skipped).
@@ -134,6 +136,7 @@ class AlpacaBroker:
         self._client = client
         self._secrets = client_secrets(client)
         self.name = "alpaca-paper" if paper else "alpaca-live"
+        self.concurrency = CONCURRENCY  # its calls may overlap: each is one HTTP request on a thread-safe pool
 
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout_s: float = DEFAULT_TIMEOUT_S,

@@ -108,6 +108,8 @@ class Broker(Protocol):
     """The brokerage operations the engine uses. Implementations: AlpacaBroker, SimBroker."""
 
     name: str  # 'alpaca-paper' | 'alpaca-live' | 'sim'
+    # How many calls may run at once from helper threads (1: only from the owning thread).
+    concurrency: int
 
     def account_cash(self) -> Decimal:
         """Settled + unsettled cash in the account (never margin buying power)."""

@@ -300,26 +300,21 @@ class EngineService:
                 continue
             what = f"{order.side} of {order.shares} {order.symbol}"
             try:
-                state = p.broker.cancel(order.client_order_id)
-                if state is not None and not state.is_final:
-                    state = p.broker.wait_for_final(order.client_order_id, CANCEL_WAIT_S)
+                after = p.journal.cancel(order.client_order_id, CANCEL_WAIT_S)
             except BrokerError as exc:
                 done = "; ".join(said) + ". " if said else ""
                 raise ServiceError(f"could not cancel the open {what}: {exc}. {done}"
                                    "The card was not stopped; try again") from None
-            if state is None:
-                # Never reached the broker (or not yet: if it does, the next start books its fill).
-                p.system.mark_final(order.client_order_id, "failed", "withdrawn when the card was stopped")
-                said.append(f"withdrew its unsent {what}")
-                continue
-            if not state.is_final:
+            if after is None:
                 raise ServiceError(f"the broker has not closed the open {what} yet. "
                                    f"{'; '.join(said) + '. ' if said else ''}The card was not stopped; try again")
-            p.journal.apply(state, announce=False)
-            if state.filled_qty >= order.shares:
+            if after.status == "failed" and not after.filled_qty:
+                # Never reached the broker (or not yet: if it does, the next start books its fill).
+                said.append(f"withdrew its unsent {what}")
+            elif after.filled_qty >= order.shares:
                 said.append(f"its {what} filled before it could be canceled")
-            elif state.filled_qty > 0:
-                said.append(f"canceled its open {what} after {state.filled_qty} filled")
+            elif after.filled_qty > 0:
+                said.append(f"canceled its open {what} after {after.filled_qty} filled")
             else:
                 said.append(f"canceled its open {what}")
         return said

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,7 +35,8 @@ class EngineOptions:
 
     time_budget_s: float = 5.0
     wake_offset_s: float = 2.0
-    fill_wait_s: float | None = None  # None: 0 for sim (fills at next bar), 5 s for Alpaca
+    fill_wait_s: float | None = None  # None: 0 for sim (fills at next bar), 5 s for Alpaca: one wait per minute
+    order_timeout_min: float = 5.0  # an order still open this long after it was sent is canceled (0: never)
     sim_starting_cash: Decimal = Decimal("100000")
     sim_slippage_bps: float = 0.0
     sim_seed: int = 0
@@ -93,7 +95,9 @@ class EngineParts:
                 broker = AlpacaBroker.from_settings(settings)
             feed = AlpacaFeed.from_settings(settings, market, calendar)
             fill_wait = 5.0 if options.fill_wait_s is None else options.fill_wait_s
-        journal = OrderJournal(system, broker, clock.now)
+        journal = OrderJournal(system, broker, clock.now, stale_after=timedelta(minutes=options.order_timeout_min)
+                               if options.order_timeout_min > 0 else None)
+        closers.append(journal.close)
         runner = GuardedRunner(time_budget_s=options.time_budget_s)
         closers.append(runner.close)
         dirs = default_dirs(settings.algorithm_dirs)

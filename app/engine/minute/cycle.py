@@ -22,6 +22,7 @@ from app.engine.brokers.protocol import AccountRules, Broker, BrokerError
 from app.engine.portfolio.ledger import CardLedger, Holding
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.minute.journal import Fill, OrderJournal
+from app.engine.minute.netting import CardOrder
 from app.engine.minute.risk_guard import OrderRequest, refusal
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, InstanceRecord
@@ -147,6 +148,8 @@ class TradingCycle:
         self._algos: dict[int, AlgorithmBase] = {}
         self.refused: dict[int, str] = {}  # latest refusal per instance, shown on its card
         self._rules: tuple[datetime, AccountRules | None] | None = None  # read once per minute, if needed
+        self._positions: dict[str, int] | None = None  # the broker's positions, read once per minute if needed
+        self._positions_failed = False
 
     # --- instances ---------------------------------------------------------------------
 
@@ -211,6 +214,8 @@ class TradingCycle:
         prices: dict[str, Decimal | None] = {}
         # One open order per card at a time: read the open journal rows once per minute.
         busy = {order.algorithm_id for order in self.journal.open_orders()} if decisions else set()
+        self._positions = None
+        wanted: list[CardOrder] = []
         for inst, decision in zip(batch_instances, decisions):
             if isinstance(decision, AlgorithmFault):
                 result.outcomes.append(self.fault(inst, decision.reason))
@@ -221,10 +226,23 @@ class TradingCycle:
             if inst.ticker not in prices:
                 bars = self.market.last_bars(inst.ticker, 1, minute_ts)
                 prices[inst.ticker] = Decimal(str(bars[-1].close)) if bars else None
-            outcome = self._trade(inst, decision, minute, prices[inst.ticker], market_open, halted, busy)
-            result.outcomes.append(outcome)
-            if outcome.action in ("buy", "sell"):
+            outcome = self._check(inst, decision, minute, prices[inst.ticker], market_open, halted, busy)
+            if outcome is None:
+                wanted.append(CardOrder(inst.id, inst.ticker, decision.action, decision.shares))
+            else:
+                result.outcomes.append(outcome)
+        # All of the minute's orders leave together: netted per symbol, sent concurrently.
+        problems = self.journal.place_many(wanted, minute, prices) if wanted else {}
+        for order in wanted:
+            problem = problems.get(order.card)
+            if problem:
+                self.refused[order.card] = problem
+                result.outcomes.append(Outcome(order.card, "order-problem", order.shares, problem))
+            else:
+                self.refused.pop(order.card, None)
+                result.outcomes.append(Outcome(order.card, order.side, order.shares))
                 result.orders += 1
+        # One bounded wait for every open order of the minute, however many.
         if result.orders and self.fill_wait_s > 0:
             result.fills.extend(self.journal.settle(self.fill_wait_s))
         for instance_id, sentence in self.journal.drain_unfilled():
@@ -232,8 +250,22 @@ class TradingCycle:
             result.outcomes.append(Outcome(instance_id, "order-problem", reason=sentence))
         return result
 
-    def _trade(self, inst: InstanceRecord, decision: Decision, minute: datetime, price: Decimal | None,
-               market_open: bool, halted: bool, busy: set[int]) -> Outcome:
+    def _broker_position(self, symbol: str) -> int | None:
+        """The account's shares of ``symbol``: all positions read once per minute (None: unreadable)."""
+        if self._positions is None:
+            try:
+                self._positions = self.broker.positions()
+            except BrokerError as exc:
+                log.warning("position check failed: %s", exc)
+                self._positions = {}
+                self._positions_failed = True
+                return None
+            self._positions_failed = False
+        return None if self._positions_failed else self._positions.get(symbol, 0)
+
+    def _check(self, inst: InstanceRecord, decision: Decision, minute: datetime, price: Decimal | None,
+               market_open: bool, halted: bool, busy: set[int]) -> Outcome | None:
+        """The risk guard for one card's decision: a refusal, or None when the order may go."""
         if inst.id in busy:
             still_open = "an earlier order of this card is still open"
             self.refused[inst.id] = still_open
@@ -242,10 +274,7 @@ class TradingCycle:
         broker_position = None
         all_shares = 0
         if decision.action == "sell" and self.check_broker_position:
-            try:
-                broker_position = self.broker.position(inst.ticker)
-            except BrokerError as exc:
-                log.warning("position check for %s failed: %s", inst.ticker, exc)
+            broker_position = self._broker_position(inst.ticker)
             if broker_position is not None and decision.shares > broker_position:
                 # Only needed to explain the refusal; reading every card is too slow for each sell.
                 all_shares = self._shares_all_instances(inst.ticker)
@@ -262,12 +291,7 @@ class TradingCycle:
                      inst.ticker, inst.id, reason)
             self.refused[inst.id] = reason
             return Outcome(inst.id, "refused", decision.shares, reason)
-        _, problem = self.journal.place(inst.id, inst.ticker, decision.action, decision.shares, minute)
-        if problem:
-            self.refused[inst.id] = problem
-            return Outcome(inst.id, "order-problem", decision.shares, problem)
-        self.refused.pop(inst.id, None)
-        return Outcome(inst.id, decision.action, decision.shares)
+        return None
 
     def holding(self, instance_id: int) -> Holding:
         """An instance's fills and totals as recorded now (read on the engine thread)."""

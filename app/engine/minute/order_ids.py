@@ -5,7 +5,10 @@ Format ``at2-<installation>-<card>-<YYYYMMDDTHHMM>-<side>``, e.g.
 allows 128). The installation id is 16 random hex digits made once per system.db and stored in
 ``system_config``: a new system.db is a new installation, a restored backup is the same one. From
 an id alone, broker-side reconciliation knows whether an order is ours and which card it books to;
-an order placed by hand or by another installation never parses as ours.
+an order placed by hand or by another installation never parses as ours. A netted order of several
+cards (:mod:`app.engine.minute.netting`) has ``at2-<installation>-net-<minute>-<4 hex>-<shares>``, e.g.
+``at2-3f9a0c12d4e5b6a7-net-20261201T1530-9c1e-4b10.7s3`` (card 4 buys 10, card 7 sells 3): its
+cards' shares are in the journal and, when they fit, in the id itself.
 
 Ids of the earlier scheme, ``at<journal_id>-<card>-<YYYYMMDDTHHMM>-<side>`` (``journal_id``: 6 hex
 digits per system.db), still parse as ours when that system.db's ``journal_id`` matches.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from app.storage.system_store import SystemStore
@@ -23,11 +27,18 @@ from app.storage.system_store import SystemStore
 INSTALLATION_ID_KEY = "installation_id"
 LEGACY_JOURNAL_ID_KEY = "journal_id"
 VERSION = "at2"
+MAX_ID_LENGTH = 128  # Alpaca's limit
 
 _MINUTE = "%Y%m%dT%H%M"
 _TAIL = r"-(?P<card>[1-9][0-9]{0,17})-(?P<minute>\d{8}T\d{4})-(?P<side>buy|sell)"
 _CURRENT = re.compile(r"at2-(?P<inst>[0-9a-f]{16})" + _TAIL)
 _LEGACY = re.compile(r"at(?P<inst>[0-9a-f]{6})" + _TAIL)
+# A netted order of several cards: ``at2-<installation>-net-<minute>-<4 hex>-<shares>``, the shares
+# ``<card>b<qty>.<card>s<qty>...`` when they fit in Alpaca's 128 characters, else ``x``.
+_SHARE = r"[1-9][0-9]{0,17}[bs][1-9][0-9]{0,9}"
+_NET = re.compile(r"at2-(?P<inst>[0-9a-f]{16})-net-(?P<minute>\d{8}T\d{4})-[0-9a-f]{4}"
+                  r"-(?P<shares>x|" + _SHARE + r"(?:\." + _SHARE + r")*)")
+_SIDE_LETTER = {"buy": "b", "sell": "s"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +49,14 @@ class OrderIdentity:
     minute: datetime  # the decision minute, UTC
     side: str  # 'buy' | 'sell'
     legacy: bool = False  # made by the earlier scheme
+
+
+@dataclass(frozen=True, slots=True)
+class NetIdentity:
+    """What a netted order's client order id says: its minute and, when they fit, the cards' shares."""
+
+    minute: datetime
+    shares: tuple[tuple[int, str, int], ...] | None  # (card, side, shares); None: only the journal knows
 
 
 class ClientOrderIds:
@@ -63,6 +82,41 @@ class ClientOrderIds:
     def make(self, card: int, minute: datetime, side: str) -> str:
         """The one id of the decision (card, minute, side): the same decision is never sent twice."""
         return f"{VERSION}-{self.installation_id}-{card}-{minute.astimezone(timezone.utc):{_MINUTE}}-{side}"
+
+    def make_net(self, minute: datetime, shares: Sequence[tuple[int, str, int]]) -> str:
+        """A new id for a netted order of ``minute`` whose cards want ``shares`` ((card, side, qty), ...).
+
+        The cards' shares are written into the id when it stays within Alpaca's 128 characters, so
+        that the broker's own order list can book them even if the journal lost its rows. Random in
+        the middle: a minute re-decided after a restart may net the cards not sent yet again.
+        """
+        stamp = f"{minute.astimezone(timezone.utc):{_MINUTE}}"
+        head = f"{VERSION}-{self.installation_id}-net-{stamp}-{secrets.token_hex(2)}"
+        listed = ".".join(f"{card}{_SIDE_LETTER[side]}{qty}" for card, side, qty in shares)
+        whole = f"{head}-{listed}"
+        return whole if len(whole) <= MAX_ID_LENGTH else f"{head}-x"
+
+    def parse_net(self, client_order_id: str) -> NetIdentity | None:
+        """The identity of a netted order of this installation; None for any other id."""
+        match = _NET.fullmatch(client_order_id) if isinstance(client_order_id, str) else None
+        if match is None or match["inst"] != self.installation_id:
+            return None
+        try:
+            minute = datetime.strptime(match["minute"], _MINUTE).replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None
+        if match["shares"] == "x":
+            return NetIdentity(minute, None)
+        shares = []
+        for item in match["shares"].split("."):
+            side = "b" if "b" in item else "s"
+            card, qty = item.split(side)
+            shares.append((int(card), "buy" if side == "b" else "sell", int(qty)))
+        return NetIdentity(minute, tuple(shares))
+
+    def is_net(self, client_order_id: str) -> bool:
+        """Whether the id is a netted order of this installation."""
+        return self.parse_net(client_order_id) is not None
 
     def legacy(self, card: int, minute: datetime, side: str) -> str | None:
         """The id the earlier scheme gave the same decision (None if this system.db never used it)."""

@@ -113,6 +113,9 @@ class BrokerReconciler:
         return result
 
     def _book(self, state: OrderState, result: BrokerReconciliation, now: datetime) -> None:
+        if self._journal.ids.is_net(state.client_order_id):
+            self._book_net(state, result, now)
+            return
         ident = self._journal.ids.parse(state.client_order_id)
         if ident is None:
             return  # placed by hand or by another installation: never adopted
@@ -160,6 +163,68 @@ class BrokerReconciler:
                    f"broker's records ({lost}, e.g. in a power cut)")
         result.notices.append(Notice("info", message, fill.instance_id, now))
         log.warning("card %d: %s [%s]", fill.instance_id, message, state.client_order_id)
+
+    def _book_net(self, state: OrderState, result: BrokerReconciliation, now: datetime) -> None:
+        """A netted order of several cards: booked from its journal rows, or from its id when they were lost."""
+        result.ours += 1
+        coid = state.client_order_id
+        if not state.is_final and state.filled_qty > 0:
+            sign = 1 if state.side == "buy" else -1
+            result.unbooked[state.symbol] = result.unbooked.get(state.symbol, 0) + sign * state.filled_qty
+        net = self._store.get_net_order(coid)
+        if net is None:
+            filled = state.filled_qty > 0 and state.filled_avg_price is not None
+            if state.is_final and not filled:
+                return  # closed without a fill: nothing reached the account (an uncrossed loss, stated below)
+            problem = self._adopt_net(state, now)
+            if problem:
+                result.notices.append(Notice("error", problem + ": not booked", at=now))
+                log.error("%s (%s)", problem, coid)
+                return
+            if not filled:
+                result.adopted_open += len(self._store.net_shares(coid))
+                log.warning("journaled open netted order %s found at the broker", coid)
+                return
+            lost = True
+        elif net.status not in ("pending", "submitted") or not state.is_final:
+            return
+        else:
+            lost = False
+        fills = self._journal.apply_fills(state, announce=False)
+        result.fills.extend(fills)
+        for fill in fills if lost else ():
+            message = (f"booked a {fill.side} of {fill.shares} {state.symbol} at {_price(fill.price)}, its share "
+                       "of a netted order, from the broker's records (its journal rows were lost, e.g. in a "
+                       "power cut)")
+            result.notices.append(Notice("info", message, fill.instance_id, now))
+            log.warning("card %d: %s [%s]", fill.instance_id, message, coid)
+
+    def _adopt_net(self, state: OrderState, now: datetime) -> str | None:
+        """Journal a netted order the journal lost, from the cards' shares its id carries; a problem or None."""
+        ident = self._journal.ids.parse_net(state.client_order_id)
+        what = f"the broker has a netted {state.side} of {state.filled_qty} {state.symbol} of this installation"
+        if ident is None or ident.shares is None:
+            return f"{what} whose journal rows were lost and whose id does not list its cards"
+        buys = sum(q for _, side, q in ident.shares if side == "buy")
+        sells = sum(q for _, side, q in ident.shares if side == "sell")
+        if (("buy" if buys > sells else "sell"), abs(buys - sells)) != (state.side, state.qty):
+            return f"{what} whose id does not match the order"
+        for card, _side, _qty in ident.shares:
+            inst = self._store.get_instance(card)
+            if inst is None or inst.ticker != state.symbol:
+                return f"{what} for card #{card}, which this system.db does not have trading {state.symbol}"
+        children = tuple((self._journal.ids.make(card, ident.minute, side), card, side, qty)
+                         for card, side, qty in ident.shares)
+        try:
+            self._store.journal_batch([], [(state.client_order_id, state.symbol, state.side, state.qty,
+                                            None, children)],
+                                      utc_text(state.submitted_at or ident.minute))
+        except StoreError as exc:
+            return f"{what} that could not be journaled ({exc})"
+        if self._store.get_net_order(state.client_order_id) is None:
+            return f"{what} whose cards' orders are journaled apart"
+        self._store.mark_net_submitted(state.client_order_id, state.broker_order_id or "")
+        return None
 
     def _cannot_adopt(self, state: OrderState, card: int, side: str) -> str | None:
         inst = self._store.get_instance(card)

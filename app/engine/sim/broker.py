@@ -61,6 +61,7 @@ class SimBroker:
     """
 
     name = "sim"
+    concurrency = 1  # its calls use this thread's SQLite connections
 
     def __init__(self, book: SimBookStore, market: MarketStore, calendar: MarketCalendar,
                  now: Callable[[], datetime], *, slippage_bps: float = 0.0) -> None:
