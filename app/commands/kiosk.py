@@ -131,12 +131,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.headless:
                 from app.ui.kiosk_window import KioskWindow
                 # The last known cards from system.db, before the first bar arrives.
-                cards, account, market = loop.run_until_complete(asyncio.gather(
+                # The feed's state too: the simulated feed's one "live" was published before the
+                # window connected, which left "FEED ?" on the wall for good.
+                cards, account, market, stream_status = loop.run_until_complete(asyncio.gather(
                     host.client.call(host.service.cards), host.client.call(host.service.account),
-                    host.client.call(host.service.market_status)))
+                    host.client.call(host.service.market_status), host.client.call(host.service.stream_status)))
                 window = KioskWindow(host.service, host.client, host.signals, windowed=args.windowed,
-                                     cards=cards, account=account, market=market,
-                                     screen_sleep_s=settings.screen_sleep_min * 60)
+                                     cards=cards, account=account, market=market, stream=stream_status,
+                                     screen_sleep_s=settings.screen_sleep_min * 60,
+                                     idle_lock_s=settings.idle_lock_s)
                 window.present()
             if settings.mode != "sim":
                 from app.engine.alpaca.bar_stream import BarStream

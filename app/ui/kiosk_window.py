@@ -21,6 +21,7 @@ from app.ui.card_strip import CardStrip
 from app.ui.detail_view import DetailView
 from app.ui.engine_calls import EngineCalls
 from app.ui.header import Header
+from app.ui.idle_lock import IdleLock
 from app.ui.notice_bar import NoticeBar
 from app.ui.pin_dialog import PinDialog
 from app.ui.screen_sleep import ScreenSleep, platform_commands
@@ -36,12 +37,14 @@ class KioskWindow(QWidget):
     """The whole kiosk. ``service``/``client``/``signals`` may be None for a display-only window (screenshots).
 
     ``cards``, ``market``, ``stream`` and ``account`` are the host's last known values, shown at once.
+    ``screen_sleep_s``: off-hours idle seconds before the screen sleeps; ``idle_lock_s``: idle seconds
+    before every open panel (PIN, settings, add, detail) closes back to the wall. 0: never.
     """
 
     def __init__(self, service: Any, client: Any, signals: Any, *, windowed: bool = False,
                  cards: Iterable[CardSnapshot] = (), market: MarketStatus | None = None,
                  stream: StreamStatus | None = None, account: AccountSummary | None = None,
-                 screen_sleep_s: float = 0, parent: QWidget | None = None) -> None:
+                 screen_sleep_s: float = 0, idle_lock_s: float = 0, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("kioskWindow")
         self.setWindowTitle("AutoTrader")
@@ -110,6 +113,8 @@ class KioskWindow(QWidget):
         if screen_sleep_s > 0:
             self.screen_sleep = ScreenSleep(self, delay_s=screen_sleep_s, now=self.header.now,
                                             commands=platform_commands())
+
+        self.idle_lock = IdleLock(self.lock_panels, delay_s=idle_lock_s, parent=self)
 
         self._apply_metrics(self.metrics, force=True)
         self.on_cards(tuple(cards))
@@ -296,10 +301,30 @@ class KioskWindow(QWidget):
 
         self.tasks.start(run(), name=name)
 
+    @property
+    def panels_open(self) -> bool:
+        """True while any panel covers the wall (PIN, settings, add, detail)."""
+        return any(p.isVisible() for p in (self.pin, self.settings, self.add_dialog, self.detail))
+
+    def lock_panels(self) -> None:
+        """Back to the wall: cancel a PIN entry and close every panel (the idle lock)."""
+        if not self.panels_open:
+            return
+        if self.pin.isVisible():
+            self.pin.cancel()
+        if self.add_dialog.isVisible():
+            self.add_dialog.cancel()
+        if self.settings.isVisible():
+            self.settings.close_overlay()
+        if self.detail.isVisible():
+            self.detail.close_view()
+        self.notice_bar.show_message("Back to the wall: nobody touched the screen for a while.")
+
     async def _halt(self) -> None:
-        if await self.pin.authorise("halt all trading"):
-            await self.calls.halt()
-            self.notice_bar.show_message("Trading halted: no new orders will be sent.")
+        # One tap, no PIN: stopping trading must be quicker than anything that could go wrong.
+        # Resuming is what needs the PIN.
+        await self.calls.halt()
+        self.notice_bar.show_message("Trading halted: no new orders will be sent. RESUME needs the PIN.")
 
     async def _resume_trading(self) -> None:
         if await self.pin.authorise("resume trading"):

@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("app.engine.host.service")
 engine_host = pytest.importorskip("app.engine.host.thread")
 
-from PySide6.QtCore import QSize  # noqa: E402
+from PySide6.QtCore import QSize, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
 
 from app.ui.kiosk_window import KioskWindow  # noqa: E402
 from app.ui.screenshot import render_png  # noqa: E402
@@ -78,8 +79,16 @@ def add_card(win, qtbot, ticker="AAPL", capital="10000", algorithm="buy_and_hold
 
 # -- PIN ------------------------------------------------------------------------------------------
 
-def test_default_pin_is_changed_on_first_entry_then_halt_and_resume(kiosk, host, qtbot):
+def test_halt_is_one_tap_and_resume_needs_the_pin(kiosk, host, qtbot):
     win = kiosk
+    win.header.halt_button.click()  # one tap: no PIN, no default-PIN nag
+    qtbot.waitUntil(lambda: win.halt_banner.isVisible(), timeout=SLOW_MS)
+    assert not win.pin.isVisible()
+    assert win.header.halt_button.text() == "RESUME"
+    assert resolve(qtbot, host.client.call(host.service.status))["halted"] is True
+
+    # Resume asks for the PIN; the factory PIN is then changed on the way.
+    qtbot.waitUntil(lambda: not win.busy, timeout=5000)
     win.header.halt_button.click()
     qtbot.waitUntil(win.pin.isVisible, timeout=5000)
     enter(win.pin, "2020")
@@ -87,11 +96,14 @@ def test_default_pin_is_changed_on_first_entry_then_halt_and_resume(kiosk, host,
     enter(win.pin, "4321")
     qtbot.waitUntil(lambda: win.pin.title.text() == "Repeat the new PIN", timeout=5000)
     enter(win.pin, "4321")
-    qtbot.waitUntil(lambda: win.halt_banner.isVisible(), timeout=SLOW_MS)
-    assert win.header.halt_button.text() == "RESUME"
+    qtbot.waitUntil(lambda: not win.halt_banner.isVisible(), timeout=SLOW_MS)
+    assert win.header.halt_button.text() == "HALT"
     assert resolve(qtbot, host.client.call(host.service.pin_is_default)) is False
 
-    # Resume: the old PIN is wrong now, the new one works.
+    # Halt again, and a wrong PIN does not resume: the old PIN is wrong now, the new one works.
+    qtbot.waitUntil(lambda: not win.busy, timeout=5000)
+    win.header.halt_button.click()
+    qtbot.waitUntil(lambda: win.halt_banner.isVisible(), timeout=SLOW_MS)
     qtbot.waitUntil(lambda: not win.busy, timeout=5000)
     win.header.halt_button.click()
     qtbot.waitUntil(win.pin.isVisible, timeout=5000)
@@ -101,10 +113,11 @@ def test_default_pin_is_changed_on_first_entry_then_halt_and_resume(kiosk, host,
     qtbot.waitUntil(lambda: win.pin.keypad.buttons["1"].isEnabled(), timeout=5000)
     enter(win.pin, "4321")
     qtbot.waitUntil(lambda: not win.halt_banner.isVisible(), timeout=SLOW_MS)
-    assert win.header.halt_button.text() == "HALT"
 
 
 def test_lockout_after_five_wrong_pins(kiosk, qtbot):
+    # The test engine runs a simulated clock; the lockout is a real-world wait all the same, so the
+    # keypad's countdown and the engine's refusal agree (they used to differ by the sim's offset).
     win = kiosk
     win.header.settings_button.click()
     qtbot.waitUntil(win.pin.isVisible, timeout=5000)
@@ -113,16 +126,46 @@ def test_lockout_after_five_wrong_pins(kiosk, qtbot):
         qtbot.waitUntil(lambda: expected in win.pin.message.text() and win.pin.keypad.buttons["1"].isEnabled(),
                         timeout=SLOW_MS)
     enter(win.pin, "9999")
-    qtbot.waitUntil(lambda: "ry again in" in win.pin.message.text() or "Locked" in win.pin.message.text(),
-                    timeout=SLOW_MS)
-    if win.pin.locked:
-        assert not win.pin.keypad.buttons["2"].isEnabled()
-    else:  # the engine's clock is simulated: it enforces the lock itself — even the right PIN is refused
-        enter(win.pin, "2020")
-        qtbot.waitUntil(lambda: "Try again in" in win.pin.message.text(), timeout=SLOW_MS)
+    qtbot.waitUntil(lambda: win.pin.locked, timeout=SLOW_MS)
+    assert not win.pin.keypad.buttons["2"].isEnabled()
+    text = win.pin.message.text()
+    assert "Locked: try again in" in text
+    seconds = int(text.rsplit("in ", 1)[1].split(" s")[0])
+    assert 20 <= seconds <= 30  # the engine's 30 s, counted on the wall's clock
     assert win.pin.isVisible() and not win.settings.isVisible()
     win.pin.cancel()
     qtbot.waitUntil(lambda: not win.busy, timeout=5000)
+
+
+def test_idle_panels_return_to_the_wall(host, qtbot, tmp_path):
+    cards = resolve(qtbot, host.client.call(host.service.cards))
+    win = KioskWindow(host.service, host.client, host.signals, windowed=True, cards=cards, idle_lock_s=600)
+    qtbot.addWidget(win)
+    render_png(win, QSize(800, 480), tmp_path / "w.png")
+    win.header.settings_button.click()
+    pass_pin(win, qtbot)
+    qtbot.waitUntil(win.settings.isVisible, timeout=5000)
+    # A touch starts the wait again.
+    before = win.idle_lock.remaining_ms
+    qtbot.wait(60)
+    QTest.mouseClick(win.settings.title, Qt.MouseButton.LeftButton)
+    assert win.idle_lock.remaining_ms > before
+    assert win.settings.isVisible()
+    # Left alone, the panel goes (the wait shortened so the test need not sit for a minute).
+    win.idle_lock.set_delay(0.3)
+    qtbot.waitUntil(lambda: not win.settings.isVisible(), timeout=10_000)
+    assert not win.panels_open
+    assert "Back to the wall" in win.notice_bar.text
+    # A PIN entry left half-typed closes too, and its action does not run.
+    qtbot.waitUntil(lambda: not win.busy, timeout=5000)
+    win.idle_lock.set_delay(600)
+    win.strip.add_tile.click()
+    qtbot.waitUntil(win.pin.isVisible, timeout=5000)
+    win.pin.press("2")
+    win.idle_lock.set_delay(0.3)
+    qtbot.waitUntil(lambda: not win.pin.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: not win.busy, timeout=5000)
+    assert not win.add_dialog.isVisible()
 
 
 def test_settings_change_pin(kiosk, host, qtbot):

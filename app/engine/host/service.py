@@ -340,6 +340,11 @@ class EngineService:
         self.publisher.market(self.market_status())
         return cards
 
+    def stream_status(self) -> StreamStatus | None:
+        """The feed's state for a window that connects late: the simulated feed is always live;
+        the Alpaca stream runs on the UI thread and reports itself (None here)."""
+        return StreamStatus("live", simulated=True) if self.parts.feed.simulated else None
+
     def record_stream(self, status: StreamStatus, at: datetime) -> None:
         """Write the live-bar stream's state where ``autotrader status`` reads it (``at``: wall time)."""
         state = "no stream: sim" if status.simulated else status.state

@@ -103,7 +103,7 @@ class EngineParts:
         log.info("engine ready: mode %s, data in %s", mode.upper(), paths.root)
         return cls(mode=mode, settings=settings, paths=paths, clock=clock, calendar=calendar, system=system,
                    market=market, broker=broker, journal=journal, feed=feed, cycle=cycle,
-                   pin=PinGuard(system, now=clock.now), runner=runner, algorithm_dirs=dirs, options=options,
+                   pin=PinGuard(system), runner=runner, algorithm_dirs=dirs, options=options,
                    _closers=closers)
 
     def reconcile_at_start(self) -> BrokerReconciliation:

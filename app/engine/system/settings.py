@@ -61,6 +61,7 @@ class Settings:
     algorithm_dirs: tuple[Path, ...] = ()
     sim_forced: bool = False  # --sim given: keys were dropped even if configured
     screen_sleep_min: int = 10  # off-hours minutes without a touch before the wall's screen sleeps; 0: never
+    idle_lock_s: int = 60  # seconds without a touch before a PIN-opened panel closes back to the wall; 0: never
 
     def __post_init__(self) -> None:
         for name in ("api_key", "secret"):
@@ -81,6 +82,10 @@ class Settings:
                 or not 0 <= self.screen_sleep_min <= 1440:
             raise SettingsError("AUTOTRADER_SCREEN_SLEEP_MIN must be whole minutes from 0 (never) to 1440 "
                                 f"(got {self.screen_sleep_min!r})")
+        if isinstance(self.idle_lock_s, bool) or not isinstance(self.idle_lock_s, int) \
+                or not (self.idle_lock_s == 0 or 10 <= self.idle_lock_s <= 3600):
+            raise SettingsError("AUTOTRADER_IDLE_LOCK_S must be whole seconds from 10 to 3600, or 0 (never) "
+                                f"(got {self.idle_lock_s!r})")
         object.__setattr__(self, "data_root", Path(self.data_root))
         object.__setattr__(self, "algorithm_dirs", tuple(Path(p) for p in self.algorithm_dirs))
 
@@ -131,13 +136,13 @@ def _parse_bool(name: str, raw: str | None, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false (got {raw!r})")
 
 
-def _parse_minutes(name: str, raw: str | None, default: int) -> int:
+def _parse_minutes(name: str, raw: str | None, default: int, unit: str = "minutes") -> int:
     if raw is None:
         return default
     try:
         return int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number of minutes (got {raw!r})") from None
+        raise SettingsError(f"{name} must be a whole number of {unit} (got {raw!r})") from None
 
 
 def _merged(env: Mapping[str, str], dotenv_files: Sequence[Path]) -> dict[str, str | None]:
@@ -204,4 +209,5 @@ def load_settings(
         algorithm_dirs=algorithm_dirs,
         sim_forced=force_sim,
         screen_sleep_min=_parse_minutes("AUTOTRADER_SCREEN_SLEEP_MIN", get("AUTOTRADER_SCREEN_SLEEP_MIN"), 10),
+        idle_lock_s=_parse_minutes("AUTOTRADER_IDLE_LOCK_S", get("AUTOTRADER_IDLE_LOCK_S"), 60, "seconds"),
     )
