@@ -46,6 +46,13 @@ class CardSnapshot:
     sparkline_times: tuple[int, ...] = ()
     sparkline_span: tuple[int, int] | None = None
     day_pnl: Decimal | None = None  # change in value since the start of the sparkline's session
+    label: str = ""  # the algorithm's short title for this card's parameters ("SMA 20/50")
+    params_text: str = ""  # the parameters in words ("fast 20 · slow 50")
+
+    @property
+    def title(self) -> str:
+        """What a person calls the card: ``NVDA · SMA 20/50``."""
+        return f"{self.ticker} · {self.label or self.algorithm_name or self.algorithm_type}"
 
     @property
     def waiting_for_data(self) -> bool:

@@ -158,8 +158,9 @@ class DetailView(Overlay):
         """Open (or refresh) for ``snap``."""
         first = self._snapshot is None or self._snapshot.instance_id != snap.instance_id
         self._snapshot = snap
-        self.title.setText(snap.display_name)
-        self.subtitle.setText(f"#{snap.instance_id} · {snap.ticker} · {snap.algorithm_name or snap.algorithm_type}")
+        self.title.setText(snap.title)
+        # The machine name lives here, for the logs and the command line (``autotrader stop ID``).
+        self.subtitle.setText(" · ".join(p for p in (f"#{snap.instance_id}", snap.params_text, snap.display_name) if p))
         color = STATE_COLORS[pnl_state(snap.pnl)]
         self.figures["pnl"].setText(f"{format_money(snap.pnl, signed=True)}  {format_pct(snap.pnl_pct)}")
         self.figures["pnl"].set_color(color)

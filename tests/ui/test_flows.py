@@ -301,3 +301,24 @@ def test_stop_keeping_the_shares(kiosk, host, qtbot):
     assert "stay in the account" in win.notice_bar.text
     qtbot.waitUntil(lambda: win.strip.card(new_id) is None, timeout=SLOW_MS)
     assert running_cards(host, qtbot) == ()
+
+
+def test_sim_feed_is_ok_from_the_first_frame(host, qtbot):
+    # The simulated feed's one "live" is published before any window connects: the window asks.
+    status = resolve(qtbot, host.client.call(host.service.stream_status))
+    win = KioskWindow(host.service, host.client, host.signals, windowed=True, stream=status)
+    qtbot.addWidget(win)
+    assert win.header.stream.text() == "SIM FEED ok"
+
+
+def test_cards_carry_a_friendly_title(kiosk, host, qtbot):
+    win = kiosk
+    new_id = resolve(qtbot, host.client.call(host.service.create_instance, "NVDA", "sma_crossover", "5000",
+                                             {"fast": "5", "slow": "20"}))
+    qtbot.waitUntil(lambda: new_id in win.strip.cards, timeout=SLOW_MS)
+    card = win.strip.cards[new_id]
+    assert card.title_text == "NVDA · SMA 5/20"
+    assert card.subtitle.text() == f"#{new_id} · fast 5 · slow 20"
+    win.open_detail(new_id)
+    assert win.detail.title.text() == "NVDA · SMA 5/20"
+    assert card.snapshot.display_name in win.detail.subtitle.text()  # the machine name lives here

@@ -113,12 +113,28 @@ class EngineService:
     def _names(self) -> dict[str, str]:
         return {info.algorithm_type: info.name for info in self.available_algorithms() if info.ok}
 
+    def _labels(self, instances) -> dict[int, tuple[str, str]]:
+        """Instance id → (short card title, parameters in words) from each algorithm's own template."""
+        infos = {info.algorithm_type: info for info in self.available_algorithms() if info.ok}
+        labels = {}
+        for inst in instances:
+            info = infos.get(inst.algorithm_type)
+            if info is None:
+                continue
+            try:
+                given = json.loads(inst.params_json or "{}")
+            except ValueError:
+                given = {}
+            given = given if isinstance(given, dict) else {}
+            labels[inst.id] = (info.card_label(given), info.params_text(given))
+        return labels
+
     def cards(self) -> tuple[CardSnapshot, ...]:
         """Every running instance with its card figures."""
         p = self.parts
         running = p.system.all_instances("running")
         return build_cards(p.cycle.holdings(running), p.market, p.calendar, p.clock.now(), running,
-                           self._names(), p.cycle.refused)
+                           self._names(), p.cycle.refused, self._labels(running))
 
     def market_status(self) -> MarketStatus:
         """Open/closed now and the next transitions."""
