@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
+from app.commands.common import EXIT_FAILED, EXIT_OK, EXIT_QUIT, CommandError, paths_for
 from app.engine.marketdata.clock import Clock, RealClock, SimClock
 from app.engine.system.logging_setup import configure_logging, register_secret
 from app.engine.marketdata.calendar import MarketCalendar
@@ -150,6 +151,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if stream:
             stream.stop()
         host.stop()
+    request = getattr(window, "exit_request", None)
+    if request == "restart":
+        log.warning("restart asked for on the wall")
+        # The same command in this process (the data folder's lock went with host.stop()); a
+        # supervisor keeps waiting on the same pid.
+        os.execv(sys.executable, [sys.executable, "-m", "app", *sys.argv[1:]])
+    if request == "quit":
+        log.warning("quit asked for on the wall")
+        return EXIT_QUIT
     return EXIT_OK
 
 

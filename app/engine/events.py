@@ -61,6 +61,32 @@ class CardSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class StoppedCard:
+    """A card that no longer trades, for the history view: what it was and what it made."""
+
+    instance_id: int
+    title: str  # "NVDA · SMA 20/50"
+    display_name: str  # the machine name
+    initial_capital: Decimal
+    created_at: datetime
+    stopped_at: datetime | None
+    trade_count: int
+    realised_pnl: Decimal  # booked by its sells (all of its P&L when it sold everything)
+    shares_kept: int  # shares it held when it stopped (left in the account, not in realised_pnl)
+
+
+@dataclass(frozen=True, slots=True)
+class WallInfo:
+    """What the settings panel shows about the installation."""
+
+    version: str
+    mode: str
+    last_backup: datetime | None  # when the newest daily copy of system.db was written
+    free_disk_bytes: int | None
+    alerts: str  # one line: where alerts go, or why none are sent
+
+
+@dataclass(frozen=True, slots=True)
 class MarketStatus:
     """Whether the exchange is open now, and the next transitions (aware UTC)."""
 
@@ -91,6 +117,13 @@ class AccountSummary:
     broker_error: str | None = None
     value: Decimal | None = None  # broker cash + the cards' positions at their last price
     day_pnl: Decimal | None = None  # Σ of the running cards' P&L since the start of their session
+    stopped_pnl: Decimal = Decimal(0)  # Σ of the stopped cards' realised P&L
+
+    @property
+    def all_cards_pnl(self) -> Decimal:
+        """Every card's P&L since it started: the running cards' at their last price plus the
+        stopped cards' realised P&L."""
+        return self.total_pnl + self.stopped_pnl
 
 
 @dataclass(frozen=True, slots=True)

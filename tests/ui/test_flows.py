@@ -322,3 +322,35 @@ def test_cards_carry_a_friendly_title(kiosk, host, qtbot):
     win.open_detail(new_id)
     assert win.detail.title.text() == "NVDA · SMA 5/20"
     assert card.snapshot.display_name in win.detail.subtitle.text()  # the machine name lives here
+
+
+def test_settings_show_the_facts_and_the_history_of_stopped_cards(kiosk, host, qtbot):
+    from app import __version__
+    win = kiosk
+    card = resolve(qtbot, host.client.call(host.service.create_instance, "MSFT", "buy_and_hold", "3000", {}))
+    resolve(qtbot, host.client.call(host.service.stop_instance, card, False))
+    win.header.settings_button.click()
+    pass_pin(win, qtbot)
+    qtbot.waitUntil(lambda: win.settings.fact("version") == __version__, timeout=SLOW_MS)
+    assert win.settings.fact("mode") == "SIM"
+    assert win.settings.fact("alerts").startswith("off")
+    assert win.settings.fact("sleep") == "never" and win.settings.fact("lock") == "never"
+    win.settings.history_button.click()
+    qtbot.waitUntil(lambda: win.history.table.rowCount() == 1, timeout=SLOW_MS)
+    assert win.history.table.item(0, 0).text().startswith(f"#{card} MSFT · Buy & hold")
+    assert win.history.total.text().startswith("REALISED")
+    win.history.close_button.click()
+    assert win.settings.isVisible() and not win.history.isVisible()
+
+
+def test_quit_and_restart_are_asked_of_the_command(kiosk, qtbot, monkeypatch):
+    # The window only records the request and ends the loop; ``autotrader run`` acts on it.
+    from PySide6.QtWidgets import QApplication
+    quits = []
+    monkeypatch.setattr(QApplication, "quit", lambda *a: quits.append(1))
+    kiosk.settings.restart_button.click()
+    qtbot.waitUntil(lambda: bool(quits), timeout=2000)
+    assert kiosk.exit_request == "restart"
+    kiosk.settings.quit_button.click()
+    qtbot.waitUntil(lambda: len(quits) == 2, timeout=2000)
+    assert kiosk.exit_request == "quit"
