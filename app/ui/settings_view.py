@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from app.ui import theme
 from app.ui.overlay import Overlay
 from app.ui.widgets import ElidedLabel, button, label, local_time
 
+CONFIRM_MS = 5_000  # how long a first tap on RESTART or QUIT waits for the second
 FACTS = (("mode", "MODE"), ("version", "VERSION"), ("feed", "FEED"), ("alerts", "ALERTS"),
          ("backup", "LAST BACKUP"), ("disk", "FREE DISK"), ("sleep", "SCREEN SLEEP"), ("lock", "PANELS CLOSE"))
 
@@ -31,8 +32,9 @@ def backup_text(when: datetime | None, now: datetime | None = None) -> str:
     if when is None:
         return "none yet (the engine writes one a day)"
     now = now or datetime.now(timezone.utc)
-    hours = max(0, int((now - when).total_seconds() // 3600))
-    ago = f"{hours // 24} d ago" if hours >= 48 else f"{hours} h ago"
+    minutes = max(0, int((now - when).total_seconds() // 60))
+    hours = minutes // 60
+    ago = f"{hours // 24} d ago" if hours >= 48 else f"{hours} h ago" if hours else f"{minutes} min ago"
     return f"{local_time(when, '%a %d %b %H:%M')} ({ago})"
 
 
@@ -77,12 +79,18 @@ class SettingsView(Overlay):
         self.history_button = button("HISTORY")
         self.history_button.setObjectName("settingsHistory")
         self.history_button.clicked.connect(self.history_requested)
+        # Restart and quit take a second tap: a palm against the panel must not end the kiosk.
         self.restart_button = button("RESTART")
         self.restart_button.setObjectName("settingsRestart")
-        self.restart_button.clicked.connect(self.restart_requested)
+        self.restart_button.clicked.connect(lambda: self._confirm(self.restart_button, "RESTART",
+                                                                  self.restart_requested))
         self.quit_button = button("QUIT", kind="danger")
         self.quit_button.setObjectName("settingsQuit")
-        self.quit_button.clicked.connect(self.quit_requested)
+        self.quit_button.clicked.connect(lambda: self._confirm(self.quit_button, "QUIT", self.quit_requested))
+        self._armed: QPushButton | None = None
+        self._disarm_timer = QTimer(self)
+        self._disarm_timer.setSingleShot(True)
+        self._disarm_timer.timeout.connect(self._disarm)
         self.close_button = button("CLOSE")
         self.close_button.setObjectName("settingsClose")
         self.close_button.clicked.connect(self.close_overlay)
@@ -112,6 +120,27 @@ class SettingsView(Overlay):
         self.body_layout.setContentsMargins(metrics.pad_px * 2, metrics.pad_px, metrics.pad_px * 2, metrics.pad_px)
         for b in (self.change_pin_button, self.history_button, self.restart_button, self.quit_button):
             b.setMinimumWidth(metrics.touch_px * 4)
+
+    def _confirm(self, which: QPushButton, word: str, signal) -> None:
+        if self._armed is which:
+            self._disarm()
+            signal.emit()
+            return
+        self._disarm()
+        self._armed = which
+        which.setText(f"{word}? TAP AGAIN")
+        self._disarm_timer.start(CONFIRM_MS)
+
+    def _disarm(self) -> None:
+        self._disarm_timer.stop()
+        self._armed = None
+        self.restart_button.setText("RESTART")
+        self.quit_button.setText("QUIT")
+
+    def close_overlay(self) -> None:
+        """Hide (an armed RESTART or QUIT forgets its first tap)."""
+        self._disarm()
+        super().close_overlay()
 
     def set_message(self, text: str) -> None:
         """A result line under the facts (e.g. "PIN changed.")."""

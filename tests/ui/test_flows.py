@@ -348,9 +348,17 @@ def test_quit_and_restart_are_asked_of_the_command(kiosk, qtbot, monkeypatch):
     from PySide6.QtWidgets import QApplication
     quits = []
     monkeypatch.setattr(QApplication, "quit", lambda *a: quits.append(1))
+    kiosk.settings.restart_button.click()  # the first tap only asks
+    assert kiosk.settings.restart_button.text() == "RESTART? TAP AGAIN"
+    qtbot.wait(50)
+    assert not quits and kiosk.exit_request is None
     kiosk.settings.restart_button.click()
     qtbot.waitUntil(lambda: bool(quits), timeout=2000)
     assert kiosk.exit_request == "restart"
+    kiosk.settings.quit_button.click()
+    kiosk.settings.restart_button.click()  # another button disarms the first
+    assert kiosk.settings.quit_button.text() == "QUIT"
+    kiosk.settings.quit_button.click()
     kiosk.settings.quit_button.click()
     qtbot.waitUntil(lambda: len(quits) == 2, timeout=2000)
     assert kiosk.exit_request == "quit"
