@@ -61,6 +61,22 @@ class CardSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class CardChart:
+    """A card's price over its last few sessions with its fills, on a trading-time axis.
+
+    ``times`` (and the markers' ``ts``) count seconds of trading time from the first session's
+    open, sessions laid end to end, so nights and weekends take no room; ``sessions`` gives where
+    each session starts on that axis and its New York date.
+    """
+
+    closes: tuple[float, ...]
+    times: tuple[int, ...]
+    span: tuple[int, int]
+    markers: tuple[TradeMarker, ...]
+    sessions: tuple[tuple[int, str], ...]  # (axis position of the open, "Mon 30 Nov")
+
+
+@dataclass(frozen=True, slots=True)
 class StoppedCard:
     """A card that no longer trades, for the history view: what it was and what it made."""
 

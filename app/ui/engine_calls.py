@@ -94,6 +94,10 @@ class EngineCalls:
         """WallInfo: version, last backup, free disk, alert status."""
         return await self._call("wall_info")
 
+    async def card_chart(self, instance_id: int, sessions: int = 5) -> Any:
+        """CardChart of a card's last sessions (None before any bar)."""
+        return await self._call("card_chart", instance_id, sessions)
+
     async def halt(self) -> None:
         """Account-wide halt: no further orders."""
         await self._call("halt")

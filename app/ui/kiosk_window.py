@@ -410,6 +410,12 @@ class KioskWindow(QWidget):
             return
         if self.detail.instance_id == instance_id:
             self.detail.set_transactions(transactions)
+        try:
+            chart = await self.calls.card_chart(instance_id)
+        except Exception:  # noqa: BLE001 - the figures and the table stand without the chart
+            return
+        if self.detail.instance_id == instance_id:
+            self.detail.set_chart(chart)
 
     async def _authorise_stop(self, instance_id: int) -> None:
         if await self.pin.authorise("stop this card") and self.detail.instance_id == instance_id:

@@ -18,9 +18,10 @@ from app.engine.algorithm_api import AlgorithmParamError
 from app.engine.plugins.loader import AlgorithmInfo, AlgorithmLoadError, create_algorithm, discover
 from app.engine.brokers.protocol import BrokerError, BrokerUnavailable, InvalidSymbol
 from app.engine.portfolio.cards import build_cards
+from app.engine.portfolio.chart import card_chart
 from app.engine.host.client import ServiceError
 from app.engine.host.wiring import EngineParts
-from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StoppedCard, StreamStatus, WallInfo
+from app.engine.events import AccountSummary, CardChart, CardSnapshot, MarketStatus, Notice, StoppedCard, StreamStatus, WallInfo
 from app.engine.system.maintenance import health_report, read_last_cycle
 from app.engine.portfolio.money import available_cash, format_money, realised_pnl
 from app.engine.system.pin import PinError, PinResult
@@ -208,6 +209,15 @@ class EngineService:
                 shares_kept=holding.shares))
         out.sort(key=lambda c: (c.stopped_at or c.created_at, c.instance_id), reverse=True)
         return tuple(out)
+
+    def card_chart(self, instance_id: int, sessions: int = 5) -> CardChart | None:
+        """A card's price and fills over its last ``sessions`` sessions (None before any bar)."""
+        p = self.parts
+        inst = p.system.get_instance(instance_id)
+        if inst is None:
+            raise ServiceError(f"no instance with id {instance_id}")
+        return card_chart(p.market, p.calendar, inst.ticker, p.cycle.holding(instance_id).transactions,
+                          p.clock.now(), sessions=max(1, min(int(sessions), 20)))
 
     def transactions(self, instance_id: int) -> tuple[TransactionRecord, ...]:
         """An instance's transactions, newest first."""
