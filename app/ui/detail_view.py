@@ -164,7 +164,7 @@ class DetailView(Overlay):
         self._snapshot = snap
         self.title.setText(snap.title)
         # The machine name lives here, for the logs and the command line (``autotrader stop ID``).
-        self.subtitle.setText(" · ".join(p for p in (f"#{snap.instance_id}", snap.params_text, snap.display_name) if p))
+        self.subtitle.setText(" · ".join(p for p in (f"#{snap.instance_id}", snap.display_name, snap.params_text) if p))
         color = STATE_COLORS[pnl_state(snap.pnl)]
         self.figures["pnl"].setText(f"{format_money(snap.pnl, signed=True)}  {format_pct(snap.pnl_pct)}")
         self.figures["pnl"].set_color(color)
@@ -234,7 +234,7 @@ class DetailView(Overlay):
         self.pages.setCurrentIndex(1)
         self.stop_button.setEnabled(False)
         held = snap.shares
-        self.choice_text.setText(f"Stop “{snap.display_name}”? It will place no further orders.")
+        self.choice_text.setText(f"Stop #{snap.instance_id} “{snap.title}”? It will place no further orders.")
         if held > 0:
             price = f" (about {format_money(snap.price * held)} at {format_money(snap.price)})" if snap.price else ""
             self.sell_button.setText(f"SELL {held:,} {snap.ticker} AND STOP")

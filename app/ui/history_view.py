@@ -84,7 +84,7 @@ class HistoryView(Overlay):
         self.note.setText("No card has been stopped yet." if not cards else
                           f"{len(cards)} stopped card(s). " + (
                               f"{kept} kept its shares when it stopped: their later gains or losses are "
-                              "not on any card." if kept else "Each sold everything when it stopped."))
+                              "not on any card." if kept else "None held shares when it stopped: their P&L is final."))
 
     def set_error(self, text: str) -> None:
         """Say why the history could not be loaded."""

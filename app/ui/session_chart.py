@@ -2,51 +2,103 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QPainter, QPen
+from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from app.engine.events import CardChart
 from app.ui import theme
 from app.ui.sparkline import BASELINE, Sparkline
 
 
-class SessionChart(Sparkline):
-    """A :class:`Sparkline` on a trading-time axis (sessions end to end) with a dated line at each open."""
+class _SessionLine(Sparkline):
+    """The price line with a dashed line at each session's open."""
 
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._sessions: tuple[tuple[int, str], ...] = ()
-        self.setMinimumHeight(60)
+    def __init__(self, chart: SessionChart) -> None:
+        super().__init__(chart)
+        self._chart = chart
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        super().paintEvent(event)
+        if self.point_count < 2:
+            return
+        painter = QPainter(self)
+        painter.setPen(QPen(BASELINE, 1, Qt.PenStyle.DashLine))
+        for x in self._chart.session_xs()[1:]:
+            painter.drawLine(QPointF(x, 0), QPointF(x, self.height()))
+
+
+class _DateRow(QWidget):
+    """Each session's date under its part of the line, as long a form as its width allows."""
+
+    def __init__(self, chart: SessionChart) -> None:
+        super().__init__(chart)
+        self._chart = chart
         self.setProperty("textSize", "small")
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(100, self.fontMetrics().height() + 2)
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        sessions = self._chart.sessions
+        xs = self._chart.session_xs()
+        if not sessions or len(xs) != len(sessions):
+            return
+        painter = QPainter(self)
+        painter.setPen(theme.DIM)
+        fm = self.fontMetrics()
+        for i, (x, (_at, text)) in enumerate(zip(xs, sessions)):
+            right = xs[i + 1] if i + 1 < len(xs) else float(self.width())
+            room = right - x - 4
+            words = text.split()  # "Mon 30 Nov" → "Mon 30" → "30"
+            for shown in (text, " ".join(words[:2]), words[1] if len(words) > 1 else text):
+                if fm.horizontalAdvance(shown) <= room:
+                    painter.drawText(QRectF(x + 2, 0, room, self.height()),
+                                     int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), shown)
+                    break
+
+
+class SessionChart(QWidget):
+    """The last sessions of a card's ticker, sessions end to end (no nights), its fills as markers."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.sessions: tuple[tuple[int, str], ...] = ()
+        self.line = _SessionLine(self)
+        self.line.setMinimumHeight(48)
+        self.dates = _DateRow(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.line, 1)
+        layout.addWidget(self.dates)
 
     def set_chart(self, chart: CardChart | None) -> None:
         """Show ``chart`` (None: clear)."""
         if chart is None:
-            self._sessions = ()
-            self.set_data((), None)
-            return
-        self._sessions = chart.sessions
-        self.set_data(chart.closes, 0, chart.markers, times=chart.times, span=chart.span)
-        self.update()
+            self.sessions = ()
+            self.line.set_data((), None)
+        else:
+            self.sessions = chart.sessions
+            self.line.set_data(chart.closes, 0, chart.markers, times=chart.times, span=chart.span)
+        self.line.update()
+        self.dates.update()
+
+    def session_xs(self) -> list[float]:
+        """Where each session starts on the line's x axis."""
+        xs = [self.line.x_of(at) for at, _text in self.sessions]
+        return [x for x in xs if x is not None]
 
     @property
     def session_labels(self) -> tuple[str, ...]:
-        """The dates under the chart, oldest first."""
-        return tuple(text for _x, text in self._sessions)
+        """The sessions' dates, oldest first."""
+        return tuple(text for _x, text in self.sessions)
 
-    def paintEvent(self, event) -> None:  # noqa: N802
-        super().paintEvent(event)
-        if not self._sessions or self.point_count < 2:
-            return
-        painter = QPainter(self)
-        painter.setPen(QPen(BASELINE, 1, Qt.PenStyle.DashLine))
-        height = self.fontMetrics().height()
-        xs = [self.x_of(at) or 0.0 for at, _text in self._sessions]
-        for i, ((_at, text), x) in enumerate(zip(self._sessions, xs)):
-            if i:
-                painter.setPen(QPen(BASELINE, 1, Qt.PenStyle.DashLine))
-                painter.drawLine(QPointF(x, 0), QPointF(x, self.height()))
-            right = xs[i + 1] if i + 1 < len(xs) else float(self.width())
-            painter.setPen(theme.DIM)
-            painter.drawText(QRectF(x + 3, self.height() - height, max(0.0, right - x - 6), height),
-                             int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+    def line_xs(self) -> list[float]:
+        """The x of every close drawn."""
+        return self.line.line_xs()
+
+    def marker_positions(self) -> list[tuple[float, float, str]]:
+        """(x, y, side) of every fill drawn."""
+        return self.line.marker_positions()

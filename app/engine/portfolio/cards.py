@@ -45,9 +45,12 @@ class SessionBars:
 
     def for_ticker(self, ticker: str, now: datetime) -> list[Bar]:
         """Bars of the session containing ``now`` or, when closed, of the last session with bars."""
-        latest = self._market.latest_bar(ticker)
-        if latest is None:
+        # The latest bar before ``now``, not the latest stored: a simulation's clock can be behind
+        # bars it already wrote (the CLI runs on the wall clock, a fast sim ran ahead of it).
+        before = self._market.last_bars(ticker, 1, to_epoch(now) + 1)
+        if not before:
             return []
+        latest = before[0]
         day = self._calendar.session_of(latest.ts)
         if day is None:
             return [latest]
