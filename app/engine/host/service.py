@@ -21,7 +21,8 @@ from app.engine.portfolio.cards import build_cards
 from app.engine.portfolio.chart import card_chart
 from app.engine.host.client import ServiceError
 from app.engine.host.wiring import EngineParts
-from app.engine.events import AccountSummary, CardChart, CardSnapshot, MarketStatus, Notice, StoppedCard, StreamStatus, WallInfo
+from app.engine.events import (AccountSummary, CardChart, CardSnapshot, MarketStatus, Notice, StoppedCard,
+                               StreamStatus, WallInfo)
 from app.engine.system.maintenance import health_report, read_last_cycle
 from app.engine.portfolio.money import available_cash, format_money, realised_pnl
 from app.engine.system.pin import PinError, PinResult

@@ -35,7 +35,7 @@ class QtPublisher:
 
     def __init__(self, signals: EngineSignals):
         self._s = signals
-        self.watch: AlertWatch | None = None  # an AlertWatch once alerts are configured: sees cards, account and notices
+        self.watch: AlertWatch | None = None  # once alerts are configured: sees cards, account and notices
 
     def cards(self, cards: tuple[CardSnapshot, ...]) -> None:
         """The running and stopped cards, after a change."""
