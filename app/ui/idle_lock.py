@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 DEFAULT_IDLE_LOCK_S = 60
@@ -27,6 +27,7 @@ class IdleLock(QObject):
         self._filtering = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer's remaining time jitters by 5 %
         self._timer.timeout.connect(self._expired)
         self.set_delay(delay_s)
 

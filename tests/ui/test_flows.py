@@ -147,7 +147,7 @@ def test_idle_panels_return_to_the_wall(host, qtbot, tmp_path):
     qtbot.waitUntil(win.settings.isVisible, timeout=5000)
     # A touch starts the wait again.
     before = win.idle_lock.remaining_ms
-    qtbot.wait(60)
+    qtbot.wait(250)
     QTest.mouseClick(win.settings.title, Qt.MouseButton.LeftButton)
     assert win.idle_lock.remaining_ms > before
     assert win.settings.isVisible()
