@@ -11,6 +11,7 @@ class Algorithm(AlgorithmBase):
     """All in at the first price, held forever: the benchmark every other algorithm must beat."""
 
     name = "Buy and hold"
+    label = "Buy & hold"
     description = "Buys as many shares as the capital allows at the first price, then holds forever."
 
     def run(self, current_time: datetime, algo_id: int) -> tuple[str, int]:

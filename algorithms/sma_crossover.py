@@ -12,6 +12,7 @@ class Algorithm(AlgorithmBase):
     """Fast/slow SMA crossover on minute closes; all in on a cross up, all out on a cross down."""
 
     name = "SMA crossover"
+    label = "SMA {fast}/{slow}"
     description = "Buys when the fast moving average crosses above the slow one; sells everything on the cross back."
     parameters = {
         "fast": Param(20, int, "bars in the fast moving average", min=1),

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.commands.common import EXIT_OK, CommandError
+from app.commands.common import EXIT_OK, EXIT_QUIT, CommandError
 
 log = logging.getLogger("autotrader.ui.supervisor")
 
@@ -79,6 +79,10 @@ def cmd_supervise(args: argparse.Namespace) -> int:
         child = subprocess.Popen([sys.executable, "-m", "app", "run", *run_args])
         code = child.wait()
         if stopping:
+            break
+        if code == EXIT_QUIT:
+            print("autotrader supervise: the kiosk was quit from its settings; not restarting",
+                  file=sys.stderr, flush=True)
             break
         lived = time.monotonic() - started
         delay = min(MAX_DELAY_S, delay * 1.5) if lived < FAST_CRASH_S else RESTART_DELAY_S

@@ -16,6 +16,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_QUIT = 10  # the kiosk was quit from its settings panel: ``supervise`` does not restart it
 
 
 class CommandError(Exception):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from app.commands.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, DataFolderError, paths_for,
-                                 storage_sentence)
+from app.commands.common import (EXIT_FAILED, EXIT_OK, EXIT_QUIT, EXIT_USAGE, CommandError, DataFolderError,
+                                 paths_for, storage_sentence)
 from app.engine.marketdata.clock import Clock, RealClock, SimClock
 from app.engine.system.logging_setup import configure_logging, register_secret
 from app.engine.marketdata.calendar import MarketCalendar
@@ -206,12 +207,15 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
             if not args.headless:
                 from app.ui.kiosk_window import KioskWindow
                 # The last known cards from system.db, before the first bar arrives.
-                cards, account, market = loop.run_until_complete(asyncio.gather(
+                # The feed's state too: the simulated feed's one "live" was published before the
+                # window connected, which left "FEED ?" on the wall for good.
+                cards, account, market, stream_status = loop.run_until_complete(asyncio.gather(
                     host.client.call(host.service.cards), host.client.call(host.service.account),
-                    host.client.call(host.service.market_status)))
+                    host.client.call(host.service.market_status), host.client.call(host.service.stream_status)))
                 window = KioskWindow(host.service, host.client, host.signals, windowed=args.windowed,
-                                     cards=cards, account=account, market=market,
-                                     screen_sleep_s=settings.screen_sleep_min * 60)
+                                     cards=cards, account=account, market=market, stream=stream_status,
+                                     screen_sleep_s=settings.screen_sleep_min * 60,
+                                     idle_lock_s=settings.idle_lock_s)
                 window.present()
             if settings.mode != "sim":
                 from app.engine.alpaca.bar_stream import BarStream
@@ -222,6 +226,15 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
         if stream:
             stream.stop()
         host.stop()
+    request = getattr(window, "exit_request", None)
+    if request == "restart":
+        log.warning("restart asked for on the wall")
+        # The same command in this process (the data folder's lock went with host.stop()); a
+        # supervisor keeps waiting on the same pid.
+        os.execv(sys.executable, [sys.executable, "-m", "app", *sys.argv[1:]])
+    if request == "quit":
+        log.warning("quit asked for on the wall")
+        return EXIT_QUIT
     return EXIT_OK
 
 

@@ -172,6 +172,9 @@ class AlgorithmBase(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # A short card title filled in with the card's parameters, e.g. "SMA {fast}/{slow}" (plain
+    # ``{name}`` or ``{name:g}`` fields only); without one the card shows ``name``.
+    label: ClassVar[str] = ""
     parameters: ClassVar[Mapping[str, Param]] = {}
     interface_version: ClassVar[int] = INTERFACE_VERSION
     algorithm_type: ClassVar[str] = ""  # the file stem; set by the loader

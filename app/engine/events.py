@@ -46,11 +46,60 @@ class CardSnapshot:
     sparkline_times: tuple[int, ...] = ()
     sparkline_span: tuple[int, int] | None = None
     day_pnl: Decimal | None = None  # change in value since the start of the sparkline's session
+    label: str = ""  # the algorithm's short title for this card's parameters ("SMA 20/50")
+    params_text: str = ""  # the parameters in words ("fast 20 · slow 50")
+
+    @property
+    def title(self) -> str:
+        """What a person calls the card: ``NVDA · SMA 20/50``."""
+        return f"{self.ticker} · {self.label or self.algorithm_name or self.algorithm_type}"
 
     @property
     def waiting_for_data(self) -> bool:
         """True until the first price for this ticker has arrived."""
         return self.price is None
+
+
+@dataclass(frozen=True, slots=True)
+class CardChart:
+    """A card's price over its last few sessions with its fills, on a trading-time axis.
+
+    ``times`` (and the markers' ``ts``) count seconds of trading time from the first session's
+    open, sessions laid end to end, so nights and weekends take no room; ``sessions`` gives where
+    each session starts on that axis and its New York date.
+    """
+
+    closes: tuple[float, ...]
+    times: tuple[int, ...]
+    span: tuple[int, int]
+    markers: tuple[TradeMarker, ...]
+    sessions: tuple[tuple[int, str], ...]  # (axis position of the open, "Mon 30 Nov")
+
+
+@dataclass(frozen=True, slots=True)
+class StoppedCard:
+    """A card that no longer trades, for the history view: what it was and what it made."""
+
+    instance_id: int
+    title: str  # "NVDA · SMA 20/50"
+    display_name: str  # the machine name
+    initial_capital: Decimal
+    created_at: datetime
+    stopped_at: datetime | None
+    trade_count: int
+    realised_pnl: Decimal  # booked by its sells (all of its P&L when it sold everything)
+    shares_kept: int  # shares it held when it stopped (left in the account, not in realised_pnl)
+
+
+@dataclass(frozen=True, slots=True)
+class WallInfo:
+    """What the settings panel shows about the installation."""
+
+    version: str
+    mode: str
+    last_backup: datetime | None  # when the newest daily copy of system.db was written
+    free_disk_bytes: int | None
+    alerts: str  # one line: where alerts go, or why none are sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +133,13 @@ class AccountSummary:
     broker_error: str | None = None
     value: Decimal | None = None  # broker cash + the cards' positions at their last price
     day_pnl: Decimal | None = None  # Σ of the running cards' P&L since the start of their session
+    stopped_pnl: Decimal = Decimal(0)  # Σ of the stopped cards' realised P&L
+
+    @property
+    def all_cards_pnl(self) -> Decimal:
+        """Every card's P&L since it started: the running cards' at their last price plus the
+        stopped cards' realised P&L."""
+        return self.total_pnl + self.stopped_pnl
 
 
 @dataclass(frozen=True, slots=True)

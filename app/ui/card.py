@@ -56,7 +56,9 @@ class Card(QWidget):
 
         # Read from across the room: ticker and price at figure size, the P&L at glance size (≥ 40 px on
         # the 7" panel); everything else is for someone standing at the wall.
-        self.title = ElidedLabel(size="figure")
+        self.title = ElidedLabel(size="figure")  # the ticker: never elided
+        self.title.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        self.algo = ElidedLabel(size="large")  # "· SMA 20/50": one size down, so both fit on 244 px
         self.subtitle = ElidedLabel(size="small")
         self.subtitle.set_color(theme.DIM)
         self.price = ElidedLabel(size="figure")
@@ -75,7 +77,11 @@ class Card(QWidget):
 
         self._layout = layout = QVBoxLayout(self)
         layout.setSpacing(2)
-        layout.addWidget(self.title)
+        heading = QHBoxLayout()
+        heading.setSpacing(6)
+        heading.addWidget(self.title)
+        heading.addWidget(self.algo, 1, Qt.AlignmentFlag.AlignBottom)
+        layout.addLayout(heading)
         layout.addWidget(self.subtitle)
         row = QHBoxLayout()
         row.addWidget(self.price, 1)
@@ -126,10 +132,11 @@ class Card(QWidget):
         if old == snap:
             return
         self._snapshot = snap
-        # The ticker and algorithm are what a glance across the room needs; the seed's long
-        # display name (with its creation stamp) stays readable underneath.
-        self.title.setText(f"{snap.ticker} · {snap.algorithm_name or snap.algorithm_type}")
-        self.subtitle.setText(f"#{snap.instance_id} {snap.display_name}")
+        # The ticker and a short title of the algorithm with its parameters are what a glance across
+        # the room needs; the seed's machine name (with its creation stamp) is in the detail view.
+        self.title.setText(snap.ticker)
+        self.algo.setText(f"· {snap.title.split(' · ', 1)[1]}")
+        self.subtitle.setText(" · ".join(p for p in (f"#{snap.instance_id}", snap.params_text) if p))
         if old is None or old.waiting_for_data != snap.waiting_for_data:
             # "waiting for data" would not fit at figure size; a re-polish only when that flips.
             self.price.setProperty("textSize", "base" if snap.waiting_for_data else "figure")
@@ -168,6 +175,11 @@ class Card(QWidget):
         if state != self._state or old is None or bool(old.faulted_reason) != bool(snap.faulted_reason):
             self._state = state
             self.update()
+
+    @property
+    def title_text(self) -> str:
+        """The card's whole title as a person reads it: ``NVDA · SMA 20/50``."""
+        return f"{self.title.text()} {self.algo.text()}"
 
     @property
     def status_text(self) -> str:

@@ -14,6 +14,7 @@ from app.engine.portfolio.money import format_money, format_pct, to_decimal
 from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
 from app.ui.overlay import Overlay
+from app.ui.session_chart import SessionChart
 from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time, parse_utc, read_only_table
 
 COLUMNS = ("TIME", "SIDE", "SHARES", "PRICE", "VALUE")
@@ -66,6 +67,8 @@ class DetailView(Overlay):
             self.figures[key] = value
         self.reason = label("", wrap=True)
         self.reason.hide()
+        self.chart = SessionChart()  # the price over the last sessions with this card's fills
+        self.chart_note = label("", size="small", dim=True)
 
         self.table = read_only_table(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -87,7 +90,8 @@ class DetailView(Overlay):
         left = QVBoxLayout()
         left.addLayout(grid)
         left.addWidget(self.reason)
-        left.addStretch(1)
+        left.addWidget(self.chart, 1)
+        left.addWidget(self.chart_note)
         right = QVBoxLayout()
         right.addWidget(self.table, 1)
         right.addWidget(self.table_note)
@@ -158,8 +162,9 @@ class DetailView(Overlay):
         """Open (or refresh) for ``snap``."""
         first = self._snapshot is None or self._snapshot.instance_id != snap.instance_id
         self._snapshot = snap
-        self.title.setText(snap.display_name)
-        self.subtitle.setText(f"#{snap.instance_id} · {snap.ticker} · {snap.algorithm_name or snap.algorithm_type}")
+        self.title.setText(snap.title)
+        # The machine name lives here, for the logs and the command line (``autotrader stop ID``).
+        self.subtitle.setText(" · ".join(p for p in (f"#{snap.instance_id}", snap.display_name, snap.params_text) if p))
         color = STATE_COLORS[pnl_state(snap.pnl)]
         self.figures["pnl"].setText(f"{format_money(snap.pnl, signed=True)}  {format_pct(snap.pnl_pct)}")
         self.figures["pnl"].set_color(color)
@@ -183,6 +188,7 @@ class DetailView(Overlay):
             self._loaded_trades = -1
             self.table.setRowCount(0)
             self.table_note.setText("Loading transactions…")
+            self.set_chart(None)
 
     @property
     def needs_transactions(self) -> bool:
@@ -204,6 +210,11 @@ class DetailView(Overlay):
         self._loaded_trades = self._snapshot.trade_count if self._snapshot else len(rows)
         self.table_note.setText("No transactions yet." if not rows else f"{len(rows)} transaction(s), newest first.")
 
+    def set_chart(self, chart: Any) -> None:
+        """The CardChart of the card shown (None: no bars yet)."""
+        self.chart.set_chart(chart)
+        self.chart_note.setText("" if chart is None else f"LAST {len(chart.sessions)} SESSION(S)")
+
     def set_transactions_error(self, text: str) -> None:
         """Say why the history could not be loaded."""
         self.table_note.setText(f"Cannot load transactions: {text}")
@@ -223,7 +234,7 @@ class DetailView(Overlay):
         self.pages.setCurrentIndex(1)
         self.stop_button.setEnabled(False)
         held = snap.shares
-        self.choice_text.setText(f"Stop “{snap.display_name}”? It will place no further orders.")
+        self.choice_text.setText(f"Stop #{snap.instance_id} “{snap.title}”? It will place no further orders.")
         if held > 0:
             price = f" (about {format_money(snap.price * held)} at {format_money(snap.price)})" if snap.price else ""
             self.sell_button.setText(f"SELL {held:,} {snap.ticker} AND STOP")

@@ -86,6 +86,18 @@ class EngineCalls:
         """A card's fills, newest first."""
         return tuple(await self._call("transactions", instance_id))
 
+    async def history(self) -> tuple:
+        """Stopped cards (StoppedCard) with their realised P&L, the most recently stopped first."""
+        return tuple(await self._call("history"))
+
+    async def wall_info(self) -> Any:
+        """WallInfo: version, last backup, free disk, alert status."""
+        return await self._call("wall_info")
+
+    async def card_chart(self, instance_id: int, sessions: int = 5) -> Any:
+        """CardChart of a card's last sessions (None before any bar)."""
+        return await self._call("card_chart", instance_id, sessions)
+
     async def halt(self) -> None:
         """Account-wide halt: no further orders."""
         await self._call("halt")

@@ -88,6 +88,9 @@ class Header(QWidget):
         self.value = ElidedLabel(size="glance")
         self.pnl = ElidedLabel(size="glance")
         self.cash = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
+        # What the glance P&L covers is said in words: TODAY is the running cards' day; ALL CARDS
+        # is every card since it started, the stopped cards' realised P&L included.
+        self.total = ElidedLabel(size="small", align=Qt.AlignmentFlag.AlignRight)
         self.clock = ElidedLabel(size="large", align=Qt.AlignmentFlag.AlignRight)
         self.halt_button: QPushButton = button("HALT", kind="danger")
         self.halt_button.setObjectName("haltButton")
@@ -106,7 +109,7 @@ class Header(QWidget):
         glance = QHBoxLayout()
         glance.setSpacing(6)
         self._captions = []
-        for caption, widget in (("VALUE", self.value), ("DAY", self.pnl)):
+        for caption, widget in (("VALUE", self.value), ("TODAY", self.pnl)):
             cap = ElidedLabel(caption, size="small")
             cap.set_color(theme.DIM)
             cap.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
@@ -114,7 +117,12 @@ class Header(QWidget):
             glance.addWidget(cap, 0, Qt.AlignmentFlag.AlignBottom)
             glance.addWidget(widget)
             glance.addSpacing(14)
-        glance.addWidget(self.cash, 1, Qt.AlignmentFlag.AlignBottom)
+        side = QVBoxLayout()
+        side.setSpacing(0)
+        side.addStretch(1)
+        side.addWidget(self.total)
+        side.addWidget(self.cash)
+        glance.addLayout(side, 1)
         rows = QVBoxLayout()
         rows.setSpacing(0)
         rows.addLayout(status)
@@ -129,7 +137,7 @@ class Header(QWidget):
         for tall in (self.halt_button, self.settings_button):
             tall.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Expanding)  # the header's height
         # The market line, the money and the clock never elide: the feed line gives way first.
-        for whole in (self.market, self.date, self.value, self.pnl, self.cash, self.clock):
+        for whole in (self.market, self.date, self.value, self.pnl, self.cash, self.total, self.clock):
             whole.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
         self.stream.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
@@ -177,8 +185,12 @@ class Header(QWidget):
                 label.setText("—")
                 label.set_color(theme.DIM)
             self.cash.setText("CASH —")
+            self.total.setText("ALL CARDS —")
+            self.total.set_color(theme.DIM)
             self._set_halted(False)
             return
+        self.total.setText(f"ALL CARDS {format_money_compact(account.all_cards_pnl, signed=True)}")
+        self.total.set_color(STATE_COLORS[pnl_state(account.all_cards_pnl)])
         if account.value is None:
             self.value.setText("—")
             self.value.set_color(theme.DIM)

@@ -11,7 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QScreen
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
 
 from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
 from app.engine.system.maintenance import STOPPED_PREFIX
@@ -20,11 +20,13 @@ from app.ui.add_dialog import AddDialog
 from app.ui.card_strip import CardStrip
 from app.ui.detail_view import DetailView
 from app.ui.engine_calls import EngineCalls
-from app.ui.header import Header
+from app.ui.header import Header, stream_text
+from app.ui.history_view import HistoryView
+from app.ui.idle_lock import IdleLock
 from app.ui.notice_bar import NoticeBar
 from app.ui.pin_dialog import PinDialog
 from app.ui.screen_sleep import ScreenSleep, platform_commands
-from app.ui.settings_view import SettingsView
+from app.ui.settings_view import SettingsView, lock_text, sleep_text
 from app.ui.tasks import TaskRunner, error_text
 from app.ui.widgets import separator
 
@@ -36,12 +38,14 @@ class KioskWindow(QWidget):
     """The whole kiosk. ``service``/``client``/``signals`` may be None for a display-only window (screenshots).
 
     ``cards``, ``market``, ``stream`` and ``account`` are the host's last known values, shown at once.
+    ``screen_sleep_s``: off-hours idle seconds before the screen sleeps; ``idle_lock_s``: idle seconds
+    before every open panel (PIN, settings, add, detail) closes back to the wall. 0: never.
     """
 
     def __init__(self, service: Any, client: Any, signals: Any, *, windowed: bool = False,
                  cards: Iterable[CardSnapshot] = (), market: MarketStatus | None = None,
                  stream: StreamStatus | None = None, account: AccountSummary | None = None,
-                 screen_sleep_s: float = 0, parent: QWidget | None = None) -> None:
+                 screen_sleep_s: float = 0, idle_lock_s: float = 0, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("kioskWindow")
         self.setWindowTitle("AutoTrader")
@@ -86,12 +90,19 @@ class KioskWindow(QWidget):
         self.detail = DetailView(self, self.metrics)
         self.add_dialog = AddDialog(self, self.metrics, self.calls)
         self.settings = SettingsView(self, self.metrics, mode)
+        self.history = HistoryView(self, self.metrics)
+        self.exit_request: str | None = None  # 'quit' or 'restart' once asked for from the settings
+        self._screen_sleep_s = screen_sleep_s
+        self._idle_lock_s = idle_lock_s
         self.pin = PinDialog(self, self.metrics, verify=self.calls.verify_pin, change=self.calls.change_pin)
 
         self.header.halt_requested.connect(lambda: self._flow(self._halt, "halting"))
         self.header.resume_requested.connect(lambda: self._flow(self._resume_trading, "resuming trading"))
         self.header.settings_requested.connect(lambda: self._flow(self._open_settings, "opening settings"))
         self.settings.change_pin_requested.connect(lambda: self._flow(self._change_pin, "changing the PIN"))
+        self.settings.history_requested.connect(self.open_history)
+        self.settings.restart_requested.connect(lambda: self.request_exit("restart"))
+        self.settings.quit_requested.connect(lambda: self.request_exit("quit"))
         self.strip.add_requested.connect(lambda: self._flow(self._add, "adding a card"))
         self.strip.card_tapped.connect(self.open_detail)
         self.detail.stop_requested.connect(lambda i: self._flow(lambda: self._authorise_stop(i), "stopping"))
@@ -110,6 +121,8 @@ class KioskWindow(QWidget):
         if screen_sleep_s > 0:
             self.screen_sleep = ScreenSleep(self, delay_s=screen_sleep_s, now=self.header.now,
                                             commands=platform_commands())
+
+        self.idle_lock = IdleLock(self.lock_panels, delay_s=idle_lock_s, parent=self)
 
         self._apply_metrics(self.metrics, force=True)
         self.on_cards(tuple(cards))
@@ -210,7 +223,7 @@ class KioskWindow(QWidget):
         self._layout.setContentsMargins(pad, pad // 2, pad, pad // 2)
         self.header.setContentsMargins(0, 0, 0, pad // 2)
         self.strip.apply_metrics(metrics)
-        for overlay in (self.detail, self.add_dialog, self.settings, self.pin):
+        for overlay in (self.detail, self.add_dialog, self.settings, self.history, self.pin):
             overlay.apply_metrics(metrics)
 
     def closeEvent(self, event) -> None:  # noqa: N802
@@ -247,6 +260,9 @@ class KioskWindow(QWidget):
         """stream_changed: header line; a new failure or reconnect also goes to the notice line with its reason."""
         previous, self._stream = self._stream, status
         self.header.set_stream(status)
+        feed, color = stream_text(status)
+        reason = f": {status.reason}" if status is not None and status.reason else ""
+        self.settings.set_fact("feed", feed + reason, color)
         if status is None or (previous is not None and previous.state == status.state
                               and previous.reason == status.reason):
             return
@@ -296,10 +312,32 @@ class KioskWindow(QWidget):
 
         self.tasks.start(run(), name=name)
 
+    @property
+    def panels_open(self) -> bool:
+        """True while any panel covers the wall (PIN, settings, add, detail)."""
+        return any(p.isVisible() for p in (self.pin, self.settings, self.history, self.add_dialog, self.detail))
+
+    def lock_panels(self) -> None:
+        """Back to the wall: cancel a PIN entry and close every panel (the idle lock)."""
+        if not self.panels_open:
+            return
+        if self.pin.isVisible():
+            self.pin.cancel()
+        if self.add_dialog.isVisible():
+            self.add_dialog.cancel()
+        if self.history.isVisible():
+            self.history.close_overlay()
+        if self.settings.isVisible():
+            self.settings.close_overlay()
+        if self.detail.isVisible():
+            self.detail.close_view()
+        self.notice_bar.show_message("Back to the wall: nobody touched the screen for a while.")
+
     async def _halt(self) -> None:
-        if await self.pin.authorise("halt all trading"):
-            await self.calls.halt()
-            self.notice_bar.show_message("Trading halted: no new orders will be sent.")
+        # One tap, no PIN: stopping trading must be quicker than anything that could go wrong.
+        # Resuming is what needs the PIN.
+        await self.calls.halt()
+        self.notice_bar.show_message("Trading halted: no new orders will be sent. RESUME needs the PIN.")
 
     async def _resume_trading(self) -> None:
         if await self.pin.authorise("resume trading"):
@@ -309,7 +347,39 @@ class KioskWindow(QWidget):
     async def _open_settings(self) -> None:
         if await self.pin.authorise("open settings"):
             self.settings.set_message("")
+            self.settings.set_fact("sleep", sleep_text(self._screen_sleep_s))
+            self.settings.set_fact("lock", lock_text(self._idle_lock_s))
             self.settings.open_overlay()
+            try:
+                self.settings.set_info(await self.calls.wall_info())
+            except Exception as exc:  # noqa: BLE001 - the panel works without the facts
+                self.settings.set_message(f"Cannot read the engine's facts: {error_text(exc)}")
+
+    def open_history(self) -> None:
+        """The stopped cards and their realised P&L (over the settings panel)."""
+        self.history.open_loading()
+
+        async def load() -> None:
+            try:
+                cards = await self.calls.history()
+            except Exception as exc:  # noqa: BLE001
+                self.history.set_error(error_text(exc))
+                return
+            self.history.set_cards(cards)
+
+        self.tasks.start(load(), name="loading the history")
+
+    def request_exit(self, what: str) -> None:
+        """Quit the kiosk, or restart it ('quit' / 'restart'); the settings panel asked, after the PIN.
+
+        ``autotrader run`` reads :attr:`exit_request` once the loop ends: a restart starts the same
+        command again in this process, a quit exits with a code ``supervise`` does not restart.
+        """
+        self.exit_request = what
+        self.notice_bar.show_message("Restarting…" if what == "restart" else "Quitting…")
+        app = QApplication.instance()
+        if app is not None:
+            QTimer.singleShot(0, app.quit)
 
     async def _change_pin(self) -> None:
         if await self.pin.choose_new_pin():
@@ -340,6 +410,12 @@ class KioskWindow(QWidget):
             return
         if self.detail.instance_id == instance_id:
             self.detail.set_transactions(transactions)
+        try:
+            chart = await self.calls.card_chart(instance_id)
+        except Exception:  # noqa: BLE001 - the figures and the table stand without the chart
+            return
+        if self.detail.instance_id == instance_id:
+            self.detail.set_chart(chart)
 
     async def _authorise_stop(self, instance_id: int) -> None:
         if await self.pin.authorise("stop this card") and self.detail.instance_id == instance_id:

@@ -230,3 +230,19 @@ def test_each_broken_algorithm_faults_alone_and_the_healthy_card_keeps_trading(r
     assert {o.instance_id: o.action for o in result.outcomes} == {ids["raises"]: "fault", healthy: "buy"}
     with pytest.raises(ServiceError, match="no running instance"):
         rig.service.resume_instance(12345)
+
+
+def test_history_and_header_count_a_stopped_cards_realised_pnl(rig):
+    card, shares = hold_shares(rig)
+    assert rig.service.history() == ()
+    rig.service.stop_instance(card, liquidate=True)
+    rig.step(minute(3))  # the sell fills
+    txs = rig.system.get_transactions(card)
+    expected = sum(Decimal(str(t.price)) * t.shares * (1 if t.type == "sell" else -1) for t in txs)
+    (stopped,) = rig.service.history()
+    assert (stopped.instance_id, stopped.trade_count, stopped.shares_kept) == (card, len(txs), 0)
+    assert stopped.realised_pnl == expected and expected != 0
+    assert stopped.title.startswith("AAPL · ")
+    account = rig.service.account()
+    assert account.total_pnl == 0  # no running card
+    assert account.stopped_pnl == expected and account.all_cards_pnl == expected

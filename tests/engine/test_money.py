@@ -147,3 +147,13 @@ def test_format_pct() -> None:
     assert format_pct(Decimal("-0.5")) == "-0.50%"
     assert format_pct(Decimal("0.001")) == "0.00%"
     assert format_pct(Decimal("3"), signed=False) == "3.00%"
+
+
+def test_realised_pnl_at_average_cost():
+    from app.engine.portfolio.money import realised_pnl
+    assert realised_pnl([]) == 0
+    # 150 shares at an average of 148.75, 25 sold at 155.75: 25 × 7.00 booked, 125 still held.
+    assert realised_pnl(SEED_HISTORY) == Decimal("175.00")
+    closed = [*SEED_HISTORY, tx(4, "sell", 125, 140)]
+    # All sold: exactly the proceeds minus the costs, no average-cost rounding.
+    assert realised_pnl(closed) == Decimal(str(25 * 155.75 + 125 * 140 - 100 * 150.50 - 50 * 145.25))

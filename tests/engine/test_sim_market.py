@@ -77,11 +77,25 @@ def test_ohlc_invariants_over_many_bars(market: SimMarket) -> None:
 
 
 def test_profiles_stay_in_their_ranges(market: SimMarket) -> None:
-    for symbol in ["A", "AA", "AAPL", "ZZZZZ", "GOOG", "BRK.A", "QQQ", "IBM", "T", "XOM"]:
+    for symbol in ["A", "AA", "ZZZZZ", "ZQX", "BRK.A", "QQQX", "IBMQ", "TT", "XOMZ"]:
         prof = market.profile(symbol)
         assert 20 <= prof.start_price <= 500
         assert 0.15 <= prof.volatility <= 0.60
         assert market.session_bars(symbol, date(2015, 1, 2))[0].open == round(prof.start_price, 2)
+
+
+def test_well_known_tickers_trade_near_their_level_and_others_as_before(market: SimMarket) -> None:
+    from app.engine.sim.levels import LEVELS, REFERENCE_SESSION
+    for symbol in ["AAPL", "MSFT", "NVDA", "SPY", "TSLA", "KO"]:
+        level = LEVELS[symbol][0]
+        for day in (REFERENCE_SESSION, date(2026, 11, 30)):
+            price = market.session_bars(symbol, day)[-1].close
+            # A random walk around the level, not a hashed price: AAPL was simulated at $24.
+            assert level / 2 < price < level * 2, (symbol, day, price)
+    # Unknown tickers keep their hashed start price ($20-$500) on the anchor session.
+    prof = market.profile("ZQX")
+    assert 20 <= prof.start_price <= 500
+    assert market.session_bars("ZQX", date(2015, 1, 2))[0].open == round(prof.start_price, 2)
 
 
 def test_next_session_opens_near_previous_close(cal: MarketCalendar, market: SimMarket) -> None:

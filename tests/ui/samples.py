@@ -31,6 +31,8 @@ def snapshot(instance_id: int = 1, *, pnl: str = "0", price: str | None = "100.0
         ticker=ticker,
         algorithm_type="sma_crossover",
         algorithm_name="SMA Crossover",
+        label="SMA 20/50",
+        params_text="fast 20 · slow 50",
         initial_capital=capital,
         shares=shares if price is not None else 0,
         trade_count=3 if price is not None else 0,

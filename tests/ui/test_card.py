@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from decimal import Decimal
 
@@ -70,8 +71,32 @@ def test_figures_are_formatted(qtbot):
     assert card.pnl_pct.text() == "+12.35%"
     assert card.value.text() == "$11,234.50"
     assert card.shares.text() == "1,500"
-    assert card.title.text() == "AAPL · SMA Crossover"
-    assert card.subtitle.text() == "#1 AAPL SMA #1"
+    assert card.title_text == "AAPL · SMA 20/50"
+    assert card.subtitle.text() == "#1 · fast 20 · slow 50"  # the machine name is in the detail view
+    assert "AAPL SMA #1" not in card.subtitle.text()
+
+
+def test_title_falls_back_to_the_algorithm_name(qtbot):
+    snap = dataclasses.replace(samples.snapshot(1), label="", params_text="")
+    card = Card(snap, METRICS)
+    qtbot.addWidget(card)
+    assert card.title_text == "AAPL · SMA Crossover"
+    assert card.subtitle.text() == "#1"
+
+
+@pytest.mark.parametrize("size", [(800, 480), (1024, 600), (1280, 720)])
+def test_friendly_title_is_not_cut_off(qtbot, size):
+    # "AAPL · SMA cro…" was what the 7" panel showed; a five-letter ticker must fit too.
+    metrics = theme.Metrics.for_size(QSize(*size))
+    card = Card(dataclasses.replace(samples.snapshot(1), ticker="GOOGL"), metrics)
+    qtbot.addWidget(card)
+    card.setStyleSheet(theme.stylesheet(metrics))
+    card.resize(metrics.card_width, 380)
+    card.show()
+    qtbot.waitExposed(card)
+    assert card.title_text == "GOOGL · SMA 20/50"
+    for label in (card.title, card.algo):
+        assert label.fontMetrics().horizontalAdvance(label.text()) <= label.width()
 
 
 def test_sparkline_draws_only_markers_inside_the_session(qtbot):

@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("app.engine.host.service")
 engine_host = pytest.importorskip("app.engine.host.thread")
 
-from PySide6.QtCore import QSize  # noqa: E402
+from PySide6.QtCore import QSize, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
 
 from app.ui.kiosk_window import KioskWindow  # noqa: E402
 from app.ui.screenshot import render_png  # noqa: E402
@@ -78,8 +79,16 @@ def add_card(win, qtbot, ticker="AAPL", capital="10000", algorithm="buy_and_hold
 
 # -- PIN ------------------------------------------------------------------------------------------
 
-def test_default_pin_is_changed_on_first_entry_then_halt_and_resume(kiosk, host, qtbot):
+def test_halt_is_one_tap_and_resume_needs_the_pin(kiosk, host, qtbot):
     win = kiosk
+    win.header.halt_button.click()  # one tap: no PIN, no default-PIN nag
+    qtbot.waitUntil(lambda: win.halt_banner.isVisible(), timeout=SLOW_MS)
+    assert not win.pin.isVisible()
+    assert win.header.halt_button.text() == "RESUME"
+    assert resolve(qtbot, host.client.call(host.service.status))["halted"] is True
+
+    # Resume asks for the PIN; the factory PIN is then changed on the way.
+    qtbot.waitUntil(lambda: not win.busy, timeout=5000)
     win.header.halt_button.click()
     qtbot.waitUntil(win.pin.isVisible, timeout=5000)
     enter(win.pin, "2020")
@@ -87,11 +96,14 @@ def test_default_pin_is_changed_on_first_entry_then_halt_and_resume(kiosk, host,
     enter(win.pin, "4817")
     qtbot.waitUntil(lambda: win.pin.title.text() == "Repeat the new PIN", timeout=5000)
     enter(win.pin, "4817")
-    qtbot.waitUntil(lambda: win.halt_banner.isVisible(), timeout=SLOW_MS)
-    assert win.header.halt_button.text() == "RESUME"
+    qtbot.waitUntil(lambda: not win.halt_banner.isVisible(), timeout=SLOW_MS)
+    assert win.header.halt_button.text() == "HALT"
     assert resolve(qtbot, host.client.call(host.service.pin_is_default)) is False
 
-    # Resume: the old PIN is wrong now, the new one works.
+    # Halt again, and a wrong PIN does not resume: the old PIN is wrong now, the new one works.
+    qtbot.waitUntil(lambda: not win.busy, timeout=5000)
+    win.header.halt_button.click()
+    qtbot.waitUntil(lambda: win.halt_banner.isVisible(), timeout=SLOW_MS)
     qtbot.waitUntil(lambda: not win.busy, timeout=5000)
     win.header.halt_button.click()
     qtbot.waitUntil(win.pin.isVisible, timeout=5000)
@@ -101,10 +113,11 @@ def test_default_pin_is_changed_on_first_entry_then_halt_and_resume(kiosk, host,
     qtbot.waitUntil(lambda: win.pin.keypad.buttons["1"].isEnabled(), timeout=5000)
     enter(win.pin, "4817")
     qtbot.waitUntil(lambda: not win.halt_banner.isVisible(), timeout=SLOW_MS)
-    assert win.header.halt_button.text() == "HALT"
 
 
 def test_lockout_after_five_wrong_pins(kiosk, qtbot):
+    # The test engine runs a simulated clock; the lockout is a real-world wait all the same, so the
+    # keypad's countdown and the engine's refusal agree (they used to differ by the sim's offset).
     win = kiosk
     win.header.settings_button.click()
     qtbot.waitUntil(win.pin.isVisible, timeout=5000)
@@ -113,16 +126,46 @@ def test_lockout_after_five_wrong_pins(kiosk, qtbot):
         qtbot.waitUntil(lambda: expected in win.pin.message.text() and win.pin.keypad.buttons["1"].isEnabled(),
                         timeout=SLOW_MS)
     enter(win.pin, "9999")
-    qtbot.waitUntil(lambda: "ry again in" in win.pin.message.text() or "Locked" in win.pin.message.text(),
-                    timeout=SLOW_MS)
-    if win.pin.locked:
-        assert not win.pin.keypad.buttons["2"].isEnabled()
-    else:  # the engine's clock is simulated: it enforces the lock itself — even the right PIN is refused
-        enter(win.pin, "2020")
-        qtbot.waitUntil(lambda: "Try again in" in win.pin.message.text(), timeout=SLOW_MS)
+    qtbot.waitUntil(lambda: win.pin.locked, timeout=SLOW_MS)
+    assert not win.pin.keypad.buttons["2"].isEnabled()
+    text = win.pin.message.text()
+    assert "Locked: try again in" in text
+    seconds = int(text.rsplit("in ", 1)[1].split(" s")[0])
+    assert 20 <= seconds <= 30  # the engine's 30 s, counted on the wall's clock
     assert win.pin.isVisible() and not win.settings.isVisible()
     win.pin.cancel()
     qtbot.waitUntil(lambda: not win.busy, timeout=5000)
+
+
+def test_idle_panels_return_to_the_wall(host, qtbot, tmp_path):
+    cards = resolve(qtbot, host.client.call(host.service.cards))
+    win = KioskWindow(host.service, host.client, host.signals, windowed=True, cards=cards, idle_lock_s=600)
+    qtbot.addWidget(win)
+    render_png(win, QSize(800, 480), tmp_path / "w.png")
+    win.header.settings_button.click()
+    pass_pin(win, qtbot)
+    qtbot.waitUntil(win.settings.isVisible, timeout=5000)
+    # A touch starts the wait again.
+    before = win.idle_lock.remaining_ms
+    qtbot.wait(250)
+    QTest.mouseClick(win.settings.title, Qt.MouseButton.LeftButton)
+    assert win.idle_lock.remaining_ms > before
+    assert win.settings.isVisible()
+    # Left alone, the panel goes (the wait shortened so the test need not sit for a minute).
+    win.idle_lock.set_delay(0.3)
+    qtbot.waitUntil(lambda: not win.settings.isVisible(), timeout=10_000)
+    assert not win.panels_open
+    assert "Back to the wall" in win.notice_bar.text
+    # A PIN entry left half-typed closes too, and its action does not run.
+    qtbot.waitUntil(lambda: not win.busy, timeout=5000)
+    win.idle_lock.set_delay(600)
+    win.strip.add_tile.click()
+    qtbot.waitUntil(win.pin.isVisible, timeout=5000)
+    win.pin.press("2")
+    win.idle_lock.set_delay(0.3)
+    qtbot.waitUntil(lambda: not win.pin.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: not win.busy, timeout=5000)
+    assert not win.add_dialog.isVisible()
 
 
 def test_settings_change_pin(kiosk, host, qtbot):
@@ -258,3 +301,64 @@ def test_stop_keeping_the_shares(kiosk, host, qtbot):
     assert "stay in the account" in win.notice_bar.text
     qtbot.waitUntil(lambda: win.strip.card(new_id) is None, timeout=SLOW_MS)
     assert running_cards(host, qtbot) == ()
+
+
+def test_sim_feed_is_ok_from_the_first_frame(host, qtbot):
+    # The simulated feed's one "live" is published before any window connects: the window asks.
+    status = resolve(qtbot, host.client.call(host.service.stream_status))
+    win = KioskWindow(host.service, host.client, host.signals, windowed=True, stream=status)
+    qtbot.addWidget(win)
+    assert win.header.stream.text() == "SIM FEED ok"
+
+
+def test_cards_carry_a_friendly_title(kiosk, host, qtbot):
+    win = kiosk
+    new_id = resolve(qtbot, host.client.call(host.service.create_instance, "NVDA", "sma_crossover", "5000",
+                                             {"fast": "5", "slow": "20"}))
+    qtbot.waitUntil(lambda: new_id in win.strip.cards, timeout=SLOW_MS)
+    card = win.strip.cards[new_id]
+    assert card.title_text == "NVDA · SMA 5/20"
+    assert card.subtitle.text() == f"#{new_id} · fast 5 · slow 20"
+    win.open_detail(new_id)
+    assert win.detail.title.text() == "NVDA · SMA 5/20"
+    assert card.snapshot.display_name in win.detail.subtitle.text()  # the machine name lives here
+
+
+def test_settings_show_the_facts_and_the_history_of_stopped_cards(kiosk, host, qtbot):
+    from app import __version__
+    win = kiosk
+    card = resolve(qtbot, host.client.call(host.service.create_instance, "MSFT", "buy_and_hold", "3000", {}))
+    resolve(qtbot, host.client.call(host.service.stop_instance, card, False))
+    win.header.settings_button.click()
+    pass_pin(win, qtbot)
+    qtbot.waitUntil(lambda: win.settings.fact("version") == __version__, timeout=SLOW_MS)
+    assert win.settings.fact("mode") == "SIM"
+    assert win.settings.fact("alerts").startswith("off")
+    assert win.settings.fact("sleep") == "never" and win.settings.fact("lock") == "never"
+    win.settings.history_button.click()
+    qtbot.waitUntil(lambda: win.history.table.rowCount() == 1, timeout=SLOW_MS)
+    assert win.history.table.item(0, 0).text().startswith(f"#{card} MSFT · Buy & hold")
+    assert win.history.total.text().startswith("REALISED")
+    win.history.close_button.click()
+    assert win.settings.isVisible() and not win.history.isVisible()
+
+
+def test_quit_and_restart_are_asked_of_the_command(kiosk, qtbot, monkeypatch):
+    # The window only records the request and ends the loop; ``autotrader run`` acts on it.
+    from PySide6.QtWidgets import QApplication
+    quits = []
+    monkeypatch.setattr(QApplication, "quit", lambda *a: quits.append(1))
+    kiosk.settings.restart_button.click()  # the first tap only asks
+    assert kiosk.settings.restart_button.text() == "RESTART? TAP AGAIN"
+    qtbot.wait(50)
+    assert not quits and kiosk.exit_request is None
+    kiosk.settings.restart_button.click()
+    qtbot.waitUntil(lambda: bool(quits), timeout=2000)
+    assert kiosk.exit_request == "restart"
+    kiosk.settings.quit_button.click()
+    kiosk.settings.restart_button.click()  # another button disarms the first
+    assert kiosk.settings.quit_button.text() == "QUIT"
+    kiosk.settings.quit_button.click()
+    kiosk.settings.quit_button.click()
+    qtbot.waitUntil(lambda: len(quits) == 2, timeout=2000)
+    assert kiosk.exit_request == "quit"

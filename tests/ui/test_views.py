@@ -151,7 +151,11 @@ def test_notices_are_shown(window):
 
 
 def test_actions_without_engine_show_an_error_not_a_crash(window, qtbot):
-    window.header.halt_button.click()
+    window.header.halt_button.click()  # one tap, no PIN: the failure goes to the notice line
+    qtbot.waitUntil(lambda: "not connected" in window.notice_bar.text, timeout=2000)
+    assert not window.pin.isVisible()
+    qtbot.waitUntil(lambda: not window.busy, timeout=2000)
+    window.header.settings_button.click()
     qtbot.waitUntil(window.pin.isVisible, timeout=2000)
     for d in "2020":
         window.pin.press(d)

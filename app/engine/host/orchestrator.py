@@ -18,6 +18,7 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
+from app.engine.host.alerts import AlertWatch
 from app.engine.host.signals import EngineSignals, QtPublisher
 
 from app.engine.marketdata.clock import Clock, SimClock
@@ -91,6 +92,11 @@ class Orchestrator(QObject):
             self.parts = (self._parts_factory() if self._parts_factory else
                           EngineParts.build(self.settings, clock=self.clock, options=self.options))
             self.service = EngineService(self.parts, self.publisher)
+            if self.parts.notifier.enabled:
+                s = self.parts.settings
+                self.publisher.watch = AlertWatch(
+                    self.parts.notifier, mode=self.parts.mode, feed_down_min=s.notify_feed_min,
+                    fills=s.notify_fills, card_loss_limit=s.card_loss_limit, account_loss_limit=s.account_loss_limit)
             # Whoever reports the stream (the bar stream on the UI thread, or the sim below), the
             # engine thread records it for `autotrader status`.
             self.signals.stream_changed.connect(self._record_stream)
@@ -128,6 +134,8 @@ class Orchestrator(QObject):
 
     @Slot(object)
     def _record_stream(self, status: StreamStatus) -> None:
+        if self.publisher.watch is not None:
+            self.publisher.watch.on_stream(status)
         if self.service is not None and self.parts is not None:
             try:
                 self.service.record_stream(status, utc_now())
@@ -239,6 +247,8 @@ class Orchestrator(QObject):
                 return
             self.publisher.notice(Notice("error", f"engine error: {type(exc).__name__}: {exc}", at=now))
         self._maintain()
+        if self.publisher.watch is not None:
+            self.publisher.watch.check_feed()
         self._schedule()
 
     # --- storage safety (issue 7) ---------------------------------------------------------

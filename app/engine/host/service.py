@@ -18,16 +18,18 @@ from app.engine.algorithm_api import AlgorithmParamError
 from app.engine.plugins.loader import AlgorithmInfo, AlgorithmLoadError, create_algorithm, discover
 from app.engine.brokers.protocol import BrokerError, BrokerUnavailable, InvalidSymbol
 from app.engine.portfolio.cards import build_cards
+from app.engine.portfolio.chart import card_chart
 from app.engine.host.client import ServiceError
 from app.engine.host.wiring import EngineParts
-from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
+from app.engine.events import (AccountSummary, CardChart, CardSnapshot, MarketStatus, Notice, StoppedCard,
+                               StreamStatus, WallInfo)
 from app.engine.system.maintenance import clock_behind_message, health_report, read_last_cycle, recorded_until
-from app.engine.portfolio.money import available_cash, format_money
+from app.engine.portfolio.money import available_cash, format_money, realised_pnl
 from app.engine.system.pin import PinError, PinResult
 from app.engine.minute.risk_guard import OrderRequest, day_trade_limited, describe_day_trading, refusal
 from app.engine.minute.cycle import HALT_KEY
 from app.storage.records import TransactionRecord
-from app.storage.timefmt import utc_text
+from app.storage.timefmt import parse_utc_text, utc_text
 
 if TYPE_CHECKING:  # imported when the first backtest is asked for: keeps the start-up light
     from app.engine.backtest.jobs import BacktestJobs
@@ -117,12 +119,28 @@ class EngineService:
     def _names(self) -> dict[str, str]:
         return {info.algorithm_type: info.name for info in self.available_algorithms() if info.ok}
 
+    def _labels(self, instances) -> dict[int, tuple[str, str]]:
+        """Instance id → (short card title, parameters in words) from each algorithm's own template."""
+        infos = {info.algorithm_type: info for info in self.available_algorithms() if info.ok}
+        labels = {}
+        for inst in instances:
+            info = infos.get(inst.algorithm_type)
+            if info is None:
+                continue
+            try:
+                given = json.loads(inst.params_json or "{}")
+            except ValueError:
+                given = {}
+            given = given if isinstance(given, dict) else {}
+            labels[inst.id] = (info.card_label(given), info.params_text(given))
+        return labels
+
     def cards(self) -> tuple[CardSnapshot, ...]:
         """Every running instance with its card figures."""
         p = self.parts
         running = p.system.all_instances("running")
         return build_cards(p.cycle.holdings(running), p.market, p.calendar, p.clock.now(), running,
-                           self._names(), p.cycle.refused)
+                           self._names(), p.cycle.refused, self._labels(running))
 
     def market_status(self) -> MarketStatus:
         """Open/closed now and the next transitions."""
@@ -174,7 +192,37 @@ class EngineService:
                               total_pnl=sum((c.pnl for c in cards), Decimal(0)),
                               halted=self.parts.cycle.halted(), broker_error=self._last_cash_error,
                               value=None if cash is None else cash + positions,
-                              day_pnl=sum((c.day_pnl for c in cards if c.day_pnl is not None), Decimal(0)))
+                              day_pnl=sum((c.day_pnl for c in cards if c.day_pnl is not None), Decimal(0)),
+                              stopped_pnl=sum((c.realised_pnl for c in self.history()), Decimal(0)))
+
+    def history(self) -> tuple[StoppedCard, ...]:
+        """Stopped cards with their realised P&L, the most recently stopped first."""
+        p = self.parts
+        stopped = p.system.all_instances("stopped")
+        holdings = p.cycle.holdings(stopped)
+        labels = self._labels(stopped)
+        names = self._names()
+        out = []
+        for inst in stopped:
+            holding = holdings[inst.id]
+            label = labels.get(inst.id, ("", ""))[0] or names.get(inst.algorithm_type, inst.algorithm_type)
+            out.append(StoppedCard(
+                instance_id=inst.id, title=f"{inst.ticker} · {label}", display_name=inst.display_name,
+                initial_capital=Decimal(str(inst.initial_capital)), created_at=parse_utc_text(inst.created_at),
+                stopped_at=parse_utc_text(inst.stopped_at) if inst.stopped_at else None,
+                trade_count=holding.trade_count, realised_pnl=realised_pnl(holding.transactions),
+                shares_kept=holding.shares))
+        out.sort(key=lambda c: (c.stopped_at or c.created_at, c.instance_id), reverse=True)
+        return tuple(out)
+
+    def card_chart(self, instance_id: int, sessions: int = 5) -> CardChart | None:
+        """A card's price and fills over its last ``sessions`` sessions (None before any bar)."""
+        p = self.parts
+        inst = p.system.get_instance(instance_id)
+        if inst is None:
+            raise ServiceError(f"no instance with id {instance_id}")
+        return card_chart(p.market, p.calendar, inst.ticker, p.cycle.holding(instance_id).transactions,
+                          p.clock.now(), sessions=max(1, min(int(sessions), 20)))
 
     def transactions(self, instance_id: int) -> tuple[TransactionRecord, ...]:
         """An instance's transactions, newest first."""
@@ -349,6 +397,22 @@ class EngineService:
         self.publisher.account(self.account(cards))
         self.publisher.market(self.market_status())
         return cards
+
+    def wall_info(self) -> WallInfo:
+        """Version, last backup, free disk and alert status for the settings panel."""
+        from app import __version__
+        health = health_report(self.parts.paths)
+        backup = health["last_backup"]
+        notifier = getattr(self.parts, "notifier", None)
+        return WallInfo(version=__version__, mode=self.mode,
+                        last_backup=parse_utc_text(backup["time"]) if backup else None,
+                        free_disk_bytes=health["free_disk_bytes"],
+                        alerts=notifier.describe() if notifier is not None else "off")
+
+    def stream_status(self) -> StreamStatus | None:
+        """The feed's state for a window that connects late: the simulated feed is always live;
+        the Alpaca stream runs on the UI thread and reports itself (None here)."""
+        return StreamStatus("live", simulated=True) if self.parts.feed.simulated else None
 
     def record_stream(self, status: StreamStatus, at: datetime) -> None:
         """Write the live-bar stream's state where ``autotrader status`` reads it (``at``: wall time)."""

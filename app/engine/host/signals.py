@@ -7,9 +7,14 @@ symbol set. Each signal carries a frozen dataclass (or a tuple of them / a froze
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QObject, Signal
 
 from app.engine.events import AccountSummary, CardSnapshot, CycleReport, MarketStatus, Notice, StreamStatus
+
+if TYPE_CHECKING:
+    from app.engine.host.alerts import AlertWatch
 
 
 class EngineSignals(QObject):
@@ -30,10 +35,13 @@ class QtPublisher:
 
     def __init__(self, signals: EngineSignals):
         self._s = signals
+        self.watch: AlertWatch | None = None  # once alerts are configured: sees cards, account and notices
 
     def cards(self, cards: tuple[CardSnapshot, ...]) -> None:
         """The running and stopped cards, after a change."""
         self._s.cards_changed.emit(cards)
+        if self.watch is not None:
+            self.watch.on_cards(cards)
 
     def market(self, status: MarketStatus) -> None:
         """Market open/closed and the next open and close."""
@@ -46,10 +54,14 @@ class QtPublisher:
     def account(self, summary: AccountSummary) -> None:
         """Header figures."""
         self._s.account_changed.emit(summary)
+        if self.watch is not None:
+            self.watch.on_account(summary)
 
     def notice(self, notice: Notice) -> None:
         """A line for the notice bar."""
         self._s.notice.emit(notice)
+        if self.watch is not None:
+            self.watch.on_notice(notice)
 
     def bars(self, bars: tuple) -> None:
         """Bars that arrived this minute: ``((symbol, Bar), ...)``."""

@@ -17,6 +17,7 @@ from app.engine.marketdata.feed import MarketFeed
 from app.engine.sim.feed import SimFeed
 from app.engine.minute.journal import OrderJournal
 from app.engine.minute.reconcile import BrokerReconciler, BrokerReconciliation
+from app.engine.system.notify import Notifier
 from app.engine.system.pin import PinGuard
 from app.engine.system.data_folder import DataPaths, open_market_store, open_system_store
 from app.engine.system.settings import Settings
@@ -62,6 +63,7 @@ class EngineParts:
     algorithm_dirs: list[Path]
     options: EngineOptions = field(default_factory=EngineOptions)
     _closers: list = field(default_factory=list)
+    notifier: Notifier = field(default_factory=lambda: Notifier(()))  # alerts off the wall (AUTOTRADER_NOTIFY)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None, paths: DataPaths | None = None,
@@ -104,11 +106,13 @@ class EngineParts:
         cycle = TradingCycle(system=system, market=market, broker=broker, journal=journal, calendar=calendar,
                              runner=runner, algorithm_dirs=dirs, fill_wait_s=fill_wait)
         closers.append(cycle.context.close)
+        notifier = Notifier(settings.notify_urls)
+        closers.append(notifier.close)
         log.info("engine ready: mode %s, data in %s", mode.upper(), paths.root)
         return cls(mode=mode, settings=settings, paths=paths, clock=clock, calendar=calendar, system=system,
                    market=market, broker=broker, journal=journal, feed=feed, cycle=cycle,
-                   pin=PinGuard(system, now=clock.now), runner=runner, algorithm_dirs=dirs, options=options,
-                   _closers=closers)
+                   pin=PinGuard(system), runner=runner, algorithm_dirs=dirs, options=options,
+                   _closers=closers, notifier=notifier)
 
     def reconcile_at_start(self) -> BrokerReconciliation:
         """Before the first cycle: resolve the journal's open rows, then book from the broker's own list

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import importlib.util
 import inspect
+import string
 import sys
 import threading
 import traceback
@@ -38,11 +39,42 @@ class AlgorithmInfo:
     parameters: Mapping[str, Param]
     path: Path
     error: str | None = None
+    label: str = ""  # the class's card title template, e.g. "SMA {fast}/{slow}"
 
     @property
     def ok(self) -> bool:
         """True when the file loaded and defines a usable ``Algorithm``."""
         return self.error is None
+
+    def resolved_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` over the defaults, in the order the algorithm declares them (unknown keys dropped)."""
+        return {key: given.get(key, p.default) for key, p in self.parameters.items()}
+
+    def card_label(self, given: Mapping[str, Any]) -> str:
+        """The short card title for these parameters ("SMA 20/50"); the algorithm's name when it has no
+        template or the template does not fit the parameters."""
+        template = self.label
+        if not template:
+            return self.name
+        params = self.resolved_params(given)
+        try:
+            fields = [f for _text, f, _spec, _conv in string.Formatter().parse(template) if f is not None]
+            if any(f not in params for f in fields):  # no attribute or index lookups, only names
+                return self.name
+            text = template.format_map(params)
+        except (ValueError, TypeError, KeyError):
+            return self.name
+        return text[:40] or self.name
+
+    def params_text(self, given: Mapping[str, Any]) -> str:
+        """The parameters in words, compact: ``fast 20 · slow 50``."""
+        return " · ".join(f"{key} {_compact(value)}" for key, value in self.resolved_params(given).items())
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -155,7 +187,9 @@ def _load_file(stem: str, path: Path) -> _Loaded:
     cls.algorithm_type = stem
     name = str(cls.name or stem.replace("_", " ").title())
     description = str(cls.description or "").strip().splitlines()[0] if str(cls.description or "").strip() else ""
-    info = AlgorithmInfo(stem, name, description, MappingProxyType(dict(cls.parameters)), path, None)
+    label = getattr(cls, "label", "")
+    info = AlgorithmInfo(stem, name, description, MappingProxyType(dict(cls.parameters)), path, None,
+                         label=label if isinstance(label, str) else "")
     return _Loaded(info, cls)
 
 

@@ -45,9 +45,12 @@ class SessionBars:
 
     def for_ticker(self, ticker: str, now: datetime) -> list[Bar]:
         """Bars of the session containing ``now`` or, when closed, of the last session with bars."""
-        latest = self._market.latest_bar(ticker)
-        if latest is None:
+        # The latest bar before ``now``, not the latest stored: a simulation's clock can be behind
+        # bars it already wrote (the CLI runs on the wall clock, a fast sim ran ahead of it).
+        before = self._market.last_bars(ticker, 1, to_epoch(now) + 1)
+        if not before:
             return []
+        latest = before[0]
         day = self._calendar.session_of(latest.ts)
         if day is None:
             return [latest]
@@ -110,7 +113,8 @@ def day_pnl(instance: InstanceRecord, value_now: Decimal, shares_now: int, inves
 
 def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar],
                *, algorithm_name: str, refused_reason: str | None = None,
-               span: tuple[int, int] | None = None, close_before: Decimal | None = None) -> CardSnapshot:
+               span: tuple[int, int] | None = None, close_before: Decimal | None = None,
+               label: str = "", params_text: str = "") -> CardSnapshot:
     """One card's figures (Decimal money rules) plus its sparkline, trade markers and day's P&L.
 
     ``holding`` the card's fills and totals; ``session`` the ticker's bars of its latest session;
@@ -151,13 +155,20 @@ def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar
         sparkline_times=tuple(b.ts for b in shown),
         sparkline_span=span,
         day_pnl=today,
+        label=label,
+        params_text=params_text,
     )
 
 
 def build_cards(holdings: Mapping[int, Holding], market: MarketStore, calendar: MarketCalendar,
                 now: datetime, instances: Iterable[InstanceRecord], names: dict[str, str],
-                refused: dict[int, str]) -> tuple[CardSnapshot, ...]:
-    """Cards for ``instances`` (``holdings`` by instance id), reading each ticker's bars once."""
+                refused: dict[int, str],
+                labels: Mapping[int, tuple[str, str]] | None = None) -> tuple[CardSnapshot, ...]:
+    """Cards for ``instances`` (``holdings`` by instance id), reading each ticker's bars once.
+
+    ``labels``: instance id → (short title, parameters in words), where the algorithm file is known.
+    """
+    labels = labels or {}
     sessions: dict[str, tuple[list[Bar], tuple[int, int] | None, Decimal | None]] = {}
     reader = SessionBars(market, calendar)
     cards = []
@@ -169,5 +180,6 @@ def build_cards(holdings: Mapping[int, Holding], market: MarketStore, calendar: 
         bars, span, close_before = sessions[inst.ticker]
         cards.append(build_card(inst, holdings[inst.id], bars,
                                 algorithm_name=names.get(inst.algorithm_type, inst.algorithm_type),
-                                refused_reason=refused.get(inst.id), span=span, close_before=close_before))
+                                refused_reason=refused.get(inst.id), span=span, close_before=close_before,
+                                label=labels.get(inst.id, ("", ""))[0], params_text=labels.get(inst.id, ("", ""))[1]))
     return tuple(cards)

@@ -98,6 +98,31 @@ def figures_from_position(initial_capital: Any, shares: int, invested: Decimal, 
     return CardFigures(shares, trade_count, invested, uninvested, last, value, pnl, pnl_pct, True)
 
 
+def realised_pnl(transactions: Iterable[Any]) -> Decimal:
+    """Profit or loss booked by sells, at the average cost of the shares sold.
+
+    A card that sold everything has realised exactly Σ sell proceeds − Σ buy cost; shares still held
+    (a card stopped keeping its shares) count only at what their sells already booked.
+    """
+    shares = 0
+    cost = ZERO  # cost basis of the shares held
+    booked = ZERO
+    proceeds_minus_cost = ZERO
+    for tx in transactions:
+        qty, price = tx.shares, to_decimal(tx.price, "transaction price")
+        if tx.type == "buy":
+            shares += qty
+            cost += qty * price
+            proceeds_minus_cost -= qty * price
+        elif tx.type == "sell" and qty:
+            proceeds_minus_cost += qty * price
+            average = cost / shares if shares > 0 else price
+            booked += qty * (price - average)
+            cost -= qty * average
+            shares -= qty
+    return proceeds_minus_cost if shares == 0 else booked
+
+
 def available_cash(broker_cash: Any, running_uninvested: Iterable[Any]) -> Decimal:
     """Cash a new card may take: broker cash − Σ uninvested of running cards, never below 0.
 

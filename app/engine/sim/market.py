@@ -1,7 +1,9 @@
 """Synthetic one-minute bars for any ticker, deterministic per (seed, symbol, session).
 
 Model: each symbol gets a start price ($20-$500 on the anchor session 2015-01-02), a yearly
-drift and a volatility (15-60 %) from a stable hash. Daily closes are a log random walk that
+drift and a volatility (15-60 %) from a stable hash; a well-known ticker (``levels.LEVELS``)
+instead gets the start price and volatility that put its drift line at its approximate level on
+the table's reference session, so AAPL trades near $200 rather than at $24. Daily closes are a log random walk that
 slowly reverts to the symbol's drift line (so ten years of 60 % volatility cannot end at a few
 cents or at $50,000); each session opens at the previous close times a small overnight gap and
 walks to its own daily close along a Brownian bridge. The whole daily path of a symbol is
@@ -31,6 +33,7 @@ from app.storage.market_store import MarketStore
 from app.storage.records import Bar, BarSource
 from app.storage.timefmt import to_epoch
 from app.engine.marketdata.minutes import last_complete_ts
+from app.engine.sim.levels import LEVELS, REFERENCE_SESSION
 
 log = logging.getLogger("autotrader.engine.sim_market")
 
@@ -103,6 +106,14 @@ class SimMarket:
         """The symbol's start price, drift, volatility and volume level (deterministic)."""
         check_symbol_format(symbol)
         u = np.random.default_rng(_seed_int(self._seed, symbol, "profile")).random(4)
+        known = LEVELS.get(symbol)
+        if known is not None:
+            level, volatility = known
+            drift = float(0.02 * u[1] + 0.04)  # 4-6 % a year: no invented boom or crash
+            sessions_to_reference = self._session_index.get(REFERENCE_SESSION, 0)
+            return SymbolProfile(
+                start_price=float(level * math.exp(-drift / TRADING_DAYS * sessions_to_reference)),
+                drift=drift, volatility=volatility, base_volume=float(3000.0 * 6.0 ** u[3]))
         return SymbolProfile(
             start_price=float(20.0 * (500.0 / 20.0) ** u[0]),  # log-uniform $20-$500
             drift=float(-0.05 + 0.20 * u[1]),

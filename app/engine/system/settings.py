@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Mapping, Sequence
 from urllib.parse import urlparse
@@ -61,6 +62,13 @@ class Settings:
     algorithm_dirs: tuple[Path, ...] = ()
     sim_forced: bool = False  # --sim given: keys were dropped even if configured
     screen_sleep_min: int = 10  # off-hours minutes without a touch before the wall's screen sleeps; 0: never
+    idle_lock_s: int = 60  # seconds without a touch before a PIN-opened panel closes back to the wall; 0: never
+    # Alerts off the wall (Apprise URLs: secrets; never in repr, logs or on screen).
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)
+    notify_feed_min: int = 10  # alert when the live feed has been down this many minutes
+    notify_fills: bool = False  # also alert on every fill
+    card_loss_limit: Decimal | None = None  # alert when a card's day P&L falls to −this many dollars
+    account_loss_limit: Decimal | None = None  # the same for the sum of the cards' day P&L
 
     def __post_init__(self) -> None:
         for name in ("api_key", "secret"):
@@ -81,6 +89,21 @@ class Settings:
                 or not 0 <= self.screen_sleep_min <= 1440:
             raise SettingsError("AUTOTRADER_SCREEN_SLEEP_MIN must be whole minutes from 0 (never) to 1440 "
                                 f"(got {self.screen_sleep_min!r})")
+        if isinstance(self.idle_lock_s, bool) or not isinstance(self.idle_lock_s, int) \
+                or not (self.idle_lock_s == 0 or 10 <= self.idle_lock_s <= 3600):
+            raise SettingsError("AUTOTRADER_IDLE_LOCK_S must be whole seconds from 10 to 3600, or 0 (never) "
+                                f"(got {self.idle_lock_s!r})")
+        if isinstance(self.notify_feed_min, bool) or not isinstance(self.notify_feed_min, int) \
+                or not 1 <= self.notify_feed_min <= 1440:
+            raise SettingsError("AUTOTRADER_NOTIFY_FEED_MIN must be whole minutes from 1 to 1440 "
+                                f"(got {self.notify_feed_min!r})")
+        for index, url in enumerate(self.notify_urls, 1):
+            scheme, sep, rest = str(url).partition("://")
+            if not sep or not scheme.replace("+", "").isalnum() or not rest:
+                # The entry itself is not repeated: it may hold a token.
+                raise SettingsError(f"AUTOTRADER_NOTIFY entry {index} is not an Apprise URL "
+                                    "(scheme://…, e.g. ntfy://topic or json://host:port)")
+        object.__setattr__(self, "notify_urls", tuple(self.notify_urls))
         object.__setattr__(self, "data_root", Path(self.data_root))
         object.__setattr__(self, "algorithm_dirs", tuple(Path(p) for p in self.algorithm_dirs))
 
@@ -114,7 +137,8 @@ class Settings:
             f"secret={'set' if self.secret else 'unset'}, paper={self.paper}, feed={self.feed!r}, "
             f"data_root={str(self.data_root)!r}, trading_url={self.trading_url!r}, "
             f"data_url={self.data_url!r}, stream_url={self.stream_url!r}, "
-            f"algorithm_dirs={tuple(str(p) for p in self.algorithm_dirs)!r}, sim_forced={self.sim_forced})"
+            f"algorithm_dirs={tuple(str(p) for p in self.algorithm_dirs)!r}, sim_forced={self.sim_forced}, "
+            f"notify={len(self.notify_urls)} url(s))"
         )
 
     __str__ = __repr__
@@ -131,13 +155,30 @@ def _parse_bool(name: str, raw: str | None, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false (got {raw!r})")
 
 
-def _parse_minutes(name: str, raw: str | None, default: int) -> int:
+def _parse_minutes(name: str, raw: str | None, default: int, unit: str = "minutes") -> int:
     if raw is None:
         return default
     try:
         return int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number of minutes (got {raw!r})") from None
+        raise SettingsError(f"{name} must be a whole number of {unit} (got {raw!r})") from None
+
+
+def _parse_dollars(name: str, raw: str | None) -> Decimal | None:
+    if raw is None:
+        return None
+    try:
+        value = Decimal(raw.replace(",", "").replace("$", "").strip())
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value <= 0:
+        raise SettingsError(f"{name} must be a positive amount of dollars, e.g. 250 (got {raw!r})")
+    return value
+
+
+def _split_urls(raw: str | None) -> tuple[str, ...]:
+    """Apprise URLs separated by spaces, commas or new lines."""
+    return tuple(part for part in (raw or "").replace(",", " ").split() if part)
 
 
 def _merged(env: Mapping[str, str], dotenv_files: Sequence[Path]) -> dict[str, str | None]:
@@ -204,4 +245,11 @@ def load_settings(
         algorithm_dirs=algorithm_dirs,
         sim_forced=force_sim,
         screen_sleep_min=_parse_minutes("AUTOTRADER_SCREEN_SLEEP_MIN", get("AUTOTRADER_SCREEN_SLEEP_MIN"), 10),
+        idle_lock_s=_parse_minutes("AUTOTRADER_IDLE_LOCK_S", get("AUTOTRADER_IDLE_LOCK_S"), 60, "seconds"),
+        notify_urls=_split_urls(get("AUTOTRADER_NOTIFY")),
+        notify_feed_min=_parse_minutes("AUTOTRADER_NOTIFY_FEED_MIN", get("AUTOTRADER_NOTIFY_FEED_MIN"), 10),
+        notify_fills=_parse_bool("AUTOTRADER_NOTIFY_FILLS", get("AUTOTRADER_NOTIFY_FILLS"), False),
+        card_loss_limit=_parse_dollars("AUTOTRADER_CARD_DAILY_LOSS_LIMIT", get("AUTOTRADER_CARD_DAILY_LOSS_LIMIT")),
+        account_loss_limit=_parse_dollars("AUTOTRADER_ACCOUNT_DAILY_LOSS_LIMIT",
+                                          get("AUTOTRADER_ACCOUNT_DAILY_LOSS_LIMIT")),
     )

@@ -146,3 +146,18 @@ def test_day_pnl_counts_only_the_session(tmp_path):
         (snap,) = build_cards({1: holding}, store, CAL, now, [new], {}, {})
         assert snap.day_pnl == snap.pnl
     assert to_epoch(now) > minutes[5]
+
+
+def test_bars_after_now_are_not_shown_and_do_not_break_the_cards(tmp_path):
+    # A fast simulation writes bars ahead of the wall clock; the CLI then builds cards at the wall's
+    # "now", before the latest stored session (it raised "range start … is after its end").
+    day = FULL
+    previous = CAL.previous_session(day)
+    bars = [Bar(ts, 100.0, 200.0, 1.0, 101.0, 10) for ts in CAL.session_minutes(previous)]
+    bars += [Bar(ts, 100.0, 200.0, 1.0, 150.0, 10) for ts in CAL.session_minutes(day)]
+    with MarketStore(tmp_path / "stocks.db") as store:
+        store.upsert_bars("AAPL", bars, source=BarSource.ALPACA)
+        now = from_epoch(CAL.session_minutes(previous)[-1] + 3600)  # the evening before ``day``
+        (snap,) = build_cards({1: Holding()}, store, CAL, now, [_instance(from_epoch(to_epoch(now) - 86_400 * 3))],
+                              {}, {})
+    assert snap.price == Decimal("101.0") and len(snap.sparkline) > 0
