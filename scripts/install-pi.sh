@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install AutoTrader on a Raspberry Pi (Raspberry Pi OS Bookworm or Trixie, 64- or 32-bit) or any
-# Debian 12/13 desktop: the system libraries Qt's xcb and wayland plugins load, Python's venv,
+# Install AutoTrader on a Raspberry Pi (64-bit Raspberry Pi OS Bookworm or Trixie) or any Debian
+# 12/13 desktop (arm64 or amd64): the system libraries Qt's xcb and wayland plugins load, Python's venv,
 # this checkout's .venv (the one ./kiosk.sh uses), the desktop autostart entry, and screen blanking
 # off so the wall stays lit through market hours. Safe to run again: it only does what is missing.
 #
@@ -48,6 +48,13 @@ case "$VERSION_CODENAME" in
 esac
 command -v dpkg-query >/dev/null && command -v apt-get >/dev/null ||
     refuse "dpkg-query and apt-get are missing: this does not look like a Debian system"
+arch="$(dpkg --print-architecture)"
+case "$arch" in
+    arm64|amd64) ;;
+    armhf|armel) refuse "this is 32-bit Raspberry Pi OS ($arch): PySide6 publishes no 32-bit ARM wheels," \
+                        "so AutoTrader needs the 64-bit Raspberry Pi OS (any Pi 3, 4, 5 or Zero 2 runs it)" ;;
+    *) refuse "PySide6 publishes no wheels for $arch: AutoTrader needs arm64 or amd64" ;;
+esac
 
 # --- The apt packages ---------------------------------------------------------------------------
 # From `ldd` on the Qt plugins of the PySide6-Essentials wheel (platforms/libqxcb.so,
@@ -102,7 +109,7 @@ changes=0
 step() { printf '%-20s %s\n' "$1:" "$2"; }
 would() { changes=$((changes + 1)); step "$1" "would $2"; }
 
-echo "AutoTrader install for ${PRETTY_NAME:-Debian} on $(uname -m), user $user, checkout $here"
+echo "AutoTrader install for ${PRETTY_NAME:-Debian} ($arch), user $user, checkout $here"
 [ "$dry_run" = 1 ] && echo "(dry run: nothing is changed)"
 
 # --- 1. System packages -------------------------------------------------------------------------
