@@ -102,10 +102,19 @@ mount_in /dev --bind /dev
 mount_in /dev/pts --bind /dev/pts
 mount_in /dev/shm -t tmpfs tmpfs   # the app's worker processes use POSIX semaphores
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A host behind a TLS-inspecting proxy tells pip its CA bundle (PIP_CERT and friends); pip in the
+# root needs the same bundle to reach PyPI. Elsewhere pip's own certificates are used.
+ca="${PIP_CERT:-${REQUESTS_CA_BUNDLE:-${SSL_CERT_FILE:-}}}"
+ca_env=()
+if [ -n "$ca" ] && [ -f "$ca" ]; then
+    cp "$ca" "$root/etc/ssl/host-ca-bundle.crt"
+    ca_env=(PIP_CERT=/etc/ssl/host-ca-bundle.crt SSL_CERT_FILE=/etc/ssl/host-ca-bundle.crt)
+    echo "pip in the root uses the host's CA bundle ($ca)"
+fi
 
 # Every step in the root runs under `timeout` (limit=SECONDS before a call overrides the default).
 in_root() { timeout "${limit:-600}" chroot "$root" /usr/bin/env -i \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "${ca_env[@]}" "$@"; }
 as_pi() { in_root runuser -u "$user" -- env HOME="/home/$user" USER="$user" "$@"; }
 
 in_root id -u "$user" >/dev/null 2>&1 || in_root useradd -m -s /bin/bash "$user"
@@ -139,13 +148,16 @@ missing="$(in_root bash -c '
     for f in platforms/libqxcb.so platforms/libqwayland*.so xcbglintegrations/*.so \
              wayland-shell-integration/*.so wayland-graphics-integration-client/*.so \
              wayland-decoration-client/*.so platformthemes/*.so; do
-        [ -e "$f" ] || continue
+        # the GTK theme plugin is optional (Qt loads it only when asked to follow GTK settings)
+        [ -e "$f" ] && [ "$f" != platformthemes/libqgtk3.so ] || continue
         LD_LIBRARY_PATH="$qt/lib" ldd "$f" | awk -v f="$f" "/not found/ {print f \": \" \$1}"
     done' _ "$qt")"
 # Qt modules PySide6-Essentials leaves out (e.g. VirtualKeyboard for its input plugin) are not
 # system packages; anything else missing is a gap in install-pi.sh's list.
 gaps="$(grep -v ': libQt6' <<<"$missing" || true)"
-echo "plugins checked under $qt/plugins; not found: ${missing:-nothing}"
+echo "plugins checked under $qt/plugins:"
+in_root bash -c 'cd "$1/plugins" && ls platforms/*.so xcbglintegrations/*.so wayland-shell-integration/*.so | xargs' _ "$qt"
+echo "not found: ${missing:-nothing}"
 [ -z "$gaps" ] || die "libraries missing after install-pi.sh: $gaps"
 
 data="/home/$user/check-data"

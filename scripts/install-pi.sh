@@ -71,7 +71,7 @@ packages=(
     libx11-6 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-glx0 libxcb-icccm4 libxcb-image0
     libxcb-keysyms1 libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0
     libxcb-sync1 libxcb-util1 libxcb-xfixes0 libxcb-xkb1
-    libxkbcommon0 libxkbcommon-x11-0                # the xcb plugin (X11 desktops)
+    libxkbcommon0 libxkbcommon-x11-0 libsm6 libice6 # the xcb plugin (X11 desktops)
     libwayland-client0 libwayland-cursor0 libwayland-egl1   # the wayland plugin (labwc, wayfire)
 )
 # Debian 13's 64-bit time_t transition renamed these two (on every architecture).
@@ -106,7 +106,9 @@ as_user() {  # a change in the desktop user's files, with that user's home and c
 }
 
 changes=0
-step() { printf '%-20s %s\n' "$1:" "$2"; }
+current="start"
+trap 'echo "install-pi.sh: stopped: the $current step failed. Steps already done are kept; run it again once fixed." >&2' ERR
+step() { current="$1"; printf '%-20s %s\n' "$1:" "$2"; }
 would() { changes=$((changes + 1)); step "$1" "would $2"; }
 
 echo "AutoTrader install for ${PRETTY_NAME:-Debian} ($arch), user $user, checkout $here"
@@ -148,7 +150,7 @@ elif [ "$dry_run" = 1 ]; then
     if [ "$bootstrap_state" = missing ]; then
         would "virtual env" "create $here/.venv and pip install AutoTrader$pyside_note"
     else
-        would "virtual env" "reinstall AutoTrader into $here/.venv (pyproject.toml changed)$pyside_note"
+        would "virtual env" "reinstall AutoTrader into $here/.venv (pyproject.toml changed, or the last install did not finish)$pyside_note"
     fi
 else
     step "virtual env" "installing AutoTrader into $here/.venv$pyside_note (a few minutes)"
