@@ -132,7 +132,7 @@ else
 fi
 
 # --- 2. The virtual environment (scripts/bootstrap.sh, the same as ./kiosk.sh) ------------------
-[ -w "$here" ] || [ "$dry_run" = 1 ] || [ "$(id -u)" = 0 ] ||
+as_user test -w "$here" ||
     refuse "$user cannot write to $here (the .venv goes there): run it as the checkout's owner"
 bootstrap_state="$(BOOTSTRAP_CHECK_ONLY=1 bash -c 'source "$1/scripts/bootstrap.sh"; echo "$bootstrap_state"' _ "$here")"
 glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
