@@ -134,7 +134,7 @@ in_root chown -R "$user:$user" "$checkout"
 say "install-pi.sh --dry-run"
 in_root env SUDO_USER="$user" bash "$checkout/scripts/install-pi.sh" --dry-run
 say "install-pi.sh"
-limit=2400 in_root env SUDO_USER="$user" bash "$checkout/scripts/install-pi.sh"
+limit=3600 in_root env SUDO_USER="$user" bash "$checkout/scripts/install-pi.sh"
 say "install-pi.sh again (must change nothing)"
 second="$(in_root env SUDO_USER="$user" bash "$checkout/scripts/install-pi.sh")"
 echo "$second"
