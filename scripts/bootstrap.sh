@@ -17,13 +17,23 @@ pick_python() {
     return 1
 }
 
+want="$(sha256sum "$here/pyproject.toml" | cut -d' ' -f1)-${AUTOTRADER_EXTRAS:-test}"
+
+# BOOTSTRAP_CHECK_ONLY=1: only say what would be done (missing | stale | current), change nothing.
+if [ "${BOOTSTRAP_CHECK_ONLY:-0}" = 1 ]; then
+    if [ ! -x "$venv/bin/python" ]; then bootstrap_state=missing
+    elif [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then bootstrap_state=stale
+    else bootstrap_state=current
+    fi
+    return 0
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
     py="$(pick_python)"
     echo "Creating virtual environment in $venv" >&2
     "$py" -m venv "$venv"
 fi
 
-want="$(sha256sum "$here/pyproject.toml" | cut -d' ' -f1)-${AUTOTRADER_EXTRAS:-test}"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing AutoTrader and its dependencies into $venv" >&2
     "$venv/bin/python" -m pip install --quiet --upgrade pip
