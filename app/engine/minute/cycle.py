@@ -50,6 +50,12 @@ class StoreContext:
         self._ledger = ledger or CardLedger()
         self._keep = keep
         self._pool: queue.SimpleQueue[tuple[MarketStore, SystemStore]] = queue.SimpleQueue()
+        self._ledger.read_with(self._system)  # the ledger pages a card's fills in through this pool
+
+    @contextmanager
+    def _system(self) -> Iterator[SystemStore]:
+        with self._stores() as (_, system):
+            yield system
 
     @contextmanager
     def _stores(self) -> Iterator[tuple[MarketStore, SystemStore]]:
