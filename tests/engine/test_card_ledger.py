@@ -131,3 +131,40 @@ def test_threads_reading_while_fills_arrive_see_consistent_totals(tmp_path: Path
     assert problems == []
     assert ledger.holding(writer, card).shares == 200
     writer.close()
+
+
+def test_a_ledger_started_over_a_long_history_matches_re_summing(system: SystemStore) -> None:
+    # Prices of up to six decimals are summed in SQL, a card with a finer one per exact price:
+    # both must equal adding fill by fill in Decimal.
+    coarse = system.create_instance("AAPL", "buy_and_hold", 50_000)
+    fine = system.create_instance("MSFT", "buy_and_hold", 50_000)
+    rng = random.Random(3)
+    for k in range(700):
+        day = 1 + k // 200
+        when = f"2024-06-{day:02d}T14:{k % 60:02d}:{k % 59:02d}Z"
+        system.record_buy(coarse, rng.randint(1, 9), round(rng.uniform(0.1, 300), 2), timestamp=when)
+        system.record_sell(coarse, 1, 0.1, timestamp=when)
+        system.record_buy(fine, 3, rng.choice([0.1, 101.2345678, 33.333333333]), timestamp=when)
+    ledger = CardLedger()
+    for card in (coarse, fine):
+        _assert_matches(ledger, system, card, 50_000, 123.45)
+
+
+def test_the_paged_history_reads_like_a_list(system: SystemStore) -> None:
+    card = system.create_instance("AAPL", "buy_and_hold", 1_000_000)
+    for k in range(1300):  # several pages before the latest day, and a latest day of its own
+        system.record_buy(card, 1 + k % 5, 100.0 + k % 13, timestamp=f"2024-06-{1 + k // 300:02d}T15:{k % 60:02d}:00Z")
+    ledger = CardLedger()
+    history = ledger.holding(system, card).transactions
+    stored = system.get_transactions(card, oldest_first=True)
+    assert len(history) == 1300
+    assert list(history) == stored
+    assert list(reversed(history)) == stored[::-1]
+    assert history[-1] == stored[-1] and history[0] == stored[0] and history[700] == stored[700]
+    assert history[250:1290] == stored[250:1290] and history[::7] == stored[::7]
+    # A fill recorded after the holding was taken is not in it; the next holding has it.
+    system.record_sell(card, 1, 101.0, timestamp="2024-06-05T16:00:00Z")
+    assert len(history) == 1300 and list(history) == stored
+    again = ledger.holding(system, card).transactions
+    assert len(again) == 1301 and again[-1].type == "sell"
+    assert list(again) == system.get_transactions(card, oldest_first=True)

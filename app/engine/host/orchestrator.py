@@ -26,6 +26,7 @@ from app.engine.host.service import EngineService
 from app.engine.events import CycleReport, Notice, StreamStatus
 from app.engine.minute import schedule
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
+from app.engine.system.heap import settle_after_start
 from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, stopped_notice, storage_problem,
                                     utc_now)
 from app.engine.system.data_folder import DataPaths
@@ -109,6 +110,7 @@ class Orchestrator(QObject):
                 self.publisher.notice(notice)
             self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir)
             self._maintain()  # today's backup at start if it is missing
+            settle_after_start()
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
             log.exception("engine failed to start")
             reason = storage_problem(exc)

@@ -101,16 +101,30 @@ class FillHistory(Sequence[TransactionRecord]):
 
     def __getitem__(self, index: int | slice) -> TransactionRecord | list[TransactionRecord]:
         if isinstance(index, slice):
-            return [self._at(i) for i in range(*index.indices(self._count))]
+            start, stop, step = index.indices(self._count)
+            if step != 1 or start >= stop:
+                return [self._at(i) for i in range(start, stop, step)]
+            return self._range(start, stop)
         if index < 0:
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError("fill index out of range")
         return self._at(index)
 
+    def _range(self, start: int, stop: int) -> list[TransactionRecord]:
+        # One read for the part before the latest day (an algorithm replaying its whole history
+        # after a restart must not pay a query per page), the rest from memory.
+        recent = self._recent()
+        head = self._count - len(recent)
+        rows = self._page_fn(start, min(stop, head) - start, self._upto) if start < head else []
+        return rows + list(recent[max(start, head) - head:stop - head])
+
     def __iter__(self) -> Iterator[TransactionRecord]:
-        for i in range(self._count):
-            yield self._at(i)
+        recent = self._recent()
+        head = self._count - len(recent)
+        for number in range((head + PAGE - 1) // PAGE):  # kept pages: a loop stopping early reads one
+            yield from self._page(number)[:head - number * PAGE]
+        yield from recent
 
     def __reversed__(self) -> Iterator[TransactionRecord]:
         for i in range(self._count - 1, -1, -1):
