@@ -27,8 +27,8 @@ from app.engine.events import CycleReport, Notice, StreamStatus
 from app.engine.minute import schedule
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
 from app.engine.system.heap import settle_after_start
-from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, check_at_start, stopped_notice, storage_problem,
-                                    utc_now)
+from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, DailySimPrune, check_at_start,
+                                           stopped_notice, storage_problem, utc_now)
 from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import Settings
 from app.engine.minute.cycle import CycleResult
@@ -70,6 +70,7 @@ class Orchestrator(QObject):
         self.broker_unchecked = False  # True while the broker-side reconciliation has not run yet
         self._reconciled_on: date | None = None  # the date of the last broker-side pass
         self.backup: DailyBackup | None = None
+        self.sim_prune: DailySimPrune | None = None
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
         # "missed": session minutes that never got a cycle (between two cycles of this process).
         self.totals = {"cycles_run": 0, "late_1s": 0, "late_max_s": 0.0, "refused": 0, "missed": 0}
@@ -109,6 +110,8 @@ class Orchestrator(QObject):
             for notice in start_notices:
                 self.publisher.notice(notice)
             self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir)
+            # On the engine's clock: simulated bars carry simulated time.
+            self.sim_prune = DailySimPrune(self.parts.market, self.settings.sim_bars_keep_days, now=self.clock.now)
             self._maintain()  # today's backup at start if it is missing
             settle_after_start()
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
@@ -236,12 +239,15 @@ class Orchestrator(QObject):
             self.publisher.notice(notice)
 
     def _maintain(self) -> None:
-        """Between cycles: today's system.db backup when due (a failure is reported, never fatal)."""
+        """Between cycles: today's system.db backup when due (a failure is reported, never fatal), and
+        the day's pruning of old simulated bars."""
         if self.backup is None:
             return
         result = self.backup.run_if_due()
         if result is not None and result.error:
             self.publisher.notice(Notice("error", f"daily backup failed: {result.error}", at=self.clock.now()))
+        if self.sim_prune is not None:
+            self.sim_prune.run_if_due()
 
     def run_cycle(self, minute: datetime, scheduled_at: datetime | None = None) -> CycleReport:
         """Poll the feed, run the trading cycle for ``minute`` and publish the results."""

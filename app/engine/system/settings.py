@@ -61,6 +61,7 @@ class Settings:
     algorithm_dirs: tuple[Path, ...] = ()
     sim_forced: bool = False  # --sim given: keys were dropped even if configured
     screen_sleep_min: int = 10  # off-hours minutes without a touch before the wall's screen sleeps; 0: never
+    sim_bars_keep_days: int = 365  # simulated bars older than this are pruned daily (real bars never)
 
     def __post_init__(self) -> None:
         for name in ("api_key", "secret"):
@@ -81,6 +82,10 @@ class Settings:
                 or not 0 <= self.screen_sleep_min <= 1440:
             raise SettingsError("AUTOTRADER_SCREEN_SLEEP_MIN must be whole minutes from 0 (never) to 1440 "
                                 f"(got {self.screen_sleep_min!r})")
+        if isinstance(self.sim_bars_keep_days, bool) or not isinstance(self.sim_bars_keep_days, int) \
+                or not 1 <= self.sim_bars_keep_days <= 36500:
+            raise SettingsError("AUTOTRADER_SIM_BARS_KEEP_DAYS must be whole days from 1 to 36500 "
+                                f"(got {self.sim_bars_keep_days!r})")
         object.__setattr__(self, "data_root", Path(self.data_root))
         object.__setattr__(self, "algorithm_dirs", tuple(Path(p) for p in self.algorithm_dirs))
 
@@ -131,13 +136,13 @@ def _parse_bool(name: str, raw: str | None, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false (got {raw!r})")
 
 
-def _parse_minutes(name: str, raw: str | None, default: int) -> int:
+def _parse_minutes(name: str, raw: str | None, default: int, unit: str = "minutes") -> int:
     if raw is None:
         return default
     try:
         return int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number of minutes (got {raw!r})") from None
+        raise SettingsError(f"{name} must be a whole number of {unit} (got {raw!r})") from None
 
 
 def _merged(env: Mapping[str, str], dotenv_files: Sequence[Path]) -> dict[str, str | None]:
@@ -204,4 +209,6 @@ def load_settings(
         algorithm_dirs=algorithm_dirs,
         sim_forced=force_sim,
         screen_sleep_min=_parse_minutes("AUTOTRADER_SCREEN_SLEEP_MIN", get("AUTOTRADER_SCREEN_SLEEP_MIN"), 10),
+        sim_bars_keep_days=_parse_minutes("AUTOTRADER_SIM_BARS_KEEP_DAYS", get("AUTOTRADER_SIM_BARS_KEEP_DAYS"),
+                                          365, "days"),
     )
