@@ -174,7 +174,8 @@ class EngineService:
 
     def transactions(self, instance_id: int) -> tuple[TransactionRecord, ...]:
         """An instance's transactions, newest first."""
-        return tuple(reversed(self.parts.cycle.holding(instance_id).transactions))
+        history = self.parts.cycle.holding(instance_id).transactions
+        return tuple(reversed(history[:]))  # one read of the whole history, not one per page
 
     # --- changing ----------------------------------------------------------------------
 
