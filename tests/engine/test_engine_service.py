@@ -230,3 +230,27 @@ def test_each_broken_algorithm_faults_alone_and_the_healthy_card_keeps_trading(r
     assert {o.instance_id: o.action for o in result.outcomes} == {ids["raises"]: "fault", healthy: "buy"}
     with pytest.raises(ServiceError, match="no running instance"):
         rig.service.resume_instance(12345)
+
+
+def test_a_quiet_minutes_publish_reuses_the_broker_cash_for_a_while(rig, monkeypatch):
+    import app.engine.host.service as service_module
+
+    broker = rig.parts.broker
+    asked: list[Decimal] = []
+    real_cash = broker.account_cash
+
+    def counting_cash() -> Decimal:
+        asked.append(real_cash())
+        return asked[-1]
+
+    monkeypatch.setattr(broker, "account_cash", counting_cash)
+    service = rig.service
+    first = service.account(fresh_cash=False)  # nothing read yet: asks
+    assert len(asked) == 1 and first.available_cash is not None
+    again = service.account(fresh_cash=False)
+    assert len(asked) == 1 and again.available_cash == first.available_cash  # reused
+    service.account()  # something changed (a fill, a new card): asks
+    assert len(asked) == 2
+    monkeypatch.setattr(service_module, "CASH_EVERY_S", 0.0)  # the cadence has passed
+    service.account(fresh_cash=False)
+    assert len(asked) == 3

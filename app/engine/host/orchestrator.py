@@ -287,7 +287,8 @@ class Orchestrator(QObject):
             self.publisher.notice(Notice("fault", outcome.reason or "fault", outcome.instance_id, started))
         for outcome in result.refused:
             self.publisher.notice(Notice("refused", outcome.reason or "refused", outcome.instance_id, started))
-        service.publish_all()
+        # The broker's cash changes only with a fill: a quiet minute reuses the last figure a while.
+        service.publish_all(fresh_cash=bool(result.fills or result.orders))
         self.publisher.cycle_done(report)
         return report
 
