@@ -291,15 +291,15 @@ class SystemStore(SqliteStore):
         """The highest transaction id recorded (0 when there is none)."""
         return self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()[0]
 
-    def fill_totals(self, upto_id: int) -> list[tuple[int, int, int, int, str, int]]:
+    def fill_totals(self, upto_id: int) -> list[tuple[int, int, int, int, int]]:
         """Per card over transactions with ``id <= upto_id``, in one pass: ``(algorithm_id, fills,
-        Σ signed shares, Σ signed cost in millionths of a dollar, latest fill time, fills whose price
-        has more than six decimals)``. Cost in integer millionths is exact for prices of up to six
+        Σ signed shares, Σ signed cost in millionths of a dollar, fills whose price has more than
+        six decimals)``. Cost in integer millionths is exact for prices of up to six
         decimals; for a card with any other price the caller sums with :meth:`fill_sums_by_price`."""
         return self._conn.execute(
             "SELECT algorithm_id, COUNT(*), SUM(CASE WHEN type = 'buy' THEN shares ELSE -shares END), "
             "SUM(CAST(ROUND((CASE WHEN type = 'buy' THEN shares ELSE -shares END) * price * 1000000) "
-            "AS INTEGER)), MAX(timestamp), SUM(ABS(price * 1000000 - ROUND(price * 1000000)) > 0.001) "
+            "AS INTEGER)), SUM(ABS(price * 1000000 - ROUND(price * 1000000)) > 0.001) "
             "FROM transactions WHERE id <= ? GROUP BY algorithm_id", (upto_id,)).fetchall()
 
     def fill_sums_by_price(self, algo_id: int, upto_id: int) -> list[tuple[str, float, int]]:
@@ -307,6 +307,11 @@ class SystemStore(SqliteStore):
         return self._conn.execute(
             "SELECT type, price, SUM(shares) FROM transactions WHERE algorithm_id = ? AND id <= ? "
             "GROUP BY type, price", (algo_id, upto_id)).fetchall()
+
+    def newest_fill_time(self, algo_id: int, upto_id: int) -> str | None:
+        """A card's latest fill time (UTC text) among transactions with ``id <= upto_id``."""
+        return self._conn.execute("SELECT MAX(timestamp) FROM transactions WHERE algorithm_id = ? AND id <= ?",
+                                  (algo_id, upto_id)).fetchone()[0]
 
     def transactions_since(self, algo_id: int, timestamp: str, upto_id: int) -> list[TransactionRecord]:
         """A card's fills at or after ``timestamp`` with ``id <= upto_id``, oldest first."""

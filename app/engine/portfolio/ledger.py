@@ -171,13 +171,12 @@ NO_HOLDING = Holding()
 
 
 class _Card:
-    __slots__ = ("shares", "invested", "count", "newest", "tail_start", "tail", "snapshot")
+    __slots__ = ("shares", "invested", "count", "tail_start", "tail", "snapshot")
 
     def __init__(self) -> None:
         self.shares = 0
         self.invested = ZERO
         self.count = 0
-        self.newest = ""  # the latest fill time seen
         self.tail_start: str | None = None  # the tail holds every fill at or after this; None: not read
         self.tail: list[TransactionRecord] = []
         self.snapshot: Holding | None = None
@@ -188,7 +187,6 @@ class _Card:
         self.shares += sign * tx.shares
         self.invested += sign * cost
         self.count += 1
-        self.newest = max(self.newest, tx.timestamp)
         self.snapshot = None
         if self.tail_start is None:
             return  # read from the file when first asked for, this fill included
@@ -237,9 +235,9 @@ class CardLedger:
         # exact price, times the price in Decimal: the same Σ as adding fill by fill.
         upto = system.newest_transaction_id()
         cards: dict[int, _Card] = {}
-        for algo_id, count, shares, micro, newest, finer in system.fill_totals(upto):
+        for algo_id, count, shares, micro, finer in system.fill_totals(upto):
             card = cards[algo_id] = _Card()
-            card.count, card.shares, card.newest = count, shares, newest
+            card.count, card.shares = count, shares
             if finer:
                 card.invested = sum((sign_of(side) * total * to_decimal(price, "transaction price")
                                      for side, price, total in system.fill_sums_by_price(algo_id, upto)), ZERO)
@@ -279,9 +277,10 @@ class CardLedger:
             if card is None:
                 return ()
             if card.tail_start is None and card.count:
-                start = _day_start(card.newest)
+                upto = self._last.id if self._last else 0
                 with self._reader() as store:
-                    card.tail = store.transactions_since(algo_id, start, self._last.id if self._last else 0)
+                    start = _day_start(store.newest_fill_time(algo_id, upto) or "")
+                    card.tail = store.transactions_since(algo_id, start, upto)
                 card.tail_start = start
             return tuple(card.tail)
 
