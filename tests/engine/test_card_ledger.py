@@ -168,3 +168,42 @@ def test_the_paged_history_reads_like_a_list(system: SystemStore) -> None:
     again = ledger.holding(system, card).transactions
     assert len(again) == 1301 and again[-1].type == "sell"
     assert list(again) == system.get_transactions(card, oldest_first=True)
+
+
+def test_a_checkpoint_spares_the_next_start_the_old_fills_and_is_ignored_when_stale(tmp_path: Path) -> None:
+    path, backup = tmp_path / "system.db", tmp_path / "backup.db"
+    store = SystemStore(path)
+    card = store.create_instance("AAPL", "buy_and_hold", 50_000)
+    other = store.create_instance("MSFT", "buy_and_hold", 50_000)
+    for k in range(50):
+        store.record_buy(card, 1 + k % 3, 100.25 + k, timestamp=f"2024-06-03T15:{k:02d}:00Z")
+        store.record_buy(other, 2, 33.333333333, timestamp=f"2024-06-03T15:{k:02d}:30Z")
+    CardLedger().checkpoint(store)
+    store.close()
+    shutil.copy(path, backup)  # a backup that carries its own checkpoint
+    store = SystemStore(path)
+    store.record_sell(card, 5, 180.5, timestamp="2024-06-04T15:00:00Z")
+    store.record_buy(other, 1, 12.0000001, timestamp="2024-06-04T15:01:00Z")
+
+    statements: list[str] = []
+    store.connection.set_trace_callback(statements.append)
+    fresh = CardLedger()
+    for c in (card, other):
+        _assert_matches(fresh, store, c, 50_000, 150.0)
+    scans = [s for s in statements if "GROUP BY algorithm_id" in s]
+    assert scans and all("id > 100" in s for s in scans), scans  # only the fills after the checkpoint
+    store.close()
+
+    # A checkpoint that no longer matches the file (its last row is not there) is not used.
+    store = SystemStore(path)
+    fresh.checkpoint(store)
+    store.close()
+    restored = _restore(path, backup)
+    import json
+    with SystemStore(backup) as saved:
+        point = json.loads(saved.get_config("ledger_checkpoint"))
+    point["upto"], point["count"] = 101, 101  # as if written by a run that recorded one more fill
+    restored.set_config("ledger_checkpoint", json.dumps(point))
+    for c in (card, other):
+        _assert_matches(CardLedger(), restored, c, 50_000, 150.0)
+    restored.close()

@@ -11,6 +11,8 @@ card's fills are never read unless someone asks for them.
 from __future__ import annotations
 
 import bisect
+import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +28,15 @@ from app.storage.system_store import SystemStore
 
 PAGE = 256  # fills per page read from system.db
 KEEP_PAGES = 2  # pages a history keeps between reads (an algorithm walking it once, then its tail)
+
+
+CHECKPOINT_KEY = "ledger_checkpoint"  # system_config: every card's totals up to one transaction id
+log = logging.getLogger("autotrader.engine.ledger")
+
+
+def _row_key(tx: TransactionRecord) -> list[Any]:
+    # What identifies a recorded row beyond its id (a restored file can reuse ids).
+    return [tx.algorithm_id, tx.type, tx.shares, tx.price, tx.timestamp, tx.client_order_id]
 
 
 def _order_key(tx: TransactionRecord) -> tuple[str, int]:
@@ -230,23 +241,60 @@ class CardLedger:
             yield store
 
     def _load(self, system: SystemStore) -> None:
-        # One aggregate pass instead of every row. Σ cost comes back in integer millionths of a
-        # dollar (exact for prices of up to six decimals); a card with a finer price is summed per
-        # exact price, times the price in Decimal: the same Σ as adding fill by fill.
+        # From the last checkpoint (if it still matches the file), then one aggregate pass over the
+        # rows after it. Σ cost comes back in integer millionths of a dollar (exact for prices of
+        # up to six decimals); a card with a finer price is summed per exact price, times the price
+        # in Decimal: the same Σ as adding fill by fill.
         upto = system.newest_transaction_id()
-        cards: dict[int, _Card] = {}
-        for algo_id, count, shares, micro, finer in system.fill_totals(upto):
-            card = cards[algo_id] = _Card()
-            card.count, card.shares = count, shares
+        cards, base = self._from_checkpoint(system, upto)
+        for algo_id, count, shares, micro, finer in system.fill_totals(upto, base):
+            card = cards.setdefault(algo_id, _Card())
+            card.count += count
+            card.shares += shares
             if finer:
-                card.invested = sum((sign_of(side) * total * to_decimal(price, "transaction price")
-                                     for side, price, total in system.fill_sums_by_price(algo_id, upto)), ZERO)
+                card.invested += sum((sign_of(side) * total * to_decimal(price, "transaction price")
+                                      for side, price, total in system.fill_sums_by_price(algo_id, upto, base)),
+                                     ZERO)
             else:
-                card.invested = Decimal(micro) / MILLION
+                card.invested += Decimal(micro) / MILLION
         self._cards = cards
-        last = system.transactions_after(upto - 1) if upto else []
-        self._last = last[0] if last else None
+        self._last = system.transaction(upto) if upto else None
         self._started = True
+
+    @staticmethod
+    def _from_checkpoint(system: SystemStore, upto: int) -> tuple[dict[int, _Card], int]:
+        """The totals a checkpoint recorded and the id they run to; nothing (0) unless the file still
+        holds exactly the rows it summed: the same last row, and as many rows up to it."""
+        raw = system.get_config(CHECKPOINT_KEY)
+        if not raw:
+            return {}, 0
+        try:
+            point = json.loads(raw)
+            base, count, last = int(point["upto"]), int(point["count"]), point["last"]
+            row = system.transaction(base) if 0 < base <= upto else None
+            if row is None or _row_key(row) != last or system.count_transactions(base) != count:
+                log.info("ledger checkpoint does not match system.db; summing every fill")
+                return {}, 0
+            cards: dict[int, _Card] = {}
+            for key, (n, shares, invested) in point["cards"].items():
+                card = cards[int(key)] = _Card()
+                card.count, card.shares, card.invested = int(n), int(shares), Decimal(invested)
+            return cards, base
+        except (ValueError, TypeError, KeyError, ArithmeticError):
+            log.warning("ledger checkpoint unreadable; summing every fill")
+            return {}, 0
+
+    def checkpoint(self, system: SystemStore) -> None:
+        """Record every card's totals in system.db (``system_config``), so that the next start sums
+        only the fills recorded after it. Written by the engine between cycles."""
+        self.refresh(system)
+        with self._lock:
+            if self._last is None:
+                return
+            point = {"upto": self._last.id, "count": sum(card.count for card in self._cards.values()),
+                     "last": _row_key(self._last),
+                     "cards": {str(i): [c.count, c.shares, str(c.invested)] for i, c in self._cards.items()}}
+        system.set_config(CHECKPOINT_KEY, json.dumps(point, separators=(",", ":")))
 
     def refresh(self, system: SystemStore) -> None:
         """Take in the transactions recorded since the last refresh."""
