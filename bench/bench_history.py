@@ -5,7 +5,9 @@ Seeds ``--cards`` running cards (the shipped algorithms, 20 tickers) and gives e
 positions are unchanged), then in a fresh interpreter measures:
 
 - ``start_s``: what the engine does before the kiosk shows cards: build the parts, reconcile at
-  start, the first cards and the available cash;
+  start, the first cards and the available cash, on a restart (the ledger's checkpoint written
+  at the previous stop); ``start_s_first`` the same over a folder that has none yet (the first
+  start after an upgrade: every fill summed);
 - ``rss_mb``: the process's resident memory after start and the measured minutes;
 - ``cycle_median_ms``: a minute (``run_minute`` plus building the cards the UI is sent), over the
   first ``--minutes`` of a session; ``cycle_median_ms_no_history`` the same cards without fills
@@ -125,6 +127,26 @@ def prepare(root: Path, cards: int, fills: int) -> None:
         seed_fills(settings.data_dir() / "system.db", fills, datetime(2024, 6, 2, 23, 0, tzinfo=timezone.utc))
 
 
+def restart_copy(root: Path, copy: Path) -> bool:
+    """``root`` copied to ``copy`` as a previous run leaves it at stop (with the ledger's checkpoint,
+    where the code has one); False when it has none."""
+    import shutil
+
+    shutil.copytree(root, copy)
+    try:
+        from app.engine.portfolio.ledger import CardLedger
+        from app.storage.system_store import SystemStore
+        ledger = CardLedger()
+        if not hasattr(ledger, "checkpoint"):
+            return False
+    except ImportError:
+        return False
+    for db in copy.rglob("system.db"):
+        with SystemStore(db) as store:
+            ledger.checkpoint(store)
+    return True
+
+
 def run_child(root: Path, minutes: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--measure", str(root), "--minutes", str(minutes)],
                          check=True, capture_output=True, text=True)
@@ -146,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         prepare(Path(tmp) / "aged", args.cards, args.fills)
         prepare(Path(tmp) / "fresh", args.cards, 0)
+        checkpointed = restart_copy(Path(tmp) / "aged", Path(tmp) / "restart")
         print(f"seeded {args.cards} cards x {args.fills} fills in {time.perf_counter() - t0:.1f} s")
         fresh = run_child(Path(tmp) / "fresh", args.minutes)
-        aged = run_child(Path(tmp) / "aged", args.minutes)
+        first = run_child(Path(tmp) / "aged", args.minutes)
+        aged = run_child(Path(tmp) / "restart", args.minutes) if checkpointed else first
+    print(f"first start over the history (no checkpoint yet): {first}")
     print(f"no history: {fresh}")
     print(json.dumps({
         "cards": args.cards,
@@ -159,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "gc_full_ms": round(aged["gc_full_ms"], 1),
         "cycle_median_ms_no_history": round(fresh["cycle_median_ms"], 2),
         "history_ratio": round(aged["cycle_median_ms"] / fresh["cycle_median_ms"], 2),
+        "start_s_first": round(first["start_s"], 2),
         "rss_mb_no_history": round(fresh["rss_mb"], 1),
         "start_s_no_history": round(fresh["start_s"], 2),
     }))
