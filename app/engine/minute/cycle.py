@@ -24,7 +24,7 @@ from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.minute.journal import Fill, OrderJournal
 from app.engine.minute.risk_guard import OrderRequest, refusal
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar, InstanceRecord
+from app.storage.records import Bar, InstanceRecord, TransactionRecord
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import to_epoch, utc_text
 
@@ -82,8 +82,8 @@ class StoreContext:
         with self._stores() as (market, _):
             return market.bars_between(symbol, start_ts, end_ts)
 
-    def transactions(self, algo_id: int) -> tuple:
-        """This instance's transactions, oldest first."""
+    def transactions(self, algo_id: int) -> Sequence[TransactionRecord]:
+        """This instance's transactions, oldest first (read a page at a time as they are walked)."""
         return self.holding(algo_id).transactions
 
     def holding(self, algo_id: int) -> Holding:
