@@ -202,7 +202,7 @@ class AlgorithmBase(ABC):
         self._context: AlgorithmContext | None = None
         self._now_ts: int | None = None
         self._algo_id: int | None = None
-        self._tx_cache: list[Any] | None = None
+        self._tx_cache: Sequence[Any] | None = None
         try:
             self.check_params()
         except AlgorithmParamError:
@@ -286,13 +286,19 @@ class AlgorithmBase(ABC):
             return []
         return self._require_context().bars_between(self.ticker, start_ts, end_ts)
 
-    def transactions(self) -> list[Any]:
-        """This card's fills, oldest first, each with ``.type .shares .price .timestamp``."""
+    def transactions(self) -> Sequence[Any]:
+        """This card's fills, oldest first, each with ``.type .shares .price .timestamp``.
+
+        A read-only sequence (index, slice, ``len``, iterate, ``reversed``): a long history is read
+        a page at a time as it is walked, so asking for the last fill costs the same after years.
+        """
         if self._tx_cache is None:
             if self._algo_id is None:
                 raise AlgorithmError("no algo_id yet: call transactions() from run()")
-            self._tx_cache = list(self._require_context().transactions(self._algo_id))
-        return list(self._tx_cache)
+            fills = self._require_context().transactions(self._algo_id)
+            # A context's own list is copied once per run, so an algorithm changing it changes nothing.
+            self._tx_cache = tuple(fills) if isinstance(fills, list) else fills
+        return self._tx_cache
 
     def _figures(self) -> CardFigures:
         context = self._require_context()

@@ -435,6 +435,34 @@ class MarketStore(SqliteStore):
         rewrites an imported minute. The one place an Alpaca bar is rewritten."""
         return self.upsert_many(batch, source=BarSource.ALPACA)
 
+    def prune_simulated(self, before_ts: int) -> int:
+        """Delete simulated bars with ``ts < before_ts`` and their coverage; returns bars deleted.
+
+        Only ``BarSource.SIMULATED`` rows are ever touched: bars fetched from Alpaca, imported from
+        a file or of unknown source stay. One transaction per symbol, so a large first prune never
+        holds the write lock for long. The freed pages are reused by new bars (the file stops
+        growing; it does not shrink without a VACUUM).
+        """
+        if isinstance(before_ts, bool) or not isinstance(before_ts, int):
+            raise StoreError(f"a prune cut-off must be epoch seconds, not {before_ts!r}")
+        sim = int(BarSource.SIMULATED)
+        cutoff_day = datetime.fromtimestamp(before_ts, timezone.utc).date().isoformat()
+        symbols = [row[0] for row in self._conn.execute(
+            "SELECT symbol FROM bar_sources WHERE source = ?", (sim,))]
+        deleted = 0
+        for symbol in symbols:
+            with transaction(self._conn) as conn:
+                deleted += conn.execute("DELETE FROM bars WHERE symbol = ? AND ts < ? AND source = ?",
+                                        (symbol, before_ts, sim)).rowcount
+                # A whole session before the cut-off no longer has its bars: no coverage claims it.
+                conn.execute("DELETE FROM coverage WHERE symbol = ? AND session < ? AND source = ?",
+                             (symbol, cutoff_day, sim))
+                left = conn.execute("SELECT 1 FROM bars WHERE symbol = ? AND source = ? LIMIT 1",
+                                    (symbol, sim)).fetchone()
+                if left is None:
+                    conn.execute("DELETE FROM bar_sources WHERE symbol = ? AND source = ?", (symbol, sim))
+        return deleted
+
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """The last ``n`` bars strictly before ``before_ts`` (epoch seconds), oldest first.
 

@@ -330,6 +330,59 @@ class SystemStore(SqliteStore):
             f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE id > ? ORDER BY id", (after_id,)).fetchall()
         return [TransactionRecord(*row) for row in rows]
 
+    def newest_transaction_id(self) -> int:
+        """The highest transaction id recorded (0 when there is none)."""
+        return self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()[0]
+
+    def transaction(self, tx_id: int) -> TransactionRecord | None:
+        """One transaction by id, or None."""
+        row = self._conn.execute(f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE id = ?", (tx_id,)).fetchone()
+        return TransactionRecord(*row) if row else None
+
+    def count_transactions(self, upto_id: int) -> int:
+        """How many transactions have ``id <= upto_id``."""
+        return self._conn.execute("SELECT COUNT(*) FROM transactions WHERE id <= ?", (upto_id,)).fetchone()[0]
+
+    def fill_totals(self, upto_id: int, after_id: int = 0) -> list[tuple[int, int, int, int, int]]:
+        """Per card over transactions with ``after_id < id <= upto_id``, in one pass: ``(algorithm_id, fills,
+        Σ signed shares, Σ signed cost in millionths of a dollar, fills whose price has more than
+        six decimals)``. Cost in integer millionths is exact for prices of up to six
+        decimals; for a card with any other price the caller sums with :meth:`fill_sums_by_price`."""
+        return self._conn.execute(
+            "SELECT algorithm_id, COUNT(*), SUM(CASE WHEN type = 'buy' THEN shares ELSE -shares END), "
+            "SUM(CAST(ROUND((CASE WHEN type = 'buy' THEN shares ELSE -shares END) * price * 1000000) "
+            "AS INTEGER)), SUM(ABS(price * 1000000 - ROUND(price * 1000000)) > 0.001) "
+            "FROM transactions WHERE id > ? AND id <= ? GROUP BY algorithm_id", (after_id, upto_id)).fetchall()
+
+    def fill_sums_by_price(self, algo_id: int, upto_id: int, after_id: int = 0) -> list[tuple[str, float, int]]:
+        """One card's ``(side, price, Σ shares)`` per exact stored price, ``after_id < id <= upto_id``."""
+        return self._conn.execute(
+            "SELECT type, price, SUM(shares) FROM transactions WHERE algorithm_id = ? AND id > ? AND id <= ? "
+            "GROUP BY type, price", (algo_id, after_id, upto_id)).fetchall()
+
+    def newest_fill_time(self, algo_id: int, upto_id: int) -> str | None:
+        """A card's latest fill time (UTC text) among transactions with ``id <= upto_id``."""
+        return self._conn.execute("SELECT MAX(timestamp) FROM transactions WHERE algorithm_id = ? AND id <= ?",
+                                  (algo_id, upto_id)).fetchone()[0]
+
+    def transactions_since(self, algo_id: int, timestamp: str, upto_id: int) -> list[TransactionRecord]:
+        """A card's fills at or after ``timestamp`` with ``id <= upto_id``, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE algorithm_id = ? AND timestamp >= ? "
+            "AND id <= ? ORDER BY timestamp, id", (algo_id, timestamp, upto_id)).fetchall()
+        return [TransactionRecord(*row) for row in rows]
+
+    def transactions_page(self, algo_id: int, offset: int, limit: int, upto_id: int, *,
+                          newest_first: bool = False) -> list[TransactionRecord]:
+        """``limit`` of a card's fills with ``id <= upto_id`` from position ``offset`` in time order
+        (oldest first, or newest first), for reading a long history a page at a time."""
+        order = "DESC" if newest_first else "ASC"
+        rows = self._conn.execute(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE algorithm_id = ? AND id <= ? "
+            f"ORDER BY timestamp {order}, id {order} LIMIT ? OFFSET ?",
+            (algo_id, upto_id, limit, offset)).fetchall()
+        return [TransactionRecord(*row) for row in rows]
+
     def all_transactions(self) -> list[TransactionRecord]:
         """Every transaction of every card, oldest first."""
         rows = self._conn.execute(

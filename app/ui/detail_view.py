@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QHeaderView, QStackedWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+                               QTableView, QVBoxLayout, QWidget)
 
 from app.engine.events import CardSnapshot
 from app.engine.portfolio.money import format_money, format_pct, to_decimal
@@ -15,7 +15,8 @@ from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
 from app.ui.overlay import Overlay
 from app.ui.session_chart import SessionChart
-from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time, parse_utc, read_only_table
+from app.ui.transactions_model import TransactionsModel
+from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time, parse_utc, read_only_view
 
 COLUMNS = ("TIME", "SIDE", "SHARES", "PRICE", "VALUE")
 KEEP, SELL = "keep", "sell"
@@ -70,9 +71,12 @@ class DetailView(Overlay):
         self.chart = SessionChart()  # the price over the last sessions with this card's fills
         self.chart_note = label("", size="small", dim=True)
 
-        self.table = read_only_table(COLUMNS)
+        self.transactions = TransactionsModel(COLUMNS, transaction_row, self)
+        self.table = read_only_view(QTableView())
+        self.table.setModel(self.transactions)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setResizeContentsPrecision(40)  # size the time column from a screenful
         enable_kinetic_scrolling(self.table.viewport(), horizontal=False)
         self.table_note = label("Loading transactions…", size="small", dim=True)
 
@@ -186,7 +190,7 @@ class DetailView(Overlay):
         if first:
             self.show_info()
             self._loaded_trades = -1
-            self.table.setRowCount(0)
+            self.transactions.set_rows(())
             self.table_note.setText("Loading transactions…")
             self.set_chart(None)
 
@@ -196,19 +200,11 @@ class DetailView(Overlay):
         return self._snapshot is not None and self._loaded_trades != self._snapshot.trade_count
 
     def set_transactions(self, transactions: Sequence[Any]) -> None:
-        """Fill the table (newest first, as the engine returns them)."""
-        rows = [transaction_row(tx) for tx in transactions]
-        self.table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            for c, text in enumerate(row):
-                item = QTableWidgetItem(text)
-                align = Qt.AlignmentFlag.AlignLeft if c < 2 else Qt.AlignmentFlag.AlignRight
-                item.setTextAlignment(align | Qt.AlignmentFlag.AlignVCenter)
-                if c == 1:
-                    item.setForeground(theme.GREEN if text == "BUY" else theme.RED)
-                self.table.setItem(r, c, item)
-        self._loaded_trades = self._snapshot.trade_count if self._snapshot else len(rows)
-        self.table_note.setText("No transactions yet." if not rows else f"{len(rows)} transaction(s), newest first.")
+        """Show the history (newest first, as the engine returns them); rows are formatted lazily."""
+        self.transactions.set_rows(transactions)
+        self._loaded_trades = self._snapshot.trade_count if self._snapshot else len(transactions)
+        count = len(transactions)
+        self.table_note.setText("No transactions yet." if not count else f"{count:,} transaction(s), newest first.")
 
     def set_chart(self, chart: Any) -> None:
         """The CardChart of the card shown (None: no bars yet)."""

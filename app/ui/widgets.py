@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QLabel, QPushButton, QScroller, QScrollerProperties,
-                               QSizePolicy, QTableWidget, QWidget)
+                               QSizePolicy, QTableView, QTableWidget, QWidget)
 
 from app.ui import theme
+
+_View = TypeVar("_View", bound=QTableView)
 
 
 class ElidedLabel(QWidget):
@@ -161,6 +164,12 @@ def read_only_table(columns: tuple[str, ...] | list[str]) -> QTableWidget:
     """A touch-friendly, read-only table: no editing, selection, focus or grid; pixel scrolling."""
     table = QTableWidget(0, len(columns))
     table.setHorizontalHeaderLabels(list(columns))
+    return read_only_view(table)
+
+
+def read_only_view(table: _View) -> _View:
+    """Make a table view (a model's, or a QTableWidget) touch-friendly and read-only, as
+    :func:`read_only_table` is."""
     table.verticalHeader().hide()
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)

@@ -131,3 +131,79 @@ def test_threads_reading_while_fills_arrive_see_consistent_totals(tmp_path: Path
     assert problems == []
     assert ledger.holding(writer, card).shares == 200
     writer.close()
+
+
+def test_a_ledger_started_over_a_long_history_matches_re_summing(system: SystemStore) -> None:
+    # Prices of up to six decimals are summed in SQL, a card with a finer one per exact price:
+    # both must equal adding fill by fill in Decimal.
+    coarse = system.create_instance("AAPL", "buy_and_hold", 50_000)
+    fine = system.create_instance("MSFT", "buy_and_hold", 50_000)
+    rng = random.Random(3)
+    for k in range(700):
+        day = 1 + k // 200
+        when = f"2024-06-{day:02d}T14:{k % 60:02d}:{k % 59:02d}Z"
+        system.record_buy(coarse, rng.randint(1, 9), round(rng.uniform(0.1, 300), 2), timestamp=when)
+        system.record_sell(coarse, 1, 0.1, timestamp=when)
+        system.record_buy(fine, 3, rng.choice([0.1, 101.2345678, 33.333333333]), timestamp=when)
+    ledger = CardLedger()
+    for card in (coarse, fine):
+        _assert_matches(ledger, system, card, 50_000, 123.45)
+
+
+def test_the_paged_history_reads_like_a_list(system: SystemStore) -> None:
+    card = system.create_instance("AAPL", "buy_and_hold", 1_000_000)
+    for k in range(1300):  # several pages before the latest day, and a latest day of its own
+        system.record_buy(card, 1 + k % 5, 100.0 + k % 13, timestamp=f"2024-06-{1 + k // 300:02d}T15:{k % 60:02d}:00Z")
+    ledger = CardLedger()
+    history = ledger.holding(system, card).transactions
+    stored = system.get_transactions(card, oldest_first=True)
+    assert len(history) == 1300
+    assert list(history) == stored
+    assert list(reversed(history)) == stored[::-1]
+    assert history[-1] == stored[-1] and history[0] == stored[0] and history[700] == stored[700]
+    assert history[250:1290] == stored[250:1290] and history[::7] == stored[::7]
+    # A fill recorded after the holding was taken is not in it; the next holding has it.
+    system.record_sell(card, 1, 101.0, timestamp="2024-06-05T16:00:00Z")
+    assert len(history) == 1300 and list(history) == stored
+    again = ledger.holding(system, card).transactions
+    assert len(again) == 1301 and again[-1].type == "sell"
+    assert list(again) == system.get_transactions(card, oldest_first=True)
+
+
+def test_a_checkpoint_spares_the_next_start_the_old_fills_and_is_ignored_when_stale(tmp_path: Path) -> None:
+    path, backup = tmp_path / "system.db", tmp_path / "backup.db"
+    store = SystemStore(path)
+    card = store.create_instance("AAPL", "buy_and_hold", 50_000)
+    other = store.create_instance("MSFT", "buy_and_hold", 50_000)
+    for k in range(50):
+        store.record_buy(card, 1 + k % 3, 100.25 + k, timestamp=f"2024-06-03T15:{k:02d}:00Z")
+        store.record_buy(other, 2, 33.333333333, timestamp=f"2024-06-03T15:{k:02d}:30Z")
+    CardLedger().checkpoint(store)
+    store.close()
+    shutil.copy(path, backup)  # a backup that carries its own checkpoint
+    store = SystemStore(path)
+    store.record_sell(card, 5, 180.5, timestamp="2024-06-04T15:00:00Z")
+    store.record_buy(other, 1, 12.0000001, timestamp="2024-06-04T15:01:00Z")
+
+    statements: list[str] = []
+    store.connection.set_trace_callback(statements.append)
+    fresh = CardLedger()
+    for c in (card, other):
+        _assert_matches(fresh, store, c, 50_000, 150.0)
+    scans = [s for s in statements if "GROUP BY algorithm_id" in s]
+    assert scans and all("id > 100" in s for s in scans), scans  # only the fills after the checkpoint
+    store.close()
+
+    # A checkpoint that no longer matches the file (its last row is not there) is not used.
+    store = SystemStore(path)
+    fresh.checkpoint(store)
+    store.close()
+    restored = _restore(path, backup)
+    import json
+    with SystemStore(backup) as saved:
+        point = json.loads(saved.get_config("ledger_checkpoint"))
+    point["upto"], point["count"] = 101, 101  # as if written by a run that recorded one more fill
+    restored.set_config("ledger_checkpoint", json.dumps(point))
+    for c in (card, other):
+        _assert_matches(CardLedger(), restored, c, 50_000, 150.0)
+    restored.close()

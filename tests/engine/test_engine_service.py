@@ -246,3 +246,27 @@ def test_history_and_header_count_a_stopped_cards_realised_pnl(rig):
     account = rig.service.account()
     assert account.total_pnl == 0  # no running card
     assert account.stopped_pnl == expected and account.all_cards_pnl == expected
+
+
+def test_a_quiet_minutes_publish_reuses_the_broker_cash_for_a_while(rig, monkeypatch):
+    import app.engine.host.service as service_module
+
+    broker = rig.parts.broker
+    asked: list[Decimal] = []
+    real_cash = broker.account_cash
+
+    def counting_cash() -> Decimal:
+        asked.append(real_cash())
+        return asked[-1]
+
+    monkeypatch.setattr(broker, "account_cash", counting_cash)
+    service = rig.service
+    first = service.account(fresh_cash=False)  # nothing read yet: asks
+    assert len(asked) == 1 and first.available_cash is not None
+    again = service.account(fresh_cash=False)
+    assert len(asked) == 1 and again.available_cash == first.available_cash  # reused
+    service.account()  # something changed (a fill, a new card): asks
+    assert len(asked) == 2
+    monkeypatch.setattr(service_module, "CASH_EVERY_S", 0.0)  # the cadence has passed
+    service.account(fresh_cash=False)
+    assert len(asked) == 3

@@ -389,3 +389,37 @@ def test_kiosk_holds_the_trading_stopped_banner(qtbot):
     window.on_account(AccountSummary("sim", Decimal(100), Decimal(0), halted=False))
     assert window.halt_banner.isVisibleTo(window)  # an account update does not hide it
     assert FULL in window.notice_bar.text
+
+
+def test_the_daily_sim_prune_runs_once_a_day_on_the_engine_clock(tmp_path: Path) -> None:
+    from app.engine.system.maintenance import DailySimPrune
+
+    day = 86_400
+    now = [utc(2024, 6, 4, 15, 0)]
+    start = int(utc(2023, 6, 1, 14, 30).timestamp())
+    with MarketStore(tmp_path / "stocks.db") as market:
+        # One bar a day for 400 days: simulated for SIMU, fetched from Alpaca for REAL.
+        market.upsert_bars("SIMU", [Bar(start + k * day, 10, 11, 9, 10, 5) for k in range(400)],
+                           source=BarSource.SIMULATED)
+        market.upsert_bars("REAL", [Bar(start + k * day, 10, 11, 9, 10, 5) for k in range(400)],
+                           source=BarSource.ALPACA)
+        prune = DailySimPrune(market, keep_days=30, now=lambda: now[0])
+        deleted = prune.run_if_due()
+        cutoff = int(now[0].timestamp()) - 30 * day
+        assert deleted == sum(1 for k in range(400) if start + k * day < cutoff) > 0
+        assert min(b.ts for b in market.bars_between("SIMU", 0, 2**40)) >= cutoff
+        assert market.bar_count("REAL") == 400
+        now[0] += timedelta(hours=5)
+        assert prune.run_if_due() is None  # once a day
+        now[0] += timedelta(days=1)
+        assert prune.run_if_due() == 1  # the next day takes the next old bar
+
+
+def test_the_sim_bar_age_is_a_setting_with_a_clear_message() -> None:
+    from app.engine.system.settings import SettingsError, load_settings
+
+    assert load_settings({}, dotenv_files=[]).sim_bars_keep_days == 365
+    assert load_settings({"AUTOTRADER_SIM_BARS_KEEP_DAYS": "90"}, dotenv_files=[]).sim_bars_keep_days == 90
+    for bad in ("0", "ninety", "-5"):
+        with pytest.raises(SettingsError, match="AUTOTRADER_SIM_BARS_KEEP_DAYS"):
+            load_settings({"AUTOTRADER_SIM_BARS_KEEP_DAYS": bad}, dotenv_files=[])

@@ -179,3 +179,30 @@ def test_flush_delay_is_bounded(tmp_path, cal, qtbot):
 
     with pytest.raises(BarStreamError, match="flush delay"):
         BarStream("k", "s", url=None, feed="iex", store_path=tmp_path / "s.db", calendar=cal, flush_delay_s=5)
+
+
+def test_a_flush_never_waits_on_another_connections_write_lock(tmp_path, cal, qtbot):
+    """The stream's write runs on its writer thread: while the engine holds stocks.db's write lock,
+    the UI thread's flush returns at once, and the bars are stored and emitted once the lock goes."""
+    import sqlite3
+
+    path = tmp_path / "stocks.db"
+    stream = BarStream("k", "s", url=None, feed="iex", store_path=path, calendar=cal)
+    received: list[StreamBar] = []
+    stream.bar_received.connect(received.append)
+    t0 = int(OPEN.timestamp()) + 600
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # the engine mid-write
+        stream._pending = [(s, Bar(t0, 10.0, 11.0, 9.0, 10.5, 100)) for s in SYMBOLS]
+        stream._flush()  # returns although the write must wait for the lock
+        qtbot.wait(200)
+        assert received == []  # not stored yet, so not announced
+        holder.execute("COMMIT")
+        qtbot.waitUntil(lambda: len(received) == len(SYMBOLS), timeout=WAIT_MS)
+        assert [r.symbol for r in received] == SYMBOLS
+        with open_store(path, cal) as reader:
+            assert reader.bar_count() == len(SYMBOLS)
+    finally:
+        holder.close()
+        stream.stop()

@@ -227,3 +227,36 @@ def test_a_filter_that_raises_value_error_rejects_the_bar(tmp_path: Path) -> Non
         result = store.upsert_bars("SPY", [bar(JUL2_OPEN), bar(jan_2025)], source=BarSource.ALPACA)
         assert (result.stored, result.rejected) == (1, 1)
         assert "outside the market calendar" in result.rejected_reasons[0]
+
+
+def _epoch(day: date, hh: int = 14, mm: int = 30) -> int:
+    return int(datetime(day.year, day.month, day.day, hh, mm, tzinfo=timezone.utc).timestamp())
+
+
+def test_pruning_deletes_only_old_simulated_bars(store: MarketStore) -> None:
+    old, recent = date(2023, 3, 1), date(2024, 6, 3)
+    store.upsert_bars("SIMU", minute_bars(_epoch(old), 30) + minute_bars(_epoch(recent), 30),
+                      source=BarSource.SIMULATED)
+    store.record_coverage("SIMU", [old, recent], source=BarSource.SIMULATED)
+    store.upsert_bars("REAL", minute_bars(_epoch(old), 30), source=BarSource.ALPACA)
+    store.record_coverage("REAL", [old], source=BarSource.ALPACA)
+    store.upsert_bars("FILE", minute_bars(_epoch(old), 30), source=BarSource.IMPORTED)
+    store.upsert_bars("OLDS", minute_bars(_epoch(old), 10), source=BarSource.SIMULATED)
+
+    assert store.prune_simulated(_epoch(date(2024, 1, 1), 0, 0)) == 40
+    assert [b.ts for b in store.bars_between("SIMU", 0, 2**40)] == [b.ts for b in minute_bars(_epoch(recent), 30)]
+    assert store.covered_sessions("SIMU", old, recent) == {recent}
+    # Real and imported bars are never pruned, however old.
+    assert store.bar_count("REAL") == 30 and store.bar_count("FILE") == 30
+    assert store.covered_sessions("REAL", old, old) == {old}
+    # A symbol left with no simulated bars no longer counts as having any.
+    assert store.bar_count("OLDS") == 0 and store.sources("OLDS") == frozenset()
+    assert store.sources("SIMU") == frozenset({BarSource.SIMULATED})
+    assert store.prune_simulated(_epoch(date(2024, 1, 1), 0, 0)) == 0  # nothing more to do
+
+
+def test_pruning_refuses_a_cut_off_that_is_not_epoch_seconds(store: MarketStore) -> None:
+    store.upsert_bars("SIMU", minute_bars(_epoch(date(2023, 3, 1)), 5), source=BarSource.SIMULATED)
+    with pytest.raises(StoreError, match="epoch seconds"):
+        store.prune_simulated("2024-01-01")  # type: ignore[arg-type]
+    assert store.bar_count("SIMU") == 5

@@ -276,7 +276,7 @@ def _stop(win, qtbot, instance_id: int, sell: bool) -> None:
     qtbot.waitUntil(lambda: card.snapshot.shares > 0, timeout=SLOW_MS)  # buy_and_hold bought
     card.tapped.emit(instance_id)
     qtbot.waitUntil(win.detail.isVisible, timeout=5000)
-    qtbot.waitUntil(lambda: win.detail.table.rowCount() >= 1, timeout=SLOW_MS)
+    qtbot.waitUntil(lambda: win.detail.transactions.rowCount() >= 1, timeout=SLOW_MS)
     win.detail.stop_button.click()
     pass_pin(win, qtbot)
     qtbot.waitUntil(lambda: win.detail.choice.isVisible(), timeout=5000)

@@ -111,8 +111,8 @@ def test_detail_view_figures_and_stop_choice(window, qtbot):
     assert not detail.resume_button.isVisibleTo(detail)
     detail.set_transactions([TransactionRecord(2, 1, "sell", 6, 186.1, "2025-03-14T15:20:00Z", None),
                              TransactionRecord(1, 1, "buy", 16, 181.9, "2025-03-14T13:50:00Z", None)])
-    assert detail.table.rowCount() == 2
-    assert detail.table.item(0, 1).text() == "SELL"
+    assert detail.transactions.rowCount() == 2
+    assert detail.transactions.text(0, 1) == "SELL"
     detail.show_stop_choice()
     sell, keep = detail.consequence_texts()
     assert "market order for all 10 shares" in sell

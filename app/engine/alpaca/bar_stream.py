@@ -1,7 +1,9 @@
-"""Live minute bars from Alpaca's websocket, stored and signalled on the UI (qasync) thread.
+"""Live minute bars from Alpaca's websocket, signalled on the UI (qasync) thread.
 
 alpaca-py's ``StockDataStream.run()`` blocks (it calls ``asyncio.run``), so the SDK runs in a daemon
 thread on a loop it owns, and everything comes back to the main thread through queued Qt signals.
+The bars are written to stocks.db on a writer thread of their own: a write can wait on the
+engine's write lock, and the UI loop must never wait with it.
 Facts about alpaca-py 0.44 this module is built around (see DESIGN.md):
 
 * ``subscribe_bars``/``unsubscribe_bars`` wait for the stream's loop
@@ -290,6 +292,17 @@ class _Session:
         return not thread.is_alive()
 
 
+@dataclass
+class _Stored:
+    """A flush handed to the writer thread, and whether its write failed."""
+
+    pending: list[tuple[str, Bar]]
+    corrections: list[tuple[str, Bar]]
+    emit: bool
+    before: dict[str, int | None]  # the symbols' last bar times before this flush
+    failed: bool = False
+
+
 class BarStream(QObject):
     """Alpaca live minute bars for a reference-counted set of symbols, on the main (qasync) thread.
 
@@ -315,6 +328,7 @@ class BarStream(QObject):
     _correction_in = Signal(int, str, object)
     _event_in = Signal(int, str, object)
     _gap_in = Signal(object)
+    _stored_in = Signal(object)  # _Stored, from the writer thread
 
     def __init__(self, key: str, secret: str, *, url: str | None, feed: str, store_path: Path,
                  calendar: Any, history_fill: Callable[[str, int, int], int] | None = None,
@@ -338,7 +352,10 @@ class BarStream(QObject):
         self._backoff = (float(low), float(high))
         self._history_fill = history_fill
         self._now = now or (lambda: datetime.now(timezone.utc))
-        self._store = MarketStore(store_path, minute_filter=calendar.is_session_minute)
+        # Written on the writer thread only (a write can wait on another connection's lock, which
+        # must never stall the UI loop); the UI thread uses it just to check bars (no SQL).
+        self._store = MarketStore(store_path, minute_filter=calendar.is_session_minute, shared=True)
+        self._writer = _Worker("bar-stream-writer")
         # Main-thread state.
         self._engine_symbols: frozenset[str] = frozenset()
         self._counts: Counter[str] = Counter()
@@ -377,6 +394,7 @@ class BarStream(QObject):
         self._correction_in.connect(self._on_correction_in, queued)
         self._event_in.connect(self._on_event_in, queued)
         self._gap_in.connect(self._on_gap_in, queued)
+        self._stored_in.connect(self._on_stored_in, queued)
 
     def __repr__(self) -> str:
         return f"BarStream(feed={self._feed!r}, symbols={sorted(self._wanted)!r}, state={self._status.state!r})"
@@ -474,7 +492,12 @@ class BarStream(QObject):
                 self._filler.submit(closer)  # on the thread that opened its store
             self._filler.close()
         self._gen = None
-        self._store.close()
+        closed = self._writer.submit(self._store.close)  # after the writes queued before it
+        self._writer.close()
+        try:
+            closed.result(STOP_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            log.warning("the bar stream's writer is still busy; its last bars are stored when it is done")
         self._publish()
 
     # --- symbols ----------------------------------------------------------------------------------
@@ -666,29 +689,48 @@ class BarStream(QObject):
 
     @Slot()
     def _flush(self, emit: bool = True) -> None:
-        """Store the buffered bars in one transaction, then Alpaca's corrections over them; emit
-        both in arrival order."""
+        """Hand the buffered bars to the writer thread: stored in one transaction, then Alpaca's
+        corrections over them; emitted (in arrival order) once stored."""
         self._flush_timer.stop()
         pending, self._pending = self._pending, []
         corrections, self._corrections = self._corrections, []
         if not (pending or corrections) or self._closed:
             return
-        try:
-            if pending:
-                self._store.upsert_many(self._by_symbol(pending), source=BarSource.ALPACA)
-            if corrections:
-                self._store.replace_bars(self._by_symbol(corrections))
-        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: say so; the REST backfill can refill
-            log.error("could not store %d stream bar(s): %s", len(pending) + len(corrections), _describe(exc))
-            return
+        # Counted as received now, so a reconnect's backfill starts after them; put back if the
+        # write fails, so that the next backfill fetches them again.
+        before = {symbol: self._last_ts.get(symbol) for symbol, _ in pending}
         for symbol, bar in pending:
             if bar.ts > self._last_ts.get(symbol, -1):
                 self._last_ts[symbol] = bar.ts
-        if emit:
-            for symbol, bar in pending:
-                self.bar_received.emit(StreamBar(symbol, bar))
-            for symbol, bar in corrections:
-                self.bar_corrected.emit(StreamBar(symbol, bar))
+        self._writer.submit(self._w_store, _Stored(pending, corrections, emit, before))
+
+    def _w_store(self, job: "_Stored") -> None:
+        try:
+            if job.pending:
+                self._store.upsert_many(self._by_symbol(job.pending), source=BarSource.ALPACA)
+            if job.corrections:
+                self._store.replace_bars(self._by_symbol(job.corrections))
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: say so; the REST backfill can refill
+            log.error("could not store %d stream bar(s): %s", len(job.pending) + len(job.corrections),
+                      _describe(exc))
+            job.failed = True
+        self._stored_in.emit(job)
+
+    @Slot(object)
+    def _on_stored_in(self, job: "_Stored") -> None:
+        if job.failed:
+            for symbol, ts in job.before.items():
+                if ts is None:
+                    self._last_ts.pop(symbol, None)
+                else:
+                    self._last_ts[symbol] = ts
+            return
+        if self._closed or not job.emit:
+            return
+        for symbol, bar in job.pending:
+            self.bar_received.emit(StreamBar(symbol, bar))
+        for symbol, bar in job.corrections:
+            self.bar_corrected.emit(StreamBar(symbol, bar))
 
     # --- stall watch ------------------------------------------------------------------------------
 

@@ -27,9 +27,10 @@ from app.engine.host.service import EngineService
 from app.engine.events import CycleReport, Notice, StreamStatus
 from app.engine.minute import schedule
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
-from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, SystemFileWatch, check_at_start,
-                                           clock_behind_message, recorded_until, stopped_notice, storage_problem,
-                                           utc_now)
+from app.engine.system.heap import settle_after_start
+from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, DailySimPrune, SystemFileWatch,
+                                           check_at_start, clock_behind_message, recorded_until, stopped_notice,
+                                           storage_problem, utc_now)
 from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import Settings
 from app.engine.minute.cycle import CycleResult
@@ -75,6 +76,7 @@ class Orchestrator(QObject):
         self.not_before: datetime | None = None
         self.watch: SystemFileWatch | None = None  # is system.db still the file opened? (each minute)
         self.waiting_for_clock = False
+        self.sim_prune: DailySimPrune | None = None
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
         # "missed": session minutes that never got a cycle (between two cycles of this process).
         self.totals = {"cycles_run": 0, "late_1s": 0, "late_max_s": 0.0, "refused": 0, "missed": 0}
@@ -121,7 +123,10 @@ class Orchestrator(QObject):
             self.not_before = recorded_until(self.parts.system, self.parts.market)
             self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir, mode=self.parts.mode)
             self.watch = SystemFileWatch(self.parts.system.path)
+            # On the engine's clock: simulated bars carry simulated time.
+            self.sim_prune = DailySimPrune(self.parts.market, self.settings.sim_bars_keep_days, now=self.clock.now)
             self._maintain()  # today's backup at start if it is missing
+            settle_after_start()
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
             log.exception("engine failed to start")
             reason = storage_problem(exc)
@@ -150,8 +155,16 @@ class Orchestrator(QObject):
         if self.service:
             self.service.close()
         if self.parts:
+            self._checkpoint_ledger()
             self.parts.close()
             self.parts = None
+
+    def _checkpoint_ledger(self) -> None:
+        """Record the card totals, so that the next start sums only the fills after them."""
+        try:
+            self.parts.cycle.ledger.checkpoint(self.parts.system)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - a start-up shortcut only: without it the next start sums all
+            log.exception("could not record the ledger checkpoint")
 
     def _running(self) -> tuple[EngineParts, EngineService]:
         """The parts and service of a started engine (the methods below run only after start)."""
@@ -283,7 +296,8 @@ class Orchestrator(QObject):
             self.publisher.notice(notice)
 
     def _maintain(self) -> None:
-        """Between cycles: today's system.db backup when due (a failure is reported, never fatal)."""
+        """Between cycles: today's system.db backup when due (a failure is reported, never fatal), and
+        the day's pruning of old simulated bars."""
         if self.backup is None:
             return
         result = self.backup.run_if_due()
@@ -291,6 +305,8 @@ class Orchestrator(QObject):
             self.stop_trading(result.damaged)
         elif result is not None and result.error:
             self.publisher.notice(Notice("error", f"daily backup failed: {result.error}", at=self.clock.now()))
+        if self.sim_prune is not None and self.sim_prune.run_if_due() is not None:
+            self._checkpoint_ledger()  # once a day too: a power cut skips the one at stop
 
     def run_cycle(self, minute: datetime, scheduled_at: datetime | None = None) -> CycleReport:
         """Poll the feed, run the trading cycle for ``minute`` and publish the results."""
@@ -330,7 +346,8 @@ class Orchestrator(QObject):
             self.publisher.notice(Notice("fault", outcome.reason or "fault", outcome.instance_id, started))
         for outcome in result.refused:
             self.publisher.notice(Notice("refused", outcome.reason or "refused", outcome.instance_id, started))
-        service.publish_all()
+        # The broker's cash changes only with a fill: a quiet minute reuses the last figure a while.
+        service.publish_all(fresh_cash=bool(result.fills or result.orders))
         self.publisher.cycle_done(report)
         return report
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -40,6 +41,7 @@ STREAM_STATE_KEY = "stream_state"  # the running kiosk's live-bar stream, for `a
 MAX_CAPITAL = Decimal("100000000")
 CANCEL_WAIT_S = 5.0  # how long a stop waits for the broker to close a canceled order
 CENT = Decimal("0.01")
+CASH_EVERY_S = 60.0  # a quiet minute's header reuses the broker cash read up to this long ago
 
 
 class Publisher(Protocol):
@@ -84,6 +86,7 @@ class EngineService:
         self._catalogue: tuple[AlgorithmInfo, ...] | None = None
         self._last_cash: Decimal | None = None
         self._last_cash_error: str | None = None
+        self._cash_read_at: float | None = None  # time.monotonic() of the last header read
         self._backtest_jobs: BacktestJobs | None = None  # made on the first backtest request
 
     def close(self) -> None:
@@ -182,10 +185,23 @@ class EngineService:
         return available_cash(cash, (holdings[inst.id].figures(inst.initial_capital, None).uninvested
                                      for inst in running))
 
-    def account(self, cards: tuple[CardSnapshot, ...] | None = None) -> AccountSummary:
-        """Header figures: mode, account value, the day's and the total P&L, available cash, halt switch."""
+    def _cash_for_header(self, fresh: bool) -> Decimal | None:
+        """Broker cash for the header: asked for when ``fresh`` (something traded or changed) or when
+        the last answer is older than ``CASH_EVERY_S``; otherwise the last answer. Each ask is a
+        broker round trip (REST for Alpaca), which a quiet minute's publish need not pay."""
+        now = time.monotonic()
+        if fresh or self._cash_read_at is None or now - self._cash_read_at >= CASH_EVERY_S \
+                or self._last_cash_error is not None:
+            self._cash_read_at = now
+            return self.broker_cash()
+        return self._last_cash
+
+    def account(self, cards: tuple[CardSnapshot, ...] | None = None, *, fresh_cash: bool = True) -> AccountSummary:
+        """Header figures: mode, account value, the day's and the total P&L, available cash, halt switch.
+
+        ``fresh_cash`` False lets the broker's cash be the one read up to ``CASH_EVERY_S`` ago."""
         cards = self.cards() if cards is None else cards
-        cash = self.broker_cash()
+        cash = self._cash_for_header(fresh_cash)
         positions = sum((c.shares * c.price for c in cards if c.price is not None), Decimal(0))
         return AccountSummary(mode=self.mode,
                               available_cash=None if cash is None else self._available_from(cash),
@@ -226,7 +242,8 @@ class EngineService:
 
     def transactions(self, instance_id: int) -> tuple[TransactionRecord, ...]:
         """An instance's transactions, newest first."""
-        return tuple(reversed(self.parts.cycle.holding(instance_id).transactions))
+        history = self.parts.cycle.holding(instance_id).transactions
+        return tuple(reversed(history[:]))  # one read of the whole history, not one per page
 
     # --- changing ----------------------------------------------------------------------
 
@@ -390,11 +407,11 @@ class EngineService:
 
     # --- publishing --------------------------------------------------------------------
 
-    def publish_all(self) -> tuple[CardSnapshot, ...]:
-        """Send cards, account and market status to the publisher."""
+    def publish_all(self, *, fresh_cash: bool = True) -> tuple[CardSnapshot, ...]:
+        """Send cards, account and market status to the publisher (``fresh_cash``: see ``account``)."""
         cards = self.cards()
         self.publisher.cards(cards)
-        self.publisher.account(self.account(cards))
+        self.publisher.account(self.account(cards, fresh_cash=fresh_cash))
         self.publisher.market(self.market_status())
         return cards
 

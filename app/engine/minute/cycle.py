@@ -25,7 +25,7 @@ from app.engine.minute.journal import Fill, OrderJournal
 from app.engine.minute.netting import CardOrder
 from app.engine.minute.risk_guard import OrderRequest, refusal
 from app.storage.market_store import MarketStore
-from app.storage.records import Bar, InstanceRecord
+from app.storage.records import Bar, InstanceRecord, TransactionRecord
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import to_epoch, utc_text
 
@@ -51,6 +51,12 @@ class StoreContext:
         self._ledger = ledger or CardLedger()
         self._keep = keep
         self._pool: queue.SimpleQueue[tuple[MarketStore, SystemStore]] = queue.SimpleQueue()
+        self._ledger.read_with(self._system)  # the ledger pages a card's fills in through this pool
+
+    @contextmanager
+    def _system(self) -> Iterator[SystemStore]:
+        with self._stores() as (_, system):
+            yield system
 
     @contextmanager
     def _stores(self) -> Iterator[tuple[MarketStore, SystemStore]]:
@@ -77,8 +83,8 @@ class StoreContext:
         with self._stores() as (market, _):
             return market.bars_between(symbol, start_ts, end_ts)
 
-    def transactions(self, algo_id: int) -> tuple:
-        """This instance's transactions, oldest first."""
+    def transactions(self, algo_id: int) -> Sequence[TransactionRecord]:
+        """This instance's transactions, oldest first (read a page at a time as they are walked)."""
         return self.holding(algo_id).transactions
 
     def holding(self, algo_id: int) -> Holding:

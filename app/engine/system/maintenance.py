@@ -292,6 +292,38 @@ class SystemFileWatch:
         if stat.st_size < MIN_DB_BYTES or stat.st_size % 512:
             return f"system.db was cut to {stat.st_size} bytes while AutoTrader ran — {advice}"
         return None
+@dataclass
+class DailySimPrune:
+    """Deletes simulated bars older than ``keep_days`` once per real UTC day (real bars never).
+
+    The sim market writes a ticker-year of synthetic minutes (about 7.5 MB per ticker) that nobody
+    needs after a while; without this stocks.db grows for as long as the wall runs. Called between
+    cycles on the engine thread with the engine's own connection.
+    """
+
+    market: MarketStore
+    keep_days: int = 365
+    now: Callable[[], datetime] = utc_now
+    _done: date | None = field(default=None, init=False)
+
+    def run_if_due(self) -> int | None:
+        """Prune if today's pass has not run; bars deleted, or None when there was nothing to do.
+        A storage error is logged and retried the next day: pruning must never stop trading."""
+        now = self.now().astimezone(timezone.utc)
+        if self._done == now.date():
+            return None
+        self._done = now.date()
+        cutoff = int(now.timestamp()) - self.keep_days * 86_400
+        t0 = time.perf_counter()
+        try:
+            deleted = self.market.prune_simulated(cutoff)
+        except (sqlite3.Error, OSError, StorageUnavailable) as exc:
+            log.error("pruning simulated bars older than %d days failed: %s", self.keep_days, exc)
+            return None
+        if deleted:
+            log.info("pruned %d simulated bar(s) older than %d days in %.0f ms", deleted, self.keep_days,
+                     (time.perf_counter() - t0) * 1000)
+        return deleted
 
 
 # --- health figures -----------------------------------------------------------------------------

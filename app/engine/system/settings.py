@@ -69,6 +69,7 @@ class Settings:
     notify_fills: bool = False  # also alert on every fill
     card_loss_limit: Decimal | None = None  # alert when a card's day P&L falls to −this many dollars
     account_loss_limit: Decimal | None = None  # the same for the sum of the cards' day P&L
+    sim_bars_keep_days: int = 365  # simulated bars older than this are pruned daily (real bars never)
 
     def __post_init__(self) -> None:
         for name in ("api_key", "secret"):
@@ -104,6 +105,10 @@ class Settings:
                 raise SettingsError(f"AUTOTRADER_NOTIFY entry {index} is not an Apprise URL "
                                     "(scheme://…, e.g. ntfy://topic or json://host:port)")
         object.__setattr__(self, "notify_urls", tuple(self.notify_urls))
+        if isinstance(self.sim_bars_keep_days, bool) or not isinstance(self.sim_bars_keep_days, int) \
+                or not 1 <= self.sim_bars_keep_days <= 36500:
+            raise SettingsError("AUTOTRADER_SIM_BARS_KEEP_DAYS must be whole days from 1 to 36500 "
+                                f"(got {self.sim_bars_keep_days!r})")
         object.__setattr__(self, "data_root", Path(self.data_root))
         object.__setattr__(self, "algorithm_dirs", tuple(Path(p) for p in self.algorithm_dirs))
 
@@ -252,4 +257,6 @@ def load_settings(
         card_loss_limit=_parse_dollars("AUTOTRADER_CARD_DAILY_LOSS_LIMIT", get("AUTOTRADER_CARD_DAILY_LOSS_LIMIT")),
         account_loss_limit=_parse_dollars("AUTOTRADER_ACCOUNT_DAILY_LOSS_LIMIT",
                                           get("AUTOTRADER_ACCOUNT_DAILY_LOSS_LIMIT")),
+        sim_bars_keep_days=_parse_minutes("AUTOTRADER_SIM_BARS_KEEP_DAYS", get("AUTOTRADER_SIM_BARS_KEEP_DAYS"),
+                                          365, "days"),
     )

@@ -1,0 +1,173 @@
+"""Benchmark of the UI thread's longest stall: how long its event loop goes without turning.
+
+A ``LoopWatch`` (a 1 ms precise timer) runs on the UI loop while each scenario plays, offscreen:
+
+- ``detail_10k``: opening the detail view of a card with 10,000 fills (after one small card's open);
+- ``bars_500``: the live bar stream's flush of a burst of one bar for each of 500 symbols, done
+  the way ``BarStream`` does it, while another connection (the engine) keeps writing stocks.db;
+- ``backtest``: a year of minute bars replayed on a worker thread, as the backtest view's job runs;
+- ``cards_50``: 50 cards updated with new figures, ten rounds.
+
+Prints one line per scenario and, last, one JSON object: ``longest_stall_ms`` per scenario
+(target <= 16 each: one frame at 60 Hz).
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_ui_stalls.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from PySide6.QtCore import QSize  # noqa: E402
+from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+
+from app.storage.records import Bar, TransactionRecord  # noqa: E402
+from app.ui import theme  # noqa: E402
+from app.ui.loop_watch import LoopWatch  # noqa: E402
+from tests.ui.samples import snapshot  # noqa: E402
+
+
+def pump(app: QApplication, seconds: float, until=lambda: False) -> None:
+    """Run the UI loop for ``seconds`` (or until ``until()``)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end and not until():
+        app.processEvents()
+        time.sleep(0.0005)
+
+
+def watched(app: QApplication, action, settle_s: float = 0.2, until=lambda: False) -> float:
+    """The longest loop gap (ms) while ``action()`` runs from the loop and the loop settles after."""
+    from PySide6.QtCore import QTimer
+
+    watch = LoopWatch()
+    watch.start()
+    QTimer.singleShot(0, action)
+    pump(app, settle_s, until)
+    return watch.stop()
+
+
+def detail_10k(app: QApplication, parent: QWidget) -> float:
+    from app.ui.detail_view import DetailView
+
+    n = 10_000
+    fills = tuple(TransactionRecord(n - k, 1, "buy" if k % 2 else "sell", 1 + k % 9, 100.0 + k % 50 / 10,
+                                    f"2025-03-{1 + k // 1000 % 28:02d}T15:{k % 60:02d}:00Z", None)
+                  for k in range(n))
+    view = DetailView(parent, theme.Metrics.for_size(QSize(1024, 600)))
+
+    def open_card(instance_id: int, rows: tuple) -> None:
+        view.show_snapshot(snapshot(instance_id))
+        view.open_overlay()
+        view.set_transactions(rows)
+
+    watched(app, lambda: open_card(2, fills[:5]))  # once before: styles and fonts are set up on first show
+    view.close_view()
+    return watched(app, lambda: open_card(1, fills))
+
+
+def bars_500(app: QApplication, root: Path) -> float:
+    from app.engine.alpaca.bar_stream import BarStream
+    from app.engine.marketdata.calendar import MarketCalendar
+    from app.storage.market_store import MarketStore
+    from app.storage.records import BarSource
+
+    cal = MarketCalendar()
+    path = root / "stocks.db"
+    MarketStore(path).close()
+    stream = BarStream("key", "secret", url="ws://127.0.0.1:9/v2/iex", feed="iex", store_path=path, calendar=cal)
+    symbols = [f"S{i:03d}" for i in range(500)]
+    minute = int(datetime(2024, 6, 4, 14, 0, tzinfo=timezone.utc).timestamp())
+    stop = threading.Event()
+
+    def engine_writes() -> None:  # the engine's own bar writes (sim feed, backfill) on its connection
+        with MarketStore(path, shared=True) as other:
+            k = 0
+            while not stop.is_set():
+                other.upsert_many({"ENGN": [Bar(minute - 86_400 * 30 + 60 * k, 1, 1, 1, 1, 1)]},
+                                  source=BarSource.ALPACA)
+                k += 1
+                time.sleep(0.002)
+
+    writer = threading.Thread(target=engine_writes, daemon=True)
+    writer.start()
+    longest = 0.0
+    try:
+        for round_ in range(5):
+            ts = minute + 60 * round_
+
+            def burst(ts: int = ts) -> None:
+                stream._pending = [(s, Bar(ts, 10, 11, 9, 10, 100)) for s in symbols]
+                stream._flush(emit=True)
+
+            longest = max(longest, watched(app, burst, 0.1))
+    finally:
+        stop.set()
+        writer.join()
+        stream.stop()
+    return longest
+
+
+def backtest(app: QApplication) -> float:
+    from bench.bench_backtest import year_of_bars
+
+    from app.engine.backtest.replay import BacktestRequest, replay_bars
+
+    bars = year_of_bars("AAPL")
+    request = BacktestRequest("sma_crossover", "AAPL", date(2024, 1, 1), date(2024, 12, 31),
+                              capital=Decimal(10_000), params={"fast": 20, "slow": 50})
+    done = threading.Event()
+
+    def run() -> None:
+        threading.Thread(target=lambda: (replay_bars(request, bars), done.set()), daemon=True).start()
+
+    return watched(app, run, 120, until=done.is_set)
+
+
+def cards_50(app: QApplication, parent: QWidget) -> float:
+    from app.ui.card_strip import CardStrip
+
+    strip = CardStrip(theme.Metrics.for_size(QSize(1024, 600)), parent)
+    strip.resize(1024, 600)
+    strip.show()
+    base = [snapshot(i, ticker=f"T{i:02d}") for i in range(1, 51)]
+    strip.set_cards(base)
+    pump(app, 0.2)
+    longest = 0.0
+    for round_ in range(10):
+        fresh = [replace(s, price=Decimal(100 + round_), pnl=Decimal(round_ - 5)) for s in base]
+        longest = max(longest, watched(app, lambda fresh=fresh: strip.set_cards(fresh), 0.05))
+    return longest
+
+
+def main() -> int:
+    app = QApplication.instance() or QApplication([])
+    parent = QWidget()
+    parent.resize(1024, 600)
+    parent.show()
+    pump(app, 0.3)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_ui_stalls_") as tmp:
+        for name, run in (("detail_10k", lambda: detail_10k(app, parent)),
+                          ("bars_500", lambda: bars_500(app, Path(tmp))),
+                          ("backtest", lambda: backtest(app)),
+                          ("cards_50", lambda: cards_50(app, parent))):
+            results[name] = round(run(), 1)
+            print(f"{name}: longest stall {results[name]} ms", flush=True)
+    print(json.dumps({"longest_stall_ms": results, "target_ms": 16}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
