@@ -3,4 +3,6 @@
 source "$(dirname "$0")/scripts/bootstrap.sh"
 cd "$here"
 export QT_QPA_PLATFORM=offscreen
-exec "$venv/bin/python" -m pytest "$@"
+# Two worker processes (AUTOTRADER_TEST_WORKERS, 0 for none): the suite's long end-to-end tests
+# (soak, power cuts, kills) then run side by side, and every test is written for a busy machine.
+exec "$venv/bin/python" -m pytest -n "${AUTOTRADER_TEST_WORKERS:-2}" "$@"
