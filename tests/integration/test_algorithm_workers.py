@@ -176,6 +176,8 @@ def test_the_catalogue_lists_hostile_imports_as_broken_without_running_them_here
     assert infos["exits_at_import"].error == "the algorithm ended its process (exit status 1) while loading"
     assert infos["fine"].ok and infos["fine"].name == "Fine"
     assert infos["fine"].parameters["n"].default == 2
+    shipped = {i.algorithm_type: i for i in discover()}["sma_crossover"]  # described by a worker too
+    assert shipped.card_label({"fast": 5, "slow": 20}) == "SMA 5/20"
     # This process never executed them: neither module was ever registered here.
     assert not {"autotrader_algorithms.sleeps_at_import", "autotrader_algorithms.exits_at_import"} & set(sys.modules)
 

@@ -258,13 +258,15 @@ def _file_key(path: Path) -> tuple[Path, int, int] | None:
 def load_file_info(stem: str, path: Path) -> tuple:
     """The fields of ``stem``'s AlgorithmInfo in a form that crosses a process pipe (worker side)."""
     info = _load_cached(stem, path).info
-    return (info.algorithm_type, info.name, info.description, dict(info.parameters), str(info.path), info.error)
+    return (info.algorithm_type, info.name, info.description, dict(info.parameters), str(info.path), info.error,
+            info.label)
 
 
 def info_from_fields(fields: tuple) -> AlgorithmInfo:
     """The AlgorithmInfo a worker described with :func:`load_file_info`."""
-    stem, name, description, parameters, path, error = fields
-    return AlgorithmInfo(stem, name, description, MappingProxyType(dict(parameters)), Path(path), error)
+    stem, name, description, parameters, path, error, label = fields
+    return AlgorithmInfo(stem, name, description, MappingProxyType(dict(parameters)), Path(path), error,
+                         label=label)
 
 
 def load_algorithm_class(algorithm_type: str, dirs: Sequence[Path | str] | None = None) -> type[AlgorithmBase]:
