@@ -39,10 +39,13 @@ ForkingPickler.register(types.MappingProxyType, _reduce_mappingproxy)
 
 def run_isolated(request: BacktestRequest, progress: Callable[[float], None] | None,
                  cancel: threading.Event | None, *, settings: Settings, now: datetime | None,
-                 memory_mb: int) -> BacktestResult:
+                 memory_mb: int | None = None) -> BacktestResult:
     """``run_backtest`` in a worker process; same results and errors, plus ``BacktestRunError`` when
-    the process dies or runs out of memory. ``cancel`` kills the process (``BacktestCancelled``)."""
+    the process dies or runs out of memory. ``cancel`` kills the process (``BacktestCancelled``).
+    ``memory_mb`` defaults to twice a card worker's limit: a replay holds its whole range in memory."""
     from app.engine.system.data_folder import data_paths
+
+    memory_mb = memory_mb or 2 * settings.worker_memory_mb
 
     context = worker_context()
     conn, child = context.Pipe(duplex=True)

@@ -146,9 +146,7 @@ class BacktestJobs:
             return run_backtest(request, progress, event, settings=self._settings, now=now)
         from app.engine.backtest.isolated import run_isolated
 
-        # A replay holds the whole range in memory: twice a card worker's limit.
-        return run_isolated(request, progress, event, settings=self._settings, now=now,
-                            memory_mb=2 * self._settings.worker_memory_mb)
+        return run_isolated(request, progress, event, settings=self._settings, now=now)
 
     def _work(self, job_id: int, request: BacktestRequest, on_progress: ProgressCallback | None,
               now: datetime | None, future: Future, event: threading.Event) -> None:
