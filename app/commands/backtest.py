@@ -159,7 +159,8 @@ def summary_lines(result: BacktestResult) -> list[str]:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Validate everything, replay, then print the summary or JSON and write the CSV."""
-    from app.engine.backtest.replay import BacktestError, BacktestRequest, BacktestRunError, run_backtest
+    from app.engine.backtest.isolated import run_isolated
+    from app.engine.backtest.replay import BacktestError, BacktestRequest, BacktestRunError
 
     start, end = parse_day(args.start, "--start"), parse_day(args.end, "--end")
     params = parse_params(args.param)
@@ -174,7 +175,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     settings = settings_for(args)
     bar = ProgressBar(sys.stderr, f"{request.algorithm_type} {request.symbol}")
     try:
-        result = run_backtest(request, bar, settings=settings)
+        # In a worker process like the kiosk's jobs: the algorithm file never runs in this one.
+        result = run_isolated(request, bar, None, settings=settings, now=None)
     except BacktestRunError as exc:
         bar.abandon()
         return fail(str(exc), EXIT_FAILED)

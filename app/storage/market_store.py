@@ -249,10 +249,11 @@ class MarketStore(SqliteStore):
     MIGRATIONS = MIGRATIONS
 
     def __init__(self, path: str | Path, *,
-                 minute_filter: Callable[[int], bool] | None = None, shared: bool = False) -> None:
+                 minute_filter: Callable[[int], bool] | None = None, shared: bool = False,
+                 readonly: bool = False) -> None:
         self._minute_filter = minute_filter
         self._known_symbols: set[str] = set()
-        super().__init__(path, shared=shared)
+        super().__init__(path, shared=shared, readonly=readonly)
 
     def _remember_symbol(self, symbol: str) -> None:
         """Validate once, then skip the regex on the hot read path."""

@@ -110,6 +110,13 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
     return len(migrations)
 
 
+def _require_version(conn: sqlite3.Connection, expected: int) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current != expected:
+        raise RuntimeError(f"database schema version {current} is not the {expected} this AutoTrader reads; "
+                           "open it once read-write (start the kiosk) to migrate it")
+
+
 def integrity_ok(conn: sqlite3.Connection) -> tuple[bool, str]:
     """Run ``PRAGMA integrity_check``; return (ok, first problem or 'ok')."""
     rows = conn.execute("PRAGMA integrity_check").fetchall()
@@ -126,13 +133,17 @@ class SqliteStore:
     MIGRATIONS: Sequence[Migration] = ()
     SYNCHRONOUS = "NORMAL"  # stores whose commits must survive a power cut say "FULL"
 
-    def __init__(self, path: str | Path, *, shared: bool = False) -> None:
+    def __init__(self, path: str | Path, *, shared: bool = False, readonly: bool = False) -> None:
         self._path = Path(path)
-        self._conn = connect(self._path, shared=shared, synchronous=self.SYNCHRONOUS)
+        self._conn = connect(self._path, shared=shared, readonly=readonly, synchronous=self.SYNCHRONOUS)
         try:
             with sorted_errors():
-                migrate(self._conn, self.MIGRATIONS)
-                self._after_open()
+                if readonly:
+                    # A reader never migrates: it must find the schema this code was written for.
+                    _require_version(self._conn, len(self.MIGRATIONS))
+                else:
+                    migrate(self._conn, self.MIGRATIONS)
+                    self._after_open()
         except BaseException:
             self._conn.close()
             raise

@@ -197,9 +197,9 @@ class SystemStore(SqliteStore):
     SYNCHRONOUS = "FULL"
 
     def __init__(self, path: str | Path, *, now: Callable[[], datetime] | None = None,
-                 shared: bool = False) -> None:
+                 shared: bool = False, readonly: bool = False) -> None:
         self._now = now or (lambda: datetime.now(timezone.utc))
-        super().__init__(path, shared=shared)
+        super().__init__(path, shared=shared, readonly=readonly)
 
 
     def _now_text(self) -> str:

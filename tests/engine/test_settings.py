@@ -176,3 +176,12 @@ def test_blank_values_in_dotenv_count_as_unset(tmp_path: Path) -> None:
     settings = load({}, [env_file])
     assert settings.mode == "sim"
     assert settings.api_key is None
+
+
+def test_worker_memory_limit_setting() -> None:
+    assert load({}).worker_memory_mb == 512
+    assert load({"AUTOTRADER_WORKER_MEMORY_MB": " 256 "}).worker_memory_mb == 256
+    with pytest.raises(SettingsError, match=r"AUTOTRADER_WORKER_MEMORY_MB must be a whole number of MB \(got '1g'\)"):
+        load({"AUTOTRADER_WORKER_MEMORY_MB": "1g"})
+    with pytest.raises(SettingsError, match="from 64"):
+        load({"AUTOTRADER_WORKER_MEMORY_MB": "10"})

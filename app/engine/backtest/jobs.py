@@ -82,8 +82,9 @@ class BacktestHandle:
 class BacktestJobs:
     """Runs ``run_backtest`` jobs, one daemon thread each, over one mode's ``settings``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, isolated: bool = True) -> None:
         self._settings = settings
+        self._isolated = isolated  # each job in its own worker process (a cancel kills it)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._running: dict[int, threading.Event] = {}
@@ -139,6 +140,14 @@ class BacktestJobs:
         worker.start()
         return job_id, future, event
 
+    def _run(self, request: BacktestRequest, progress: Callable[[float], None], event: threading.Event,
+             now: datetime | None) -> BacktestResult:
+        if not self._isolated:
+            return run_backtest(request, progress, event, settings=self._settings, now=now)
+        from app.engine.backtest.isolated import run_isolated
+
+        return run_isolated(request, progress, event, settings=self._settings, now=now)
+
     def _work(self, job_id: int, request: BacktestRequest, on_progress: ProgressCallback | None,
               now: datetime | None, future: Future, event: threading.Event) -> None:
         def progress(fraction: float) -> None:
@@ -151,7 +160,7 @@ class BacktestJobs:
 
         try:
             with cyclic_gc_paused():
-                result: BacktestResult = run_backtest(request, progress, event, settings=self._settings, now=now)
+                result: BacktestResult = self._run(request, progress, event, now)
         except (BacktestCancelled, BacktestError) as exc:  # expected outcomes, told to the person
             future.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - a bug: logged, and still reaches whoever awaits

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Protocol
 
 from app.engine.algorithm_api import AlgorithmParamError
-from app.engine.plugins.loader import AlgorithmInfo, AlgorithmLoadError, create_algorithm, discover
+from app.engine.plugins.loader import AlgorithmInfo, AlgorithmLoadError, discover
 from app.engine.brokers.protocol import BrokerError, BrokerUnavailable, InvalidSymbol
 from app.engine.portfolio.cards import build_cards
 from app.engine.portfolio.chart import card_chart
@@ -273,7 +273,7 @@ class EngineService:
         capital = capital.quantize(Decimal("0.01"))
         params = dict(params or {})
         try:
-            algo = create_algorithm(algorithm_type, symbol, capital, params, self.parts.algorithm_dirs)
+            resolved = self.parts.runner.check(algorithm_type, symbol, capital, params, self.parts.algorithm_dirs)
         except AlgorithmParamError as exc:
             raise ServiceError(str(exc)) from None
         except AlgorithmLoadError as exc:
@@ -294,8 +294,7 @@ class EngineService:
         # The write is the last step, and the cash check is repeated inside its transaction: a failing
         # command leaves nothing behind, and a card added meanwhile by another process counts.
         instance_id = self.parts.system.create_instance(symbol, algorithm_type, float(capital),
-                                                        {k: v for k, v in algo.params.items()},
-                                                        check=enough_cash)
+                                                        resolved, check=enough_cash)
         log.info("created instance %d: %s %s with %s", instance_id, symbol, algorithm_type, format_money(capital))
         self._publish_after_write()
         return instance_id
@@ -512,7 +511,8 @@ class EngineService:
         amount = amount.quantize(Decimal("0.01"))
         p = self.parts
         try:
-            algo = create_algorithm(algorithm_type, symbol, amount, dict(params or {}), p.algorithm_dirs)
+            # Checked in a worker like a card's: a constructor that hangs or exits cannot stop the kiosk.
+            resolved = p.runner.check(algorithm_type, symbol, amount, dict(params or {}), p.algorithm_dirs)
         except (AlgorithmParamError, AlgorithmLoadError) as exc:
             raise ServiceError(str(exc)) from None
         now = p.clock.now()
@@ -525,8 +525,7 @@ class EngineService:
             first = last
             for _ in range(sessions - 1):
                 first = cal.previous_session(first)
-            request = BacktestRequest(algorithm_type, symbol, first, last, amount,
-                                      {k: v for k, v in algo.params.items()})
+            request = BacktestRequest(algorithm_type, symbol, first, last, amount, resolved)
         except CalendarRangeError as exc:
             raise ServiceError(f"cannot backtest {sessions} sessions before now: {exc}") from None
         except BacktestError as exc:

@@ -8,7 +8,8 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from app.engine.plugins.loader import default_dirs
+from app.engine.plugins.loader import AlgorithmLoadError, default_dirs
+from app.engine.plugins.pool import WorkerPool
 from app.engine.plugins.runner import GuardedRunner
 from app.engine.brokers.protocol import Broker
 from app.engine.marketdata.clock import Clock, RealClock
@@ -41,6 +42,9 @@ class EngineOptions:
     sim_starting_cash: Decimal = Decimal("100000")
     sim_slippage_bps: float = 0.0
     sim_seed: int = 0
+    algorithm_workers: int = 2  # worker processes for the cards' algorithms; 0 runs them in-process
+    worker_memory_mb: int | None = None  # None: the setting AUTOTRADER_WORKER_MEMORY_MB (default 512)
+    algorithm_start_limit_s: float = 30.0  # importing and constructing an algorithm at start or add
 
 
 @dataclass
@@ -59,7 +63,7 @@ class EngineParts:
     feed: MarketFeed
     cycle: TradingCycle
     pin: PinGuard
-    runner: GuardedRunner
+    runner: GuardedRunner | WorkerPool
     algorithm_dirs: list[Path]
     options: EngineOptions = field(default_factory=EngineOptions)
     _closers: list = field(default_factory=list)
@@ -100,7 +104,14 @@ class EngineParts:
         journal = OrderJournal(system, broker, clock.now, stale_after=timedelta(minutes=options.order_timeout_min)
                                if options.order_timeout_min > 0 else None)
         closers.append(journal.close)
-        runner = GuardedRunner(time_budget_s=options.time_budget_s)
+        runner: GuardedRunner | WorkerPool
+        if options.algorithm_workers > 0:
+            memory = options.worker_memory_mb or settings.worker_memory_mb
+            runner = WorkerPool(market_path=paths.stocks_db, system_path=paths.system_db,
+                                time_budget_s=options.time_budget_s, workers=options.algorithm_workers,
+                                memory_mb=memory, start_limit_s=options.algorithm_start_limit_s)
+        else:
+            runner = GuardedRunner(time_budget_s=options.time_budget_s)
         closers.append(runner.close)
         dirs = default_dirs(settings.algorithm_dirs)
         cycle = TradingCycle(system=system, market=market, broker=broker, journal=journal, calendar=calendar,
@@ -117,10 +128,28 @@ class EngineParts:
     def reconcile_at_start(self) -> BrokerReconciliation:
         """Before the first cycle: resolve the journal's open rows, then book from the broker's own list
         the fills of ours the journal lacks (a power cut), then compare positions. Fills of both passes."""
+        self.runner.warm()  # worker processes up before the first minute, not inside its budget
+        for card, reason in self.cycle.breaker.at_start().items():
+            log.warning("card %d faulted at start: %s", card, reason)
+            self.system.set_faulted(card, reason)
+        self._prepare_cards()
         journal_fills = self.journal.reconcile_at_start()
         result = self.reconcile_with_broker()
         result.fills[:0] = journal_fills
         return result
+
+    def _prepare_cards(self) -> None:
+        """Import and construct the running cards' algorithms in the workers before the first minute
+        (under the start limit, not a minute's budget); a card that cannot start is faulted now."""
+        cards = {inst.id: inst for inst in self.system.all_instances("running") if not inst.faulted_reason}
+        handles = []
+        for inst in cards.values():
+            try:
+                handles.append(self.cycle.algorithm_for(inst))
+            except (AlgorithmLoadError, ValueError):
+                continue  # in-process runner: the first minute faults it with its reason
+        for card, fault in self.runner.prepare(handles).items():
+            self.cycle.fault(cards[card], fault.reason)
 
     def reconcile_with_broker(self) -> BrokerReconciliation:
         """The broker-side pass alone (``checked`` False when the broker could not be asked)."""

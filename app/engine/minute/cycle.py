@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from app.engine.algorithm_api import AlgorithmBase
-from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm
-from app.engine.plugins.runner import AlgorithmFault, Decision, GuardedRunner
+from app.engine.plugins.breaker import CrashBreaker
+from app.engine.plugins.loader import AlgorithmLoadError
+from app.engine.plugins.runner import AlgorithmFault, AlgorithmRunner, Decision
 from app.engine.brokers.protocol import AccountRules, Broker, BrokerError
 from app.engine.portfolio.ledger import CardLedger, Holding
 from app.engine.marketdata.calendar import MarketCalendar
@@ -137,7 +138,7 @@ class TradingCycle:
     """Runs the minute cycle against one set of stores, one broker and one journal."""
 
     def __init__(self, *, system: SystemStore, market: MarketStore, broker: Broker, journal: OrderJournal,
-                 calendar: MarketCalendar, runner: GuardedRunner,
+                 calendar: MarketCalendar, runner: AlgorithmRunner,
                  algorithm_dirs: Sequence[Path] | None = None, fill_wait_s: float = 0.0,
                  check_broker_position: bool = True):
         self.system = system
@@ -151,7 +152,8 @@ class TradingCycle:
         self.check_broker_position = check_broker_position
         self.ledger = CardLedger()  # every card's fills and totals, read incrementally
         self.context = StoreContext(market.path, system.path, self.ledger, keep=runner.worker_count)
-        self._algos: dict[int, AlgorithmBase] = {}
+        self.breaker = CrashBreaker(system)
+        self._algos: dict[int, Any] = {}  # an algorithm object or a worker's handle (runner.load)
         self.refused: dict[int, str] = {}  # latest refusal per instance, shown on its card
         self._rules: tuple[datetime, AccountRules | None] | None = None  # read once per minute, if needed
         self._positions: dict[str, int] | None = None  # the broker's positions, read once per minute if needed
@@ -163,11 +165,12 @@ class TradingCycle:
         """The account-wide halt switch."""
         return self.system.get_config(HALT_KEY) == "1"
 
-    def algorithm_for(self, inst: InstanceRecord) -> AlgorithmBase:
-        """The live algorithm object of an instance, created on first use and then reused."""
+    def algorithm_for(self, inst: InstanceRecord) -> Any:
+        """The live algorithm of an instance (its object, or its handle in a worker), created on first
+        use and then reused."""
         algo = self._algos.get(inst.id)
         if algo is None:
-            algo = create_algorithm(inst.algorithm_type, inst.ticker, inst.initial_capital,
+            algo = self.runner.load(inst.id, inst.algorithm_type, inst.ticker, inst.initial_capital,
                                     json.loads(inst.params_json or "{}"), self.algorithm_dirs,
                                     context=self.context)
             self._algos[inst.id] = algo
@@ -176,6 +179,7 @@ class TradingCycle:
     def forget(self, instance_id: int) -> None:
         """Drop a cached algorithm object (stopped or resumed instance)."""
         self._algos.pop(instance_id, None)
+        self.runner.discard(instance_id)
         self.refused.pop(instance_id, None)
 
     def fault(self, inst: InstanceRecord, reason: str) -> Outcome:
@@ -197,7 +201,7 @@ class TradingCycle:
         for stale in [i for i in self._algos if i not in live_ids]:
             self.forget(stale)
 
-        batch: list[tuple[AlgorithmBase, datetime, int]] = []
+        batch: list[tuple[Any, datetime, int]] = []
         batch_instances: list[InstanceRecord] = []
         for inst in instances:
             if inst.faulted_reason:
@@ -213,7 +217,10 @@ class TradingCycle:
             batch.append((algo, minute, inst.id))
             batch_instances.append(inst)
 
-        decisions = self.runner.run_many(batch) if batch else []
+        decisions = []
+        if batch:
+            with self.breaker.calls([inst.id for inst in batch_instances]):
+                decisions = self.runner.run_many(batch)
         market_open = self.calendar.is_open(minute)
         halted = self.halted()
         minute_ts = to_epoch(minute)

@@ -83,7 +83,10 @@ class _Loaded:
     cls: type[AlgorithmBase] | None
 
 
+CATALOGUE_TIME_LIMIT_S = 5.0  # per file, while the catalogue executes it in a worker
+
 _cache: dict[tuple[Path, int, int], _Loaded] = {}
+_catalogue: dict[tuple[Path, int, int], AlgorithmInfo] = {}  # what workers reported, per file version
 _lock = threading.Lock()
 
 
@@ -208,14 +211,62 @@ def _load_cached(stem: str, path: Path) -> _Loaded:
     return hit
 
 
-def discover(dirs: Sequence[Path | str] | None = None) -> list[AlgorithmInfo]:
+def discover(dirs: Sequence[Path | str] | None = None, *, time_limit_s: float = CATALOGUE_TIME_LIMIT_S
+             ) -> list[AlgorithmInfo]:
     """Every algorithm file in ``dirs`` (default ``default_dirs()``), sorted by type, failures included.
 
-    Files whose names start with ``_`` are skipped; on a duplicate stem the earlier folder wins.
-    Unchanged files (same mtime and size) are not executed again.
+    The files are executed in a worker process, one at a time under ``time_limit_s`` each: a file
+    that hangs, exits its process or eats memory while importing is listed as broken with the
+    reason, and this process never runs its code. Files whose names start with ``_`` are skipped;
+    on a duplicate stem the earlier folder wins. Unchanged files (same mtime and size) are not
+    executed again.
     """
-    found = _candidates(default_dirs() if dirs is None else dirs)
-    return [_load_cached(stem, path).info for stem, path in sorted(found.items())]
+    from app.engine.plugins.pool import load_catalogue  # the pool imports this module
+
+    found = sorted(_candidates(default_dirs() if dirs is None else dirs).items())
+    infos: dict[str, AlgorithmInfo] = {}
+    missing: list[tuple[str, Path]] = []
+    for stem, path in found:
+        key = _file_key(path)
+        with _lock:
+            hit = _catalogue.get(key) if key is not None else None
+        if hit is not None:
+            infos[stem] = hit
+        elif key is None:
+            infos[stem] = AlgorithmInfo(stem, stem, "", {}, path, "cannot read file")
+        else:
+            missing.append((stem, path))
+    for (stem, path), info in zip(missing, load_catalogue(missing, time_limit_s)):
+        infos[stem] = info
+        key = _file_key(path)
+        if key is not None:
+            with _lock:
+                for old in [k for k in _catalogue if k[0] == path]:
+                    del _catalogue[old]
+                _catalogue[key] = info
+    return [infos[stem] for stem, _ in found]
+
+
+def _file_key(path: Path) -> tuple[Path, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return path, stat.st_mtime_ns, stat.st_size
+
+
+def load_file_info(stem: str, path: Path) -> tuple:
+    """The fields of ``stem``'s AlgorithmInfo in a form that crosses a process pipe (worker side)."""
+    info = _load_cached(stem, path).info
+    return (info.algorithm_type, info.name, info.description, dict(info.parameters), str(info.path), info.error,
+            info.label)
+
+
+def info_from_fields(fields: tuple) -> AlgorithmInfo:
+    """The AlgorithmInfo a worker described with :func:`load_file_info`."""
+    stem, name, description, parameters, path, error, label = fields
+    return AlgorithmInfo(stem, name, description, MappingProxyType(dict(parameters)), Path(path), error,
+                         label=label)
 
 
 def load_algorithm_class(algorithm_type: str, dirs: Sequence[Path | str] | None = None) -> type[AlgorithmBase]:
@@ -263,3 +314,4 @@ def clear_cache() -> None:
     """Forget loaded files so the next scan executes them again (tests, manual reload)."""
     with _lock:
         _cache.clear()
+        _catalogue.clear()

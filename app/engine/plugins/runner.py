@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from numbers import Integral
 from queue import SimpleQueue
-from typing import Any, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from app.engine.algorithm_api import AlgorithmBase
 
@@ -107,6 +107,32 @@ def describe_exception(exc: BaseException, algo: Any) -> str:
     return text
 
 
+class AlgorithmRunner(Protocol):
+    """What the minute cycle needs of a runner: ``GuardedRunner`` (threads in this process) or
+    ``WorkerPool`` (worker processes). ``load`` returns the handle ``run_many`` takes."""
+
+    time_budget_s: float
+
+    @property
+    def worker_count(self) -> int: ...
+
+    def load(self, key: int, algorithm_type: str, ticker: str, capital: Any, params: Mapping[str, Any],
+             dirs: Sequence[Any] | None, context: Any = None) -> Any: ...
+
+    def check(self, algorithm_type: str, ticker: str, capital: Any, params: Mapping[str, Any],
+              dirs: Sequence[Any] | None) -> dict[str, Any]: ...
+
+    def discard(self, key: int) -> None: ...
+
+    def warm(self) -> None: ...
+
+    def prepare(self, handles: Sequence[Any]) -> dict[int, AlgorithmFault]: ...
+
+    def run_many(self, items: Sequence[tuple[Any, datetime, int]]) -> list[Decision | AlgorithmFault]: ...
+
+    def close(self) -> None: ...
+
+
 class _Slot:
     """One call within a batch; fields are guarded by the batch lock."""
 
@@ -168,6 +194,30 @@ class GuardedRunner:
     def worker_count(self) -> int:
         """How many workers the runner keeps serving (replaced ones not counted)."""
         return self._target
+
+    def load(self, key: int, algorithm_type: str, ticker: str, capital: Any, params: Mapping[str, Any],
+             dirs: Sequence[Any] | None, context: Any = None) -> AlgorithmBase:
+        """Build card ``key``'s algorithm in this process, bound to ``context``; raises the loader's
+        ``AlgorithmLoadError`` or ``AlgorithmParamError`` (the same call on ``WorkerPool`` returns
+        a handle and reports those as faults)."""
+        from app.engine.plugins.loader import create_algorithm  # the loader is a sibling, not a base
+
+        return create_algorithm(algorithm_type, ticker, capital, params, dirs, context=context)
+
+    def check(self, algorithm_type: str, ticker: str, capital: Any, params: Mapping[str, Any],
+              dirs: Sequence[Any] | None) -> dict[str, Any]:
+        """Build the algorithm once and return its resolved parameters (errors as in ``load``)."""
+        return dict(self.load(0, algorithm_type, ticker, capital, params, dirs).params)
+
+    def warm(self) -> None:
+        """Nothing to do: worker threads start on demand."""
+
+    def prepare(self, handles: Sequence[Any]) -> dict[int, AlgorithmFault]:
+        """Nothing to do: ``load`` already built the objects here."""
+        return {}
+
+    def discard(self, key: int) -> None:
+        """Nothing to do: the objects are the caller's (``WorkerPool`` drops its copy)."""
 
     def run(self, algo: AlgorithmBase, current_time: datetime, algo_id: int) -> Decision:
         """One call of ``algo.run(current_time, algo_id)``; raises ``AlgorithmFault`` on any failure."""

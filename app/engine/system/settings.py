@@ -70,6 +70,7 @@ class Settings:
     card_loss_limit: Decimal | None = None  # alert when a card's day P&L falls to −this many dollars
     account_loss_limit: Decimal | None = None  # the same for the sum of the cards' day P&L
     sim_bars_keep_days: int = 365  # simulated bars older than this are pruned daily (real bars never)
+    worker_memory_mb: int = 512  # address-space limit of each algorithm worker process
 
     def __post_init__(self) -> None:
         for name in ("api_key", "secret"):
@@ -109,6 +110,10 @@ class Settings:
                 or not 1 <= self.sim_bars_keep_days <= 36500:
             raise SettingsError("AUTOTRADER_SIM_BARS_KEEP_DAYS must be whole days from 1 to 36500 "
                                 f"(got {self.sim_bars_keep_days!r})")
+        if isinstance(self.worker_memory_mb, bool) or not isinstance(self.worker_memory_mb, int) \
+                or not 64 <= self.worker_memory_mb <= 1_000_000:
+            raise SettingsError("AUTOTRADER_WORKER_MEMORY_MB must be a whole number of MB from 64 "
+                                f"(got {self.worker_memory_mb!r})")
         object.__setattr__(self, "data_root", Path(self.data_root))
         object.__setattr__(self, "algorithm_dirs", tuple(Path(p) for p in self.algorithm_dirs))
 
@@ -186,6 +191,15 @@ def _split_urls(raw: str | None) -> tuple[str, ...]:
     return tuple(part for part in (raw or "").replace(",", " ").split() if part)
 
 
+def _parse_mb(name: str, raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of MB (got {raw!r})") from None
+
+
 def _merged(env: Mapping[str, str], dotenv_files: Sequence[Path]) -> dict[str, str | None]:
     values: dict[str, str | None] = {}
     # Lowest precedence first so later updates win.
@@ -259,4 +273,5 @@ def load_settings(
                                           get("AUTOTRADER_ACCOUNT_DAILY_LOSS_LIMIT")),
         sim_bars_keep_days=_parse_minutes("AUTOTRADER_SIM_BARS_KEEP_DAYS", get("AUTOTRADER_SIM_BARS_KEEP_DAYS"),
                                           365, "days"),
+        worker_memory_mb=_parse_mb("AUTOTRADER_WORKER_MEMORY_MB", get("AUTOTRADER_WORKER_MEMORY_MB"), 512),
     )

@@ -1,0 +1,106 @@
+"""A backtest in its own worker process: the algorithm's file never runs in the kiosk, a cancel kills
+the process, and one that ends its process or runs out of memory fails only its own job.
+
+The process is forked from the same clean fork server as the cards' workers, limited in memory,
+and may not write system.db (stocks.db stays writable: the job itself fetches or simulates the
+bars it lacks). Progress comes back over the pipe.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from datetime import datetime
+from multiprocessing.connection import wait
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, Callable
+
+from app.engine.backtest.replay import (
+    BacktestCancelled, BacktestError, BacktestRequest, BacktestResult, BacktestRunError, run_backtest,
+)
+from app.engine.plugins import sandbox
+from app.engine.plugins.pool import death_reason, worker_context
+from app.engine.system.settings import Settings
+
+POLL_S = 0.1  # how often a waiting job looks at its cancel flag
+
+
+def _mappingproxy(items: dict) -> types.MappingProxyType:
+    return types.MappingProxyType(items)
+
+
+def _reduce_mappingproxy(proxy: types.MappingProxyType) -> tuple:
+    return _mappingproxy, (dict(proxy),)
+
+
+# Requests and results hold read-only mappings (parameters, sources), which pickle does not know.
+ForkingPickler.register(types.MappingProxyType, _reduce_mappingproxy)
+
+
+def run_isolated(request: BacktestRequest, progress: Callable[[float], None] | None,
+                 cancel: threading.Event | None, *, settings: Settings, now: datetime | None,
+                 memory_mb: int | None = None) -> BacktestResult:
+    """``run_backtest`` in a worker process; same results and errors, plus ``BacktestRunError`` when
+    the process dies or runs out of memory. ``cancel`` kills the process (``BacktestCancelled``).
+    ``memory_mb`` defaults to twice a card worker's limit: a replay holds its whole range in memory."""
+    from app.engine.system.data_folder import data_paths
+
+    memory_mb = memory_mb or 2 * settings.worker_memory_mb
+
+    context = worker_context()
+    conn, child = context.Pipe(duplex=True)
+    process = context.Process(target=_serve, args=(child,), name="backtest-worker", daemon=True)
+    process.start()
+    child.close()
+    try:
+        conn.send((request, settings, now, memory_mb, str(data_paths(settings).system_db)))
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise BacktestCancelled("backtest cancelled")
+            if not wait([conn, process.sentinel], POLL_S):
+                continue
+            try:
+                message: Any = conn.recv()
+            except (EOFError, OSError):
+                process.join(1)
+                raise BacktestRunError(f"the backtest stopped: {death_reason(process.exitcode)}") from None
+            if message[0] == "progress":
+                if progress is not None:
+                    progress(message[1])
+            elif message[0] == "result":
+                return message[1]
+            else:
+                raise message[1]
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        conn.close()
+
+
+def _serve(conn: Any) -> None:
+    """The worker side: set up the limits, run the job, send its result or its error."""
+    request, settings, now, memory_mb, system_db = conn.recv()
+    sandbox.die_with_parent()
+    sandbox.limit_memory(memory_mb * sandbox.MB)
+    sandbox.WriteGuard([system_db], whole_folder=False).install()
+    last = [-1.0]
+
+    def progress(fraction: float) -> None:
+        if fraction - last[0] >= 0.005 or fraction >= 1.0:  # about 200 messages a job at most
+            last[0] = fraction
+            conn.send(("progress", fraction))
+
+    try:
+        result = run_backtest(request, progress, None, settings=settings, now=now)
+    except MemoryError:
+        conn.send(("error", BacktestRunError(f"the backtest used more than {memory_mb} MB")))
+    except BacktestError as exc:
+        conn.send(("error", exc))
+    except BaseException as exc:  # noqa: BLE001 - whatever the algorithm raised ends this job only
+        conn.send(("error", BacktestRunError(f"the backtest failed: {type(exc).__name__}: {exc}")))
+    else:
+        try:
+            conn.send(("result", result))
+        except Exception as exc:  # noqa: BLE001 - a result that cannot travel is this job's failure
+            conn.send(("error", BacktestRunError(f"the backtest's result could not be sent back: {exc}")))
