@@ -65,8 +65,9 @@ class Fault:
 def schedule() -> list[Fault]:
     """The faults, in session order. Stream faults are spaced so each one's recovery is seen alone."""
     return [
-        # 1 submit + the SDK's 3 retries of a 429: one order unconfirmed, then Alpaca recovers.
-        Fault(10, "429 burst", lambda f: f.faults.rate_limit("/v2/orders", times=4, method="POST")),
+        # 1 submit + the SDK's 3 retries of a 429 for every card's order of the minute (they are sent
+        # concurrently, so a burst of 4 would be shared and retried away): unconfirmed, then Alpaca recovers.
+        Fault(10, "429 burst", lambda f: f.faults.rate_limit("/v2/orders", times=4 * len(TICKERS), method="POST")),
         # 5xx: the account read (header cash) fails for three cycles; one order POST gets a 503.
         Fault(20, "5xx", lambda f: (f.faults.server_errors("/v2/account", 500, times=3),
                                      f.faults.server_errors("/v2/orders", 503, times=1, method="POST"))),
@@ -237,11 +238,18 @@ def test_fault_schedule(tmp_path, qtbot, qloop, fast_polls, broker_log) -> None:
     def first_order_after(fault: Fault) -> dict:
         return min((o for o in orders if created(o) >= fault.at), key=created)
 
+    def unsent_orders(fault: Fault) -> list[str]:
+        """The decisions of the fault's minute that Alpaca never received (journal: failed)."""
+        coids = [c for c, o in journal.items() if o.status == "failed"
+                 and fault.at - timedelta(minutes=1) <= coid_minute(c) <= fault.at + timedelta(minutes=1)]
+        assert coids, "no order of the fault's minute was left unsent"
+        for coid in coids:
+            assert "never received" in journal[coid].error and coid not in by_coid
+        return coids
+
     def unsent_order(fault: Fault) -> str:
         """The one decision of the fault's minute that Alpaca never received (journal: failed)."""
-        (coid,) = [c for c, o in journal.items() if o.status == "failed"
-                   and fault.at - timedelta(minutes=1) <= coid_minute(c) <= fault.at + timedelta(minutes=1)]
-        assert "never received" in journal[coid].error and coid not in by_coid
+        (coid,) = unsent_orders(fault)
         return coid
 
     def traded_after(instance_id: int, after: datetime, within: timedelta = timedelta(minutes=6)) -> bool:
@@ -261,10 +269,10 @@ def test_fault_schedule(tmp_path, qtbot, qloop, fast_polls, broker_log) -> None:
     # the grace period; meanwhile the card says why it waits; then it trades again.
     fault = by_name["429 burst"]
     assert fake.count("/v2/orders", "POST") >= 4
-    victim = unsent_order(fault)
-    assert any(n.instance_id == card_of[victim] and "still open" in n.message
-               for n in notices("refused", fault.at, fault.at + timedelta(minutes=3)))
-    assert traded_after(card_of[victim], coid_minute(victim))
+    for victim in unsent_orders(fault):
+        assert any(n.instance_id == card_of[victim] and "still open" in n.message
+                   for n in notices("refused", fault.at, fault.at + timedelta(minutes=3)))
+        assert traded_after(card_of[victim], coid_minute(victim))
 
     # 5xx: the header's cash went "unavailable" with the broker error while /v2/account failed, and
     # came back; the order that got a 503 was never placed and is closed as failed.
@@ -287,7 +295,9 @@ def test_fault_schedule(tmp_path, qtbot, qloop, fast_polls, broker_log) -> None:
         assert order["status"] == "filled" and journal[order["client_order_id"]].status == "filled"
         assert any(order["client_order_id"] in text and why in text for text in confirmed), (name, confirmed)
     posts = [r.status for r in fake.requests("/v2/orders", "POST")]
-    assert 504 in posts and posts[posts.index(504) + 1] == 422  # the SDK's own retry of the accepted POST
+    # The SDK's own retry of the accepted POST is refused as a duplicate client id (orders of a minute
+    # are sent concurrently, so other POSTs may come between the two).
+    assert 504 in posts and 422 in posts[posts.index(504) + 1:]
 
     # Partial fill: 1 of 2 shares, then canceled: only that share is recorded.
     order = first_order_after(by_name["partial fill"])
