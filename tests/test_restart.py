@@ -351,8 +351,9 @@ def test_alpaca_app_survives_power_cuts_during_start(tmp_path, fake_alpaca):
     cut_reconciling = 0
     for round_no in range(ALPACA_KILLS):
         leave_orders_in_flight(tmp_path, env, fake, cards, round_no, rng)
-        # Slow order look-ups (>= 4 of them) so that reconciliation takes over a second.
-        fake.faults.hang("/v2/orders:by_client_order_id", seconds=0.3, times=None, method="GET")
+        # Slow order reads (look-ups by client id, and the listings the journal and the broker-side
+        # pass use when many orders are open) so that reconciliation takes over a second.
+        fake.faults.hang("/v2/orders", seconds=0.3, times=None, method="GET")
         offset = engine_log.stat().st_size if engine_log.exists() else 0
         proc = start_app(tmp_path, env, "run", "--headless", name=f"alpaca-{round_no}")
         err = tmp_path / f"alpaca-{round_no}.err"
