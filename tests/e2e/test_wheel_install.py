@@ -52,7 +52,9 @@ def test_installed_wheel_renders_a_screenshot(wheel, tmp_path):
     Path(purelib, "test_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                     "--target", purelib, str(wheel)], check=True, timeout=300)
-    Path(purelib, "autotrader_entry.py").write_text("from app.cli import main\nraise SystemExit(main())\n")
+    # What pip's console script does; the guard matters: worker processes re-import the main module.
+    Path(purelib, "autotrader_entry.py").write_text(
+        "from app.cli import main\n\nif __name__ == '__main__':\n    raise SystemExit(main())\n")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPACA_", "AUTOTRADER_"))}
     env.update(QT_QPA_PLATFORM="offscreen", AUTOTRADER_DATA_DIR=str(tmp_path / "data"), PYTHONNOUSERSITE="1")
