@@ -397,6 +397,12 @@ class SystemStore(SqliteStore):
 
         Returns False (and changes nothing) if that client order id is already journaled.
         """
+        return self._insert_order(client_order_id, algorithm_id, symbol, side, shares, submitted_at,
+                                  "pending", None)
+
+    def _insert_order(self, client_order_id: str, algorithm_id: int, symbol: str, side: str, shares: int,
+                      submitted_at: str, status: str, broker_order_id: str | None) -> bool:
+        """One checked journal row for a known card; False if the client order id is there already."""
         coid = _client_order_id(client_order_id)
         _ticker(symbol)
         _side(side)
@@ -408,9 +414,9 @@ class SystemStore(SqliteStore):
                 raise StoreError(f"no card with id {algorithm_id!r}: order not journaled")
             cursor = self._conn.execute(
                 "INSERT INTO orders (client_order_id, algorithm_id, symbol, side, shares, status, "
-                "submitted_at) VALUES (?, ?, ?, ?, ?, 'pending', ?) "
+                "submitted_at, broker_order_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (client_order_id) DO NOTHING",
-                (coid, algorithm_id, symbol, side, shares, stamp))
+                (coid, algorithm_id, symbol, side, shares, status, stamp, broker_order_id))
         return cursor.rowcount == 1
 
     def _require_order(self, client_order_id: str) -> OrderRecord:
@@ -489,21 +495,8 @@ class SystemStore(SqliteStore):
         Returns False (and changes nothing) if the client order id is journaled already; raises
         StoreError if the card is unknown.
         """
-        coid = _client_order_id(client_order_id)
-        _ticker(symbol)
-        _side(side)
-        _positive_int(shares, "share count")
-        stamp = _timestamp(submitted_at, "submitted_at")
-        with transaction(self._conn):
-            if self._conn.execute("SELECT 1 FROM algorithm_instances WHERE id = ?",
-                                  (algorithm_id,)).fetchone() is None:
-                raise StoreError(f"no card with id {algorithm_id!r}: order not journaled")
-            cursor = self._conn.execute(
-                "INSERT INTO orders (client_order_id, algorithm_id, symbol, side, shares, status, "
-                "submitted_at, broker_order_id) VALUES (?, ?, ?, ?, ?, 'submitted', ?, ?) "
-                "ON CONFLICT (client_order_id) DO NOTHING",
-                (coid, algorithm_id, symbol, side, shares, stamp, broker_order_id))
-        return cursor.rowcount == 1
+        return self._insert_order(client_order_id, algorithm_id, symbol, side, shares, submitted_at,
+                                  "submitted", broker_order_id)
 
     def journal_batch(self, orders: Sequence[JournalRow], nets: Sequence[NetJournalRow],
                       submitted_at: str) -> set[str]:
