@@ -210,21 +210,19 @@ class _Session:
 
     async def on_bar(self, msg: Any) -> None:  # raw_data=True: a dict
         """SDK handler (stream loop): hand the bar to the UI thread."""
-        try:
-            symbol, bar = bar_from_message(msg)
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            log.warning("ignored a malformed stream bar: %s", _describe(exc))
-            return
-        self._emit_bar(self.generation, symbol, bar)
+        self._hand_over(msg, "stream bar", self._emit_bar)
 
     async def on_updated_bar(self, msg: Any) -> None:  # raw_data=True: a dict
         """SDK handler for updated bars (stream loop): hand the correction to the UI thread."""
+        self._hand_over(msg, "updated bar", self._emit_correction)
+
+    def _hand_over(self, msg: Any, what: str, emit: Callable[[int, str, object], None]) -> None:
         try:
             symbol, bar = bar_from_message(msg)
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            log.warning("ignored a malformed updated bar: %s", _describe(exc))
+            log.warning("ignored a malformed %s: %s", what, _describe(exc))
             return
-        self._emit_correction(self.generation, symbol, bar)
+        emit(self.generation, symbol, bar)
 
     def _run(self) -> None:
         try:
