@@ -334,6 +334,7 @@ class Faults:
         self._plans: list[_OrderPlan] = []
         # Kept apart from _rules: a used-up rule may still have requests stalled on it.
         self._hang_events: list[threading.Event] = []
+        self._stalled = 0
         self.ws_auth_failures: Optional[int] = 0
         self.ws_connection_limit_failures: Optional[int] = 0
         self.ws_auth_timeouts: Optional[int] = 0
@@ -417,6 +418,15 @@ class Faults:
             events = list(self._hang_events)
         for event in events:
             event.set()
+
+    def stalled(self) -> int:
+        """How many requests a hang rule is holding right now."""
+        with self._lock:
+            return self._stalled
+
+    def _stall(self, delta: int) -> None:
+        with self._lock:
+            self._stalled += delta
 
     def _take(self, after: bool, method: str, path: str) -> list[_Rule]:
         taken: list[_Rule] = []
@@ -1404,10 +1414,14 @@ class FakeAlpaca:
 
     async def _hang(self, rule: _Rule) -> None:
         deadline = None if rule.seconds is None else time.monotonic() + rule.seconds
-        while not rule.released.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            await asyncio.sleep(0.01)
+        self.faults._stall(+1)
+        try:
+            while not rule.released.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(0.01)
+        finally:
+            self.faults._stall(-1)
 
     # ------------------------------------------------------------------ #
     # trading handlers
