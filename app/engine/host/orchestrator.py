@@ -18,20 +18,19 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
-from app.engine.host.alerts import AlertWatch
 from app.engine.host.signals import EngineSignals, QtPublisher
 
 from app.engine.marketdata.clock import Clock, SimClock
 from app.engine.host.wiring import EngineOptions, EngineParts
 from app.engine.host.service import EngineService
+from app.engine.host.startup import open_engine
 from app.engine.events import CycleReport, Notice, StreamStatus
 from app.engine.minute import schedule
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
 from app.engine.system.heap import settle_after_start
 from app.engine.system.maintenance import (LAST_CYCLE_KEY, DailyBackup, DailySimPrune, SystemFileWatch,
-                                           check_at_start, clock_behind_message, recorded_until, stopped_notice,
+                                           clock_behind_message, stopped_notice,
                                            storage_problem, utc_now)
-from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import Settings
 from app.engine.minute.cycle import CycleResult
 from app.storage.timefmt import utc_text
@@ -85,20 +84,15 @@ class Orchestrator(QObject):
 
     @Slot()
     def start(self) -> None:
-        """Build the parts on this thread, reconcile open orders, restore feeds, then schedule."""
+        """Start the engine (``startup.open_engine``: check, build, reconcile), publish, then schedule."""
         try:
-            start_notices: list[Notice] = []
-            if self._parts_factory is None:
-                # Before anything opens the files: a damaged system.db refuses to trade (raises).
-                start_notices = check_at_start(DataPaths.for_folder(self.settings.data_dir()))
-            self.parts = (self._parts_factory() if self._parts_factory else
-                          EngineParts.build(self.settings, clock=self.clock, options=self.options))
-            self.service = EngineService(self.parts, self.publisher)
-            if self.parts.notifier.enabled:
-                s = self.parts.settings
-                self.publisher.watch = AlertWatch(
-                    self.parts.notifier, mode=self.parts.mode, feed_down_min=s.notify_feed_min,
-                    fills=s.notify_fills, card_loss_limit=s.card_loss_limit, account_loss_limit=s.account_loss_limit)
+            up = open_engine(self.settings, self.clock, self.options, self.publisher, self._parts_factory)
+            self.parts, self.service = up.parts, up.service
+            self.not_before, self.backup, self.watch, self.sim_prune = up.not_before, up.backup, up.watch, up.sim_prune
+            # Until the broker's orders have been compared once, cards may lack fills a power cut
+            # took: they do not trade (a Pi often boots before its network is up).
+            self.broker_unchecked = not up.reconciled.checked
+            self._reconciled_on = self.clock.now().date()
             # Whoever reports the stream (the bar stream on the UI thread, or the sim below), the
             # engine thread records it for `autotrader status`.
             self.signals.stream_changed.connect(self._record_stream)
@@ -106,25 +100,12 @@ class Orchestrator(QObject):
             self._timer.setSingleShot(True)
             self._timer.setTimerType(Qt.TimerType.PreciseTimer)
             self._timer.timeout.connect(self._on_wake)
-            reconciled = self.parts.reconcile_at_start()
-            if reconciled.fills:
-                log.info("reconciled %d fill(s) left unrecorded by the last run", len(reconciled.fills))
-            start_notices.extend(reconciled.notices)
-            # Until the broker's orders have been compared once, cards may lack fills a power cut
-            # took: they do not trade (a Pi often boots before its network is up).
-            self.broker_unchecked = not reconciled.checked
-            self._reconciled_on = self.clock.now().date()
             if self.parts.feed.simulated:
                 self.publisher.stream(StreamStatus("live", simulated=True))
             self._sync_symbols(initial=True)
             self.service.publish_all()
-            for notice in start_notices:
+            for notice in up.notices:
                 self.publisher.notice(notice)
-            self.not_before = recorded_until(self.parts.system, self.parts.market)
-            self.backup = DailyBackup(self.parts.system, self.parts.paths.backup_dir, mode=self.parts.mode)
-            self.watch = SystemFileWatch(self.parts.system.path)
-            # On the engine's clock: simulated bars carry simulated time.
-            self.sim_prune = DailySimPrune(self.parts.market, self.settings.sim_bars_keep_days, now=self.clock.now)
             self._maintain()  # today's backup at start if it is missing
             settle_after_start()
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
