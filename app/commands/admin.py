@@ -162,6 +162,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if c["faulted"]:
             line += f"  FAULTED: {c['faulted']}"
         print(line)
+        if c.get("day_check"):
+            print(f"      vs backtest {c['day_check']}")
     return EXIT_OK
 
 

@@ -70,6 +70,9 @@ class DetailView(Overlay):
         self.reason.hide()
         self.chart = SessionChart()  # the price over the last sessions with this card's fills
         self.chart_note = label("", size="small", dim=True)
+        self.day_check = label("", size="small", dim=True, wrap=True)  # the evening check against its backtest
+        self.day_check.setObjectName("detailDayCheck")
+        self.day_check.hide()
 
         self.transactions = TransactionsModel(COLUMNS, transaction_row, self)
         self.table = read_only_view(QTableView())
@@ -96,6 +99,7 @@ class DetailView(Overlay):
         left.addWidget(self.reason)
         left.addWidget(self.chart, 1)
         left.addWidget(self.chart_note)
+        left.addWidget(self.day_check)
         right = QVBoxLayout()
         right.addWidget(self.table, 1)
         right.addWidget(self.table_note)
@@ -193,6 +197,7 @@ class DetailView(Overlay):
             self.transactions.set_rows(())
             self.table_note.setText("Loading transactions…")
             self.set_chart(None)
+            self.set_day_check(None)
 
     @property
     def needs_transactions(self) -> bool:
@@ -210,6 +215,11 @@ class DetailView(Overlay):
         """The CardChart of the card shown (None: no bars yet)."""
         self.chart.set_chart(chart)
         self.chart_note.setText("" if chart is None else f"LAST {len(chart.sessions)} SESSION(S)")
+
+    def set_day_check(self, text: str | None) -> None:
+        """The card's last day against its own backtest (None: not checked yet)."""
+        self.day_check.setText(f"VS BACKTEST {text}" if text else "")
+        self.day_check.setVisible(bool(text))
 
     def set_transactions_error(self, text: str) -> None:
         """Say why the history could not be loaded."""

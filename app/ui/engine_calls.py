@@ -98,6 +98,10 @@ class EngineCalls:
         """CardChart of a card's last sessions (None before any bar)."""
         return await self._call("card_chart", instance_id, sessions)
 
+    async def day_check(self, instance_id: int) -> str | None:
+        """The card's last evening check against its backtest, in one line (None before its first)."""
+        return await self._call("day_check", instance_id)
+
     async def halt(self) -> None:
         """Account-wide halt: no further orders."""
         await self._call("halt")

@@ -416,6 +416,12 @@ class KioskWindow(QWidget):
             return
         if self.detail.instance_id == instance_id:
             self.detail.set_chart(chart)
+        try:
+            check = await self.calls.day_check(instance_id)
+        except Exception:  # noqa: BLE001 - a report only
+            return
+        if self.detail.instance_id == instance_id:
+            self.detail.set_day_check(check)
 
     async def _authorise_stop(self, instance_id: int) -> None:
         if await self.pin.authorise("stop this card") and self.detail.instance_id == instance_id:

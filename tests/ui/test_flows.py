@@ -362,3 +362,25 @@ def test_quit_and_restart_are_asked_of_the_command(kiosk, qtbot, monkeypatch):
     kiosk.settings.quit_button.click()
     qtbot.waitUntil(lambda: len(quits) == 2, timeout=2000)
     assert kiosk.exit_request == "quit"
+
+
+def test_the_detail_view_shows_the_cards_last_day_against_its_backtest(kiosk, host, qtbot):
+    from datetime import date
+    from decimal import Decimal
+
+    from app.engine.backtest.day_check import DayCheck
+    from app.engine.backtest.evening import DAY_CHECK_KEY
+
+    win = kiosk
+    new_id = resolve(qtbot, host.client.call(host.service.create_instance, "NVDA", "sma_crossover", "5000", {}))
+    qtbot.waitUntil(lambda: new_id in win.strip.cards, timeout=SLOW_MS)
+    assert resolve(qtbot, host.client.call(host.service.day_check, new_id)) is None  # not checked yet
+    win.open_detail(new_id)
+    assert not win.detail.day_check.isVisible()
+    win.detail.close_view()
+    check = DayCheck(new_id, date(2024, 6, 4), live_value=Decimal("4995.90"), backtest_value=Decimal("5000"))
+    resolve(qtbot, host.client.call(lambda: host.service.parts.system.set_config(
+        DAY_CHECK_KEY.format(card=new_id), check.to_json())))
+    win.open_detail(new_id)
+    qtbot.waitUntil(win.detail.day_check.isVisible, timeout=SLOW_MS)
+    assert win.detail.day_check.text() == "VS BACKTEST Jun 04: live -$4.10 vs backtest, 0 fills"

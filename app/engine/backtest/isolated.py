@@ -13,7 +13,7 @@ import types
 from datetime import datetime
 from multiprocessing.connection import wait
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 from app.engine.backtest.replay import (
     BacktestCancelled, BacktestError, BacktestRequest, BacktestResult, BacktestRunError, run_backtest,
@@ -76,6 +76,67 @@ def run_isolated(request: BacktestRequest, progress: Callable[[float], None] | N
             process.kill()
         process.join(5)
         conn.close()
+
+
+def run_isolated_batch(requests: Sequence[BacktestRequest], *, settings: Settings, now: datetime | None,
+                       cancel: threading.Event | None = None,
+                       memory_mb: int | None = None) -> Iterator[tuple[int, BacktestResult | BacktestError]]:
+    """Replay ``requests`` one after another in one worker process (one start for many short replays),
+    yielding (index, result or error) as each ends. A replay that kills its process fails alone: the
+    requests after it go on in a fresh process. ``cancel`` kills the process and ends the batch."""
+    from app.engine.system.data_folder import data_paths
+
+    memory_mb = memory_mb or 2 * settings.worker_memory_mb
+    context = worker_context()
+    todo = list(enumerate(requests))
+    while todo:
+        conn, child = context.Pipe(duplex=True)
+        process = context.Process(target=_serve_batch, args=(child,), name="backtest-worker", daemon=True)
+        process.start()
+        child.close()
+        try:
+            conn.send(([r for _, r in todo], settings, now, memory_mb, str(data_paths(settings).system_db)))
+            while todo:
+                if cancel is not None and cancel.is_set():
+                    return
+                if not wait([conn, process.sentinel], POLL_S):
+                    continue
+                try:
+                    message: Any = conn.recv()
+                except (EOFError, OSError):
+                    process.join(1)
+                    index, _ = todo.pop(0)  # the one in progress took the process with it
+                    yield index, BacktestRunError(f"the backtest stopped: {death_reason(process.exitcode)}")
+                    break
+                index, _ = todo.pop(0)
+                yield index, message[1]
+        finally:
+            if process.is_alive():
+                process.kill()
+            process.join(5)
+            conn.close()
+
+
+def _serve_batch(conn: Any) -> None:
+    """The worker side of a batch: the same limits, then each request's result or error in order."""
+    requests, settings, now, memory_mb, system_db = conn.recv()
+    sandbox.die_with_parent()
+    sandbox.limit_memory(memory_mb * sandbox.MB)
+    sandbox.WriteGuard([system_db], whole_folder=False).install()
+    for request in requests:
+        outcome: BacktestResult | BacktestError
+        try:
+            outcome = run_backtest(request, None, None, settings=settings, now=now)
+        except MemoryError:
+            outcome = BacktestRunError(f"the backtest used more than {memory_mb} MB")
+        except BacktestError as exc:
+            outcome = exc
+        except BaseException as exc:  # noqa: BLE001 - whatever the algorithm raised ends this replay only
+            outcome = BacktestRunError(f"the backtest failed: {type(exc).__name__}: {exc}")
+        try:
+            conn.send(("done", outcome))
+        except Exception as exc:  # noqa: BLE001 - a result that cannot travel is this replay's failure
+            conn.send(("done", BacktestRunError(f"the backtest's result could not be sent back: {exc}")))
 
 
 def _serve(conn: Any) -> None:

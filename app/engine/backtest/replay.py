@@ -101,6 +101,9 @@ class BacktestRequest:
     warmup_sessions: int = DEFAULT_WARMUP_SESSIONS
     equity_points: int = DEFAULT_EQUITY_POINTS
     require_complete: bool = False  # refuse when a session of the range has no complete real data
+    # A card's fills before ``start``, oldest first: the replay continues that book (the evening
+    # check replays a card's day from where the card stood at the open). Not trades of the result.
+    prior_fills: tuple[TransactionRecord, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -129,6 +132,7 @@ class BacktestRequest:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise BacktestError(f"{name} must be a whole number >= {low}, got {value!r}")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        object.__setattr__(self, "prior_fills", tuple(self.prior_fills))
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,11 +399,23 @@ class _Book:
         """capital − invested, as ``card_figures`` derives it."""
         return self.capital - self.invested
 
+    def carry(self, ctx: MemoryBars, tx: TransactionRecord) -> None:
+        """An earlier fill of the card (before the range): in the book and the history, not a trade."""
+        self._apply(tx.type, tx.shares, to_decimal(tx.price, "fill price"))
+        ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, tx.type, tx.shares, tx.price, tx.timestamp,
+                                           tx.client_order_id))
+
     def fill(self, ctx: MemoryBars, side: str, shares: int, price: Decimal, fill_ts: int, decided_ts: int) -> None:
         # The journal stores the price as a float and the money rules read it back through str:
         # go the same way so every figure equals the live card's.
         recorded = float(price)
         exact = to_decimal(recorded, "fill price")
+        amount = self._apply(side, shares, exact)
+        ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, side, shares, recorded,
+                                           epoch_text(fill_ts), None))
+        self.trades.append(Trade(from_epoch(fill_ts), side, shares, exact, amount, from_epoch(decided_ts)))
+
+    def _apply(self, side: str, shares: int, exact: Decimal) -> Decimal:
         amount = shares * exact
         if side == "buy":
             if self.shares == 0:
@@ -415,9 +431,7 @@ class _Book:
                 self.trips += 1
                 self.wins += self.trip_proceeds > self.trip_cost
         self.cash_f = float(self.capital - self.invested)
-        ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, side, shares, recorded,
-                                           epoch_text(fill_ts), None))
-        self.trades.append(Trade(from_epoch(fill_ts), side, shares, exact, amount, from_epoch(decided_ts)))
+        return amount
 
 
 def _serve_figures_from(algo: AlgorithmBase, book: _Book) -> None:
@@ -450,7 +464,7 @@ class _Curve:
 
 def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capital: float,
             changes: list[tuple[int, int, float]], end_ts: int, limit: int,
-            hold: tuple[int, float, int]) -> _Curve:
+            hold: tuple[int, float, int], opening: tuple[int, float] | None = None) -> _Curve:
     """The value at every decision minute (marked at the last closed bar) and at the end, vectorised.
 
     ``changes`` are (minute ts from which it holds, shares, uninvested) after each fill, in order.
@@ -462,8 +476,9 @@ def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capita
     starts = np.searchsorted(stamps, np.array([c[0] for c in changes], dtype=np.int64), "left")
     # For each point, how many changes have happened by then: an index into the states.
     state = np.searchsorted(starts, np.arange(n + 1), "right")
-    held = np.array([0] + [c[1] for c in changes], dtype=np.int64)[state]
-    cash = np.array([capital] + [c[2] for c in changes], dtype=np.float64)[state]
+    start_shares, start_cash = opening or (0, capital)  # the book before the range's first fill
+    held = np.array([start_shares] + [c[1] for c in changes], dtype=np.int64)[state]
+    cash = np.array([start_cash] + [c[2] for c in changes], dtype=np.float64)[state]
     seen = np.append(visible, len(closes))
     marks = np.where(seen > 0, closes[np.maximum(seen - 1, 0)], 0.0)
     values = held * marks + cash
@@ -498,6 +513,9 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         raise BacktestError(f"no {symbol} bars between {request.start} and {request.end}")
     algo.bind(ctx)
     book = _Book(request.capital)
+    for tx in request.prior_fills:
+        book.carry(ctx, tx)
+    opening = (book.shares, book.cash_f)
     _serve_figures_from(algo, book)
     minutes = np.fromiter((ts for day in per_session for ts in day), dtype=np.int64)
     # Bars with ts < T are what the algorithm may see at decision minute T.
@@ -582,7 +600,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, up)
     curve = _equity(minutes, visible, np.fromiter((b.close for b in all_bars), dtype=np.float64, count=nbars),
                     float(request.capital), changes, end_ts, request.equity_points,
-                    (bh_shares, float(bh_price), range_lo))
+                    (bh_shares, float(bh_price), range_lo), opening)
     if progress is not None:
         progress(1.0)
     bh_pnl, bh_pct = _buy_and_hold(request.capital, all_bars[range_lo].open, last_close, up)

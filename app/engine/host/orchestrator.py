@@ -24,6 +24,7 @@ from app.engine.marketdata.clock import Clock, SimClock
 from app.engine.host.wiring import EngineOptions, EngineParts
 from app.engine.host.service import EngineService
 from app.engine.host.startup import open_engine
+from app.engine.host.evening import EveningSchedule
 from app.engine.events import CycleReport, Notice, StreamStatus
 from app.engine.minute import schedule
 # --- storage safety (issue 7): integrity check, daily backup, stop trading on a failed write ---
@@ -76,6 +77,7 @@ class Orchestrator(QObject):
         self.watch: SystemFileWatch | None = None  # is system.db still the file opened? (each minute)
         self.waiting_for_clock = False
         self.sim_prune: DailySimPrune | None = None
+        self.evening: EveningSchedule | None = None  # each close: every card's day against its backtest
         # Running totals of this process, written with last_cycle so a soak can watch from outside.
         # "missed": session minutes that never got a cycle (between two cycles of this process).
         self.totals = {"cycles_run": 0, "late_1s": 0, "late_max_s": 0.0, "refused": 0, "missed": 0}
@@ -106,6 +108,8 @@ class Orchestrator(QObject):
             self.service.publish_all()
             for notice in up.notices:
                 self.publisher.notice(notice)
+            if self.parts.settings.evening_check:
+                self.evening = EveningSchedule(self.parts, self.publisher)
             self._maintain()  # today's backup at start if it is missing
             settle_after_start()
         except BaseException as exc:  # noqa: BLE001 - reported to the host, which refuses to start
@@ -133,6 +137,9 @@ class Orchestrator(QObject):
         """Cancel the timer and close the parts (called on the engine thread)."""
         if self._timer:
             self._timer.stop()
+        if self.evening:
+            self.evening.close()
+            self.evening = None
         if self.service:
             self.service.close()
         if self.parts:
@@ -179,6 +186,8 @@ class Orchestrator(QObject):
         self._scheduled = minute
         delay_ms = min(MAX_TIMER_MS, max(0, math.ceil(self.clock.real_seconds_until(wake) * 1000)))
         self._timer.start(int(delay_ms))
+        if self.evening is not None:
+            self.evening.rearm()  # after a sim jump over the night too
 
     def _count_missed(self, minute: datetime) -> None:
         """Record the session minutes between the last cycle and ``minute`` that got no cycle."""

@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Protocol
 
+from app.engine.host.evening import read_day_check
 from app.engine.algorithm_api import AlgorithmParamError
 from app.engine.plugins.loader import AlgorithmInfo, AlgorithmLoadError, discover
 from app.engine.brokers.protocol import BrokerError, BrokerUnavailable, InvalidSymbol
@@ -239,6 +240,12 @@ class EngineService:
             raise ServiceError(f"no instance with id {instance_id}")
         return card_chart(p.market, p.calendar, inst.ticker, p.cycle.holding(instance_id).transactions,
                           p.clock.now(), sessions=max(1, min(int(sessions), 20)))
+
+    def day_check(self, instance_id: int) -> str | None:
+        """The card's last evening check in one line ("Dec 01: live -$4.10 vs backtest, 2 fills, ..."),
+        None before its first."""
+        check = read_day_check(self.parts, instance_id)
+        return None if check is None else f"{check.day:%b %d}: {check.text()}"
 
     def transactions(self, instance_id: int) -> tuple[TransactionRecord, ...]:
         """An instance's transactions, newest first."""
@@ -475,7 +482,7 @@ class EngineService:
                  "algorithm": c.algorithm_type, "shares": c.shares, "trade_count": c.trade_count,
                  "price": None if c.price is None else str(c.price), "value": str(c.value.quantize(CENT)),
                  "pnl": str(c.pnl.quantize(CENT)), "pnl_pct": str(c.pnl_pct.quantize(CENT)),
-                 "faulted": c.faulted_reason}
+                 "faulted": c.faulted_reason, "day_check": self.day_check(c.instance_id)}
                 for c in cards],
             # Storage safety and observability (issue 7): backup, sizes, free disk, logs, errors today.
             **health_report(p.paths),

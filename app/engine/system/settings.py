@@ -71,6 +71,7 @@ class Settings:
     account_loss_limit: Decimal | None = None  # the same for the sum of the cards' day P&L
     sim_bars_keep_days: int = 365  # simulated bars older than this are pruned daily (real bars never)
     worker_memory_mb: int = 512  # address-space limit of each algorithm worker process
+    evening_check: bool = True  # after each close, replay every card's day and compare it with live
 
     def __post_init__(self) -> None:
         for name in ("api_key", "secret"):
@@ -274,4 +275,5 @@ def load_settings(
         sim_bars_keep_days=_parse_minutes("AUTOTRADER_SIM_BARS_KEEP_DAYS", get("AUTOTRADER_SIM_BARS_KEEP_DAYS"),
                                           365, "days"),
         worker_memory_mb=_parse_mb("AUTOTRADER_WORKER_MEMORY_MB", get("AUTOTRADER_WORKER_MEMORY_MB"), 512),
+        evening_check=_parse_bool("AUTOTRADER_EVENING_CHECK", get("AUTOTRADER_EVENING_CHECK"), True),
     )
