@@ -4,12 +4,14 @@
 # platform plugin loads (a fresh Debian or Raspberry Pi OS Lite lacks some). Idempotent: installs
 # only what is missing, and runs `apt-get update` only then. Called by .ci/run.
 set -eu
-packages=(
-    xvfb openbox x11-utils xdotool
-    libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-randr0
-    libxcb-shape0 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1
-    libegl1 libgl1 libfontconfig1 libdbus-1-3 fonts-dejavu-core
-)
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+column=2
+[ "$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")" = trixie ] && column=3
+packages=(xvfb openbox x11-utils xdotool fonts-dejavu-core)
+# Qt's libraries: the one list the app's start-up check and scripts/install-pi.sh read too.
+while read -r package; do
+    case " ${packages[*]} " in *" $package "*) ;; *) packages+=("$package") ;; esac
+done < <(sed 's/#.*//' "$here/resources/qt-system-libraries.txt" | awk -v c="$column" 'NF >= 2 { print (NF >= c ? $c : $2) }')
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -57,28 +57,19 @@ case "$arch" in
 esac
 
 # --- The apt packages ---------------------------------------------------------------------------
-# From `ldd` on the Qt plugins of the PySide6-Essentials wheel (platforms/libqxcb.so,
-# libqwayland-*.so, xcbglintegrations, wayland-shell-integration, wayland-graphics-integration-
-# client) and on the Qt libraries they load, each .so mapped to its Debian package. Qt 6.5+ no
-# longer bundles the xcb helpers, so a fresh Debian or Pi OS Lite lacks several of them.
-# scripts/check-arm64.sh installs exactly this list in an arm64 Bookworm root and fails if `ldd`
-# still finds a missing library.
-packages=(
-    python3 python3-venv          # the virtual environment (ensurepip)
-    libegl1 libgl1                # libEGL, libGL (+ libGLX, libGLdispatch via libglvnd0)
-    libfontconfig1 libfreetype6 fonts-dejavu-core   # text (the app ships no font of its own)
-    libdbus-1-3                   # QtGui's accessibility / platform-theme bus
-    libx11-6 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-glx0 libxcb-icccm4 libxcb-image0
-    libxcb-keysyms1 libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0
-    libxcb-sync1 libxcb-util1 libxcb-xfixes0 libxcb-xkb1
-    libxkbcommon0 libxkbcommon-x11-0 libsm6 libice6 # the xcb plugin (X11 desktops)
-    libwayland-client0 libwayland-cursor0 libwayland-egl1   # the wayland plugin (labwc, wayfire)
-)
-# Debian 13's 64-bit time_t transition renamed these two (on every architecture).
-case "$VERSION_CODENAME" in
-    bookworm) packages+=(libglib2.0-0 libpng16-16) ;;
-    trixie) packages+=(libglib2.0-0t64 libpng16-16t64) ;;
-esac
+# The libraries Qt's xcb and wayland plugins load, each with its package, are one list:
+# resources/qt-system-libraries.txt (also read by the app's start-up check and CI). Debian 13's
+# 64-bit time_t transition renamed two of them; the list's third column says to what.
+# scripts/check-arm64.sh installs exactly these in an arm64 root and fails if `ldd` still finds a
+# missing library.
+library_list="$here/resources/qt-system-libraries.txt"
+[ -r "$library_list" ] || refuse "cannot read $library_list (is this a whole AutoTrader checkout?)"
+column=2
+[ "$VERSION_CODENAME" = trixie ] && column=3
+packages=(python3 python3-venv fonts-dejavu-core)   # the virtual environment (ensurepip); text (no font ships)
+while read -r package; do
+    case " ${packages[*]} " in *" $package "*) ;; *) packages+=("$package") ;; esac
+done < <(sed 's/#.*//' "$library_list" | awk -v c="$column" 'NF >= 2 { print (NF >= c ? $c : $2) }')
 
 if [ "$print_packages" = 1 ]; then
     printf '%s\n' "${packages[@]}"

@@ -14,37 +14,40 @@ import socket
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 # Platforms that need no display server.
 HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb", "eglfs", "vkkhrdisplay", "minimalegl")
 PLUGIN_FILES = {"xcb": ("libqxcb.so",), "wayland": ("libqwayland.so", "libqwayland-generic.so")}
 
-# Debian / Raspberry Pi OS packages of the libraries Qt's xcb and wayland plugins load. Anything
-# else falls back to Debian's naming rule (libfoo.so.1 → libfoo1, libfoo-2.so.0 → libfoo-2-0).
-PACKAGES = {
-    "libxcb-cursor.so.0": "libxcb-cursor0",
-    "libxcb-icccm.so.4": "libxcb-icccm4",
-    "libxcb-keysyms.so.1": "libxcb-keysyms1",
-    "libxcb-image.so.0": "libxcb-image0",
-    "libxcb-render-util.so.0": "libxcb-render-util0",
-    "libxcb-util.so.1": "libxcb-util1",
-    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
-    "libxkbcommon.so.0": "libxkbcommon0",
-    "libX11-xcb.so.1": "libx11-xcb1",
-    "libX11.so.6": "libx11-6",
-    "libEGL.so.1": "libegl1",
-    "libGL.so.1": "libgl1",
-    "libOpenGL.so.0": "libopengl0",
-    "libfontconfig.so.1": "libfontconfig1",
-    "libfreetype.so.6": "libfreetype6",
-    "libdbus-1.so.3": "libdbus-1-3",
-    "libglib-2.0.so.0": "libglib2.0-0",
-    "libgthread-2.0.so.0": "libglib2.0-0",
-    "libwayland-client.so.0": "libwayland-client0",
-    "libwayland-cursor.so.0": "libwayland-cursor0",
-    "libwayland-egl.so.1": "libwayland-egl1",
-}
+# The libraries Qt's xcb and wayland plugins load and their Debian / Raspberry Pi OS packages: one
+# list, resources/qt-system-libraries.txt, which the install and CI scripts read too.
+LIBRARY_LIST = files("app") / "resources" / "qt-system-libraries.txt"
+
+
+def read_library_packages(text: str, codename: str | None = None) -> dict[str, str]:
+    """soname → package from the list's text; ``codename`` "trixie" takes the renamed packages."""
+    packages = {}
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2:
+            packages[fields[0]] = fields[2] if codename == "trixie" and len(fields) > 2 else fields[1]
+    return packages
+
+
+def _os_codename() -> str | None:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("VERSION_CODENAME="):
+                return line.partition("=")[2].strip().strip('"')
+    except OSError:
+        pass
+    return None
+
+
+# Anything not in the list falls back to Debian's naming rule (libfoo.so.1 → libfoo1, libfoo-2.so.0 → libfoo-2-0).
+PACKAGES = read_library_packages(LIBRARY_LIST.read_text(), _os_codename())
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found\s*$")
 
 

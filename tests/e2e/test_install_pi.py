@@ -33,6 +33,7 @@ def _checkout(tmp_path: Path, venv: bool = False) -> Path:
     with ``venv`` this worktree's real .venv linked in, so its stamp and ``autotrader`` are real."""
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO / "scripts", checkout / "scripts")
+    shutil.copytree(REPO / "resources", checkout / "resources")  # the Qt library list the script reads
     shutil.copy2(REPO / "pyproject.toml", checkout / "pyproject.toml")
     if venv:
         (checkout / ".venv").symlink_to(Path(sys.prefix))

@@ -41,3 +41,25 @@ def test_captured_qt_abort_is_what_we_replace():
     ("libQt6Gui.so.6", "libqt6gui6"), ("libfoo-2.so.0", "libfoo-2-0")])
 def test_package_names(soname, package):
     assert package_for(soname) == package
+
+
+def test_one_library_list_serves_the_check_and_both_scripts():
+    """resources/qt-system-libraries.txt: the start-up check's names, and on trixie the renamed packages."""
+    import subprocess
+
+    from app.commands.qt_platform import LIBRARY_LIST, read_library_packages
+
+    text = LIBRARY_LIST.read_text()
+    bookworm, trixie = read_library_packages(text, "bookworm"), read_library_packages(text, "trixie")
+    assert bookworm["libglib-2.0.so.0"] == "libglib2.0-0" and trixie["libglib-2.0.so.0"] == "libglib2.0-0t64"
+    assert bookworm["libxcb-cursor.so.0"] == trixie["libxcb-cursor.so.0"] == "libxcb-cursor0"
+    assert read_library_packages("# comment\nlibfoo.so.1  libfoo1  # why\n\n") == {"libfoo.so.1": "libfoo1"}
+    root = Path(__file__).resolve().parents[3]
+    printed = subprocess.run(["bash", str(root / "scripts" / "install-pi.sh"), "--print-packages"],
+                             capture_output=True, text=True, timeout=60)
+    if printed.returncode != 0:
+        pytest.skip(f"install-pi.sh does not run here: {printed.stderr.strip()[:200]}")
+    listed = set(printed.stdout.split())
+    codename = next((line.split("=", 1)[1].strip('"') for line in Path("/etc/os-release").read_text().splitlines()
+                     if line.startswith("VERSION_CODENAME=")), None)
+    assert set(read_library_packages(text, codename).values()) <= listed
