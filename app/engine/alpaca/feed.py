@@ -78,6 +78,10 @@ class AlpacaFeed:
                      summary.sessions_fetched, summary.bars_stored)
         return True
 
+    def cannot_trade(self, symbol: str) -> str | None:
+        """Alpaca streams every symbol it lists (the broker has refused unknown ones already)."""
+        return None
+
     def ensure_ready(self, symbols: Iterable[str], now: datetime) -> None:
         """Backfill the last sessions and today's bars so far; failures are retried by poll()."""
         for symbol in symbols:

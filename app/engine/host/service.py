@@ -278,6 +278,9 @@ class EngineService:
         if capital > MAX_CAPITAL:
             raise ServiceError(f"capital must be at most {format_money(MAX_CAPITAL)}")
         capital = capital.quantize(Decimal("0.01"))
+        problem = self.parts.feed.cannot_trade(symbol)
+        if problem:
+            raise ServiceError(problem)
         params = dict(params or {})
         try:
             resolved = self.parts.runner.check(algorithm_type, symbol, capital, params, self.parts.algorithm_dirs)

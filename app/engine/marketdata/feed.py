@@ -27,5 +27,8 @@ class MarketFeed(Protocol):
     def ensure_ready(self, symbols: Iterable[str], now: datetime) -> None:
         """Make recent history available for ``symbols`` (fetch or generate what is missing)."""
 
+    def cannot_trade(self, symbol: str) -> str | None:
+        """Why this feed will never have live bars for ``symbol`` (None: it will)."""
+
     def poll(self, now: datetime) -> list[tuple[str, Bar]]:
         """Bars that became available since the last poll (stored already), oldest first."""

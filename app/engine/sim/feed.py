@@ -32,6 +32,14 @@ class SimFeed:
             self._market.ensure_history(symbol, self._history_sessions, before=now)
         self._market.publish_until(symbols, now)
 
+    def cannot_trade(self, symbol: str) -> str | None:
+        """A symbol with real (imported or fetched) bars here gets no simulated ones: a card would wait for ever."""
+        if not self._market.has_real_bars(symbol):
+            return None
+        return (f"{symbol} has real bars in the simulator's data folder (imported or fetched), and the "
+                "simulator never makes up prices for a symbol with real ones: backtest it instead, "
+                "or trade it with Alpaca keys")
+
     def poll(self, now: datetime) -> list[tuple[str, Bar]]:
         """Bars completed by ``now`` for the current symbols."""
         if not self._symbols:
