@@ -381,6 +381,9 @@ def test_alpaca_app_survives_power_cuts_during_start(tmp_path, fake_alpaca):
         finally:
             fake.faults.reset()
             power_cut(proc)
+            # The fake drops the dead app's stream only once its loop has read the closed socket: until
+            # then its subscriptions would make the next start look up before it is.
+            wait_until(lambda: fake.connection_count() == 0, timeout=START_TIMEOUT_S)
         cut = snapshot(paper / "system.db")
         assert cut["integrity"] == (True, "ok"), f"system.db damaged by kill {round_no}: {cut['integrity']}"
         assert cut["running"] == cards

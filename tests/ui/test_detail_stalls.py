@@ -58,12 +58,14 @@ def test_a_card_with_10k_fills_opens_without_blocking_the_ui_loop(qtbot):
     view = DetailView(parent, theme.Metrics.for_size(QSize(1024, 600)))
     big, small = _fills(FILLS), _fills(10)
     _open_stall(qtbot, view, 9, small)  # warm-up: fonts, styles, first layout
-    baseline = min(_open_stall(qtbot, view, 10 + i, small) for i in range(3))
-    loaded = min(_open_stall(qtbot, view, 20 + i, big) for i in range(3))
+    # Best of five each: a busy machine's preemptions land in single samples, not in every one.
+    baseline = min(_open_stall(qtbot, view, 10 + i, small) for i in range(5))
+    loaded = min(_open_stall(qtbot, view, 20 + i, big) for i in range(5))
     assert view.transactions.total() == FILLS and view.transactions.rowCount() < FILLS  # rows handed lazily
     assert view.transactions.text(0, 1) == "SELL" and "10,000 transaction(s)" in view.table_note.text()
-    # Filling a table widget with 10k rows took ~100x a small card's open; lazily it costs the same.
-    limit = 3 * baseline + 200 * _empty_event_ms()
+    # Filling a table widget with 10k rows took ~100x a small card's open; lazily it costs about the
+    # same (1-4x seen here, the upper end with the machine busy): 5x keeps that regression caught.
+    limit = 5 * baseline + 200 * _empty_event_ms()
     print(f"open: 10 fills {baseline:.1f} ms, {FILLS} fills {loaded:.1f} ms, limit {limit:.1f} ms")
     assert loaded <= limit, f"opening 10k fills stalled the loop {loaded:.1f} ms (small card {baseline:.1f} ms)"
 
