@@ -120,8 +120,10 @@ def _live(root: Path, algos: Path, case: dict, script: str, bars: list[Bar], hal
             published += len(new)
 
     try:
-        publish(window[0])
+        # The card first: a sim engine refuses a new card on a symbol that already has real bars.
+        rig.service.prepare_feed = False
         card = rig.add(SYMBOL, "scripted", case["capital"], script=script)
+        publish(window[0])
         rig.start()
         refused, orders, problems = [], [], []
         for ts in window:
