@@ -1,4 +1,4 @@
-"""The one trading core: each refusal sentence is written once, and the live cycle, the simulated
+"""The one trading core: each refusal sentence is written once in app/, and the live cycle, the simulated
 broker and the backtest all judge, price and book through the same functions."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from app.storage.records import Bar, BarSource, TransactionRecord
 from app.storage.sim_book_store import SimBookStore
 from app.storage.timefmt import from_epoch
 
-ENGINE = Path(guard.__file__).resolve().parents[1]
+APP = Path(guard.__file__).resolve().parents[2]
 CAL = MarketCalendar()
 
 
@@ -57,27 +57,27 @@ def _refusal_texts() -> tuple[set[str], set[str]]:
     return whole, parts
 
 
-def _engine_strings() -> list[tuple[str, str]]:
-    """Every string constant in app/engine but docstrings, with its file."""
+def _app_strings() -> list[tuple[str, str]]:
+    """Every string constant in app/ but docstrings, with its file."""
     found = []
-    for path in sorted(ENGINE.rglob("*.py")):
+    for path in sorted(APP.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
         docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                found.append((str(path.relative_to(ENGINE)), node.value))
+                found.append((str(path.relative_to(APP)), node.value))
     return found
 
 
-def test_each_refusal_sentence_is_written_once_in_the_engine_in_the_trading_core() -> None:
+def test_each_refusal_sentence_is_written_once_in_app_in_the_trading_core() -> None:
     whole, parts = _refusal_texts()
     assert len(whole) >= 5 and len(parts) >= 8, (whole, parts)  # every rule's sentence was found
     assert {guard.ORDER_STILL_OPEN, "trading is halted for the whole account", "the market is closed"} <= whole
-    strings = _engine_strings()
+    strings = _app_strings()
     for sentence in whole:
-        assert [path for path, text in strings if text.strip() == sentence] == ["trading/guard.py"], sentence
+        assert [path for path, text in strings if text.strip() == sentence] == ["engine/trading/guard.py"], sentence
     for fragment in parts:
-        assert [path for path, text in strings if fragment in text] == ["trading/guard.py"], fragment
+        assert [path for path, text in strings if fragment in text] == ["engine/trading/guard.py"], fragment
 
 
 def test_the_live_cycle_and_the_backtest_call_the_guard_function_itself(monkeypatch, tmp_path: Path) -> None:
