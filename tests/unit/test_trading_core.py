@@ -16,7 +16,7 @@ import app.engine.minute.cycle as cycle
 from app.engine.backtest.replay import BacktestError, BacktestRequest, replay_bars
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.marketdata.clock import ManualClock
-from app.engine.portfolio.money import Position, card_figures
+from app.engine.portfolio.money import Position, card_figures, whole_shares
 from app.engine.sim.broker import SimBroker
 from app.engine.trading import guard
 from app.engine.trading.fills import FillRule, booked_price, check_slippage
@@ -155,3 +155,8 @@ def test_position_books_what_card_figures_and_the_backtest_sum() -> None:
     assert (position.shares, position.invested, position.count) == (0, Decimal("-10.979"), 4)
     with pytest.raises(ValueError, match="'buy' or 'sell'"):
         position.book("short", 1, Decimal(1))
+
+
+def test_the_sizing_rule_gives_whole_shares_and_none_without_price_or_cash() -> None:
+    assert whole_shares(Decimal(1000), Decimal("12")) == 83 == whole_shares(Decimal("1000.99"), Decimal("12"))
+    assert whole_shares(Decimal(1000), Decimal(0)) == whole_shares(Decimal(-5), Decimal(12)) == 0

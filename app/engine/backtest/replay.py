@@ -37,7 +37,7 @@ from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm, defa
 from app.engine.plugins.runner import AlgorithmFault, describe_exception, validate_decision
 from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
 from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
-from app.engine.portfolio.money import Position, to_decimal
+from app.engine.portfolio.money import Position, to_decimal, whole_shares
 from app.engine.trading.fills import FillRule, booked_price, check_slippage
 from app.engine.trading.guard import OrderRequest, refusal
 from app.engine.system.settings import Settings
@@ -619,7 +619,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
 def _buy_and_hold_shares(capital: Decimal, first_open: float, rule: FillRule) -> tuple[int, Decimal]:
     """Buy-and-hold's whole shares and the price paid: a buy's fill price at the range's first open."""
     price = rule.price("buy", first_open)
-    return (int(capital // price) if price > 0 else 0), price
+    return whole_shares(capital, price), price
 
 
 def _buy_and_hold(capital: Decimal, first_open: float, last_close: float,

@@ -144,6 +144,13 @@ def realised_pnl(transactions: Iterable[Any]) -> Decimal:
     return proceeds_minus_cost if shares == 0 else booked
 
 
+def whole_shares(cash: Decimal, price: Decimal) -> int:
+    """The sizing rule: whole shares ``cash`` buys at ``price``; 0 without a price or without cash."""
+    if price <= 0 or cash <= 0:
+        return 0
+    return int(cash // price)
+
+
 def available_cash(broker_cash: Any, running_uninvested: Iterable[Any]) -> Decimal:
     """Cash a new card may take: broker cash − Σ uninvested of running cards, never below 0.
 
