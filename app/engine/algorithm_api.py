@@ -19,7 +19,7 @@ from decimal import Decimal
 from numbers import Integral, Real
 from typing import Any, ClassVar, Mapping, Protocol, Sequence
 
-from app.engine.portfolio.money import CardFigures, card_figures, to_decimal
+from app.engine.portfolio.money import CardFigures, card_figures, to_decimal, whole_shares
 from app.storage.records import Bar
 from app.storage.timefmt import from_epoch, parse_utc_text, to_epoch
 from app.engine.marketdata.minutes import floor_ts
@@ -325,6 +325,4 @@ class AlgorithmBase(ABC):
         if price is None or price <= 0:
             return 0
         budget = self.uninvested_cash() if cash is None else to_decimal(cash, "cash")
-        if budget <= 0:
-            return 0
-        return int(budget // to_decimal(price, "price"))
+        return whole_shares(budget, to_decimal(price, "price"))

@@ -12,7 +12,7 @@ import pytest
 
 from app.engine.alpaca.broker import AlpacaBroker
 from app.engine.brokers.protocol import AccountRules
-from app.engine.minute.risk_guard import OrderRequest, describe_day_trading, day_trade_limited, refusal
+from app.engine.trading.guard import OrderRequest, describe_day_trading, day_trade_limited, refusal
 from tests.engine.crash_child import FLIPPER_SOURCE, write_algorithm
 from tests.engine.test_alpaca_broker import settings_for
 from tests.fakes.alpaca_server import FakeAlpaca

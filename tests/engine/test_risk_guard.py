@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.engine.minute.risk_guard import OrderRequest, refusal
+from app.engine.trading.guard import OrderRequest, refusal
 
 BUY = OrderRequest(side="buy", shares=10, price=Decimal("100"), instance_uninvested=Decimal("1000"),
                    instance_shares=0, market_open=True, halted=False)

@@ -1,11 +1,11 @@
 """Backtests: replay an algorithm file, unchanged, over stored minute bars on a simulated clock.
 
-The replay mirrors the live path (TradingCycle + SimBroker) minute for minute: at every session
-minute T the algorithm sees bars with ``ts < T`` only (served from memory, truncated at T); a
-buy or sell passes the same risk guard on the same money rules; the market order fills at the
-open of the first bar with ``ts >= T`` moved by the slippage, and the fill becomes visible once
-that bar has closed. One order is open at a time, as live, where a card with an open order is
-refused. The algorithm runs directly in the calling thread (no time budget), and an exception
+The replay mirrors the live path (TradingCycle + SimBroker) minute for minute, through the same
+trading core (``app.engine.trading``) and money sums (``Position``): at every session minute T the
+algorithm sees bars with ``ts < T`` only (served from memory, truncated at T); a buy or sell passes
+the risk guard (a card with an open order is refused, as live); the market order fills at the open
+of the first bar with ``ts >= T`` at the simulated broker's fill price, and the fill becomes
+visible once that bar has closed. The algorithm runs directly in the calling thread (no time budget), and an exception
 stops the backtest with the algorithm's error.
 
 ``run_backtest`` is the whole job (fetch missing bars, load, replay) and may run in a worker
@@ -19,11 +19,10 @@ in sim mode for a symbol without real bars, and such a result says SIMULATED.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -38,8 +37,9 @@ from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm, defa
 from app.engine.plugins.runner import AlgorithmFault, describe_exception, validate_decision
 from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
 from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
-from app.engine.portfolio.money import card_figures, to_decimal
-from app.engine.minute.risk_guard import OrderRequest, refusal
+from app.engine.portfolio.money import Position, to_decimal, whole_shares
+from app.engine.trading.fills import FillRule, booked_price, check_slippage
+from app.engine.trading.guard import OrderRequest, refusal
 from app.engine.system.settings import Settings
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, BarSource, TransactionRecord
@@ -58,7 +58,6 @@ DEFAULT_EQUITY_POINTS = 1000
 ALGO_ID = 1  # the replayed card's id, as algorithms see it in run(current_time, algo_id)
 MAX_REFUSALS_KEPT = 20
 SIM_SEED = 0  # the sim engine's default seed: a sim backtest sees the bars the sim cards trade on
-_BPS = Decimal(10_000)
 _HUNDRED = Decimal(100)
 _CENT = Decimal("0.01")
 _ONE_MINUTE = timedelta(minutes=1)
@@ -123,10 +122,10 @@ class BacktestRequest:
         if capital <= 0:
             raise BacktestError(f"the capital must be positive, got {self.capital}")
         object.__setattr__(self, "capital", capital)
-        slip = self.slippage_bps
-        if isinstance(slip, bool) or not isinstance(slip, (int, float)) or not math.isfinite(slip) \
-                or not 0 <= slip < 10_000:
-            raise BacktestError(f"slippage must be between 0 and 10000 basis points, got {slip!r}")
+        try:
+            check_slippage(self.slippage_bps)
+        except ValueError as exc:
+            raise BacktestError(str(exc)) from None
         for name, low in (("warmup_sessions", 0), ("equity_points", 2)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -159,7 +158,7 @@ class EquityPoint:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A decision the risk guard (or the one-open-order rule) refused, and why."""
+    """A decision the risk guard refused (``app.engine.trading.guard.refusal``), and why."""
 
     decided_at: datetime
     side: str
@@ -254,7 +253,7 @@ def _z(moment: datetime) -> str:
 class BacktestResult:
     """What the algorithm would have done, with the figures a person compares before trusting it.
 
-    Money is Decimal, derived by the live money rules (``card_figures``); statistics (drawdown,
+    Money is Decimal, derived by the live money rules (``Position``, ``card_figures``); statistics (drawdown,
     win rate, exposure) are floats in percent. ``win_rate`` is None without a completed round trip.
     """
 
@@ -378,15 +377,14 @@ class MemoryBars:
 
 
 class _Book:
-    """The card's money during a replay, updated per fill exactly as ``card_figures`` sums it."""
+    """The card's money during a replay: its :class:`Position` (the live money sums, fill by fill)
+    and the round trips for the statistics."""
 
-    __slots__ = ("capital", "shares", "invested", "cash_f", "trades", "trip_cost", "trip_proceeds",
-                 "trips", "wins")
+    __slots__ = ("capital", "position", "cash_f", "trades", "trip_cost", "trip_proceeds", "trips", "wins")
 
     def __init__(self, capital: Decimal) -> None:
         self.capital = capital
-        self.shares = 0
-        self.invested = Decimal(0)
+        self.position = Position()
         self.cash_f = float(capital)  # uninvested as a float, for the per-minute equity only
         self.trades: list[Trade] = []
         self.trip_cost = Decimal(0)
@@ -395,9 +393,14 @@ class _Book:
         self.wins = 0
 
     @property
+    def shares(self) -> int:
+        """Shares held: Σ buy − Σ sell."""
+        return self.position.shares
+
+    @property
     def uninvested(self) -> Decimal:
         """capital − invested, as ``card_figures`` derives it."""
-        return self.capital - self.invested
+        return self.capital - self.position.invested
 
     def carry(self, ctx: MemoryBars, tx: TransactionRecord) -> None:
         """An earlier fill of the card (before the range): in the book and the history, not a trade."""
@@ -406,9 +409,9 @@ class _Book:
                                            tx.client_order_id))
 
     def fill(self, ctx: MemoryBars, side: str, shares: int, price: Decimal, fill_ts: int, decided_ts: int) -> None:
-        # The journal stores the price as a float and the money rules read it back through str:
-        # go the same way so every figure equals the live card's.
-        recorded = float(price)
+        # Booked as the journal books a fill, and summed from what is booked: every figure equals
+        # the live card's.
+        recorded = booked_price(price)
         exact = to_decimal(recorded, "fill price")
         amount = self._apply(side, shares, exact)
         ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, side, shares, recorded,
@@ -416,21 +419,18 @@ class _Book:
         self.trades.append(Trade(from_epoch(fill_ts), side, shares, exact, amount, from_epoch(decided_ts)))
 
     def _apply(self, side: str, shares: int, exact: Decimal) -> Decimal:
-        amount = shares * exact
+        position = self.position
+        if side == "buy" and position.shares == 0:
+            self.trip_cost = self.trip_proceeds = Decimal(0)
+        amount = position.book(side, shares, exact)
         if side == "buy":
-            if self.shares == 0:
-                self.trip_cost = self.trip_proceeds = Decimal(0)
-            self.shares += shares
-            self.invested += amount
             self.trip_cost += amount
         else:
-            self.shares -= shares
-            self.invested -= amount
             self.trip_proceeds += amount
-            if self.shares == 0:
+            if position.shares == 0:
                 self.trips += 1
                 self.wins += self.trip_proceeds > self.trip_cost
-        self.cash_f = float(self.capital - self.invested)
+        self.cash_f = float(self.capital - position.invested)
         return amount
 
 
@@ -442,8 +442,9 @@ def _serve_figures_from(algo: AlgorithmBase, book: _Book) -> None:
     same Decimal rules), so the answers are identical; a subclass that overrides either method
     keeps its own.
     """
+    position = book.position
     if type(algo).position is AlgorithmBase.position:
-        algo.position = lambda: book.shares  # type: ignore[method-assign]
+        algo.position = lambda: position.shares  # type: ignore[method-assign]
     if type(algo).uninvested_cash is AlgorithmBase.uninvested_cash:
         algo.uninvested_cash = lambda: book.uninvested  # type: ignore[method-assign]
 
@@ -496,7 +497,8 @@ def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capita
 
 def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[date], bars: Sequence[Bar],
             calendar: MarketCalendar, progress: ProgressFn | None, cancel: threading.Event | None,
-            progress_from: float = 0.0, data: DataProvenance | None = None) -> BacktestResult:
+            progress_from: float = 0.0, data: DataProvenance | None = None,
+            halted: Collection[int] = ()) -> BacktestResult:
     began = time.perf_counter()
     symbol = request.symbol
     per_session = [calendar.session_minutes(day) for day in sessions]
@@ -521,8 +523,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     # Bars with ts < T are what the algorithm may see at decision minute T.
     visible = np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes, "left")
     visible_list = visible.tolist()
-    slip = Decimal(str(request.slippage_bps)) / _BPS
-    up, down = 1 + slip, 1 - slip
+    rule = FillRule(request.slippage_bps)
     refusals: list[Refusal] = []
     refused = 0
     changes: list[tuple[int, int, float]] = []
@@ -532,8 +533,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     def settle(now: int) -> None:
         nonlocal pending
         side, shares, decided, fill_i = pending  # type: ignore[misc]
-        base = Decimal(str(all_bars[fill_i].open))
-        book.fill(ctx, side, shares, base * up if side == "buy" else base * down, stamps[fill_i], decided)
+        book.fill(ctx, side, shares, rule.price(side, all_bars[fill_i].open), stamps[fill_i], decided)
         changes.append((now, book.shares, book.cash_f))
         pending = None
 
@@ -571,15 +571,13 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
                     f"{request.algorithm_type} failed at {epoch_text(now)}: {fault.reason}") from None
             if decision.action == "hold":
                 continue
-            # TradingCycle._trade: one open order per card, then the risk guard.
-            if pending is not None:
-                reason: str | None = "an earlier order of this card is still open"
-            else:
-                price = Decimal(str(all_bars[vis - 1].close)) if vis else None
-                reason = refusal(OrderRequest(
-                    side=decision.action, shares=decision.shares, price=price,
-                    instance_uninvested=book.uninvested, instance_shares=book.shares,
-                    market_open=True, halted=False))
+            # As TradingCycle._check: the price is the last close the algorithm saw; every session
+            # minute is an open market minute.
+            reason = refusal(OrderRequest(
+                side=decision.action, shares=decision.shares,
+                price=Decimal(str(all_bars[vis - 1].close)) if vis else None,
+                instance_uninvested=book.uninvested, instance_shares=book.shares,
+                market_open=True, halted=now in halted, order_open=pending is not None))
             if reason is not None:
                 refused += 1
                 if len(refusals) < MAX_REFUSALS_KEPT:
@@ -596,14 +594,14 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         unfilled = (f"the {pending[0]} of {pending[1]} shares decided at {epoch_text(pending[2])} "
                     "had no later bar in the range to fill at")
     last_close = all_bars[-1].close
-    figures = card_figures(request.capital, ctx.fills, last_close)
-    bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, up)
+    figures = book.position.figures(request.capital, last_close)
+    bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, rule)
     curve = _equity(minutes, visible, np.fromiter((b.close for b in all_bars), dtype=np.float64, count=nbars),
                     float(request.capital), changes, end_ts, request.equity_points,
                     (bh_shares, float(bh_price), range_lo), opening)
     if progress is not None:
         progress(1.0)
-    bh_pnl, bh_pct = _buy_and_hold(request.capital, all_bars[range_lo].open, last_close, up)
+    bh_pnl, bh_pct = _buy_and_hold(request.capital, all_bars[range_lo].open, last_close, rule)
     return BacktestResult(
         algorithm_type=request.algorithm_type, algorithm_name=str(type(algo).name or request.algorithm_type),
         symbol=symbol, start=request.start, end=request.end, params=MappingProxyType(dict(algo.params)),
@@ -618,15 +616,16 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         data=data)
 
 
-def _buy_and_hold_shares(capital: Decimal, first_open: float, up: Decimal) -> tuple[int, Decimal]:
-    """Buy-and-hold's whole shares and the price paid: the range's first open moved by the slippage."""
-    price = Decimal(str(first_open)) * up
-    return (int(capital // price) if price > 0 else 0), price
+def _buy_and_hold_shares(capital: Decimal, first_open: float, rule: FillRule) -> tuple[int, Decimal]:
+    """Buy-and-hold's whole shares and the price paid: a buy's fill price at the range's first open."""
+    price = rule.price("buy", first_open)
+    return whole_shares(capital, price), price
 
 
-def _buy_and_hold(capital: Decimal, first_open: float, last_close: float, up: Decimal) -> tuple[Decimal, Decimal]:
+def _buy_and_hold(capital: Decimal, first_open: float, last_close: float,
+                  rule: FillRule) -> tuple[Decimal, Decimal]:
     """Whole shares bought at the range's first open (with slippage), valued at its last close."""
-    shares, price = _buy_and_hold_shares(capital, first_open, up)
+    shares, price = _buy_and_hold_shares(capital, first_open, rule)
     pnl = shares * (Decimal(str(last_close)) - price)
     return pnl, pnl / capital * _HUNDRED
 
@@ -663,18 +662,21 @@ def _warmup_start(calendar: MarketCalendar, first: date, count: int) -> date:
 
 def replay_bars(request: BacktestRequest, bars: Sequence[Bar], *,
                 algorithm_dirs: Sequence[Path | str] | None = None, calendar: MarketCalendar | None = None,
-                progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> BacktestResult:
+                progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                halted: Collection[int] = ()) -> BacktestResult:
     """Replay over ``bars`` already in memory (sorted by ts; warm-up bars before ``start`` included).
 
     Every session minute of ``request.start``..``request.end`` is a decision minute. No store is
     opened: this is the replay core ``run_backtest`` uses, exposed for tests and benchmarks.
+    ``halted``: decision minutes (epoch seconds) at which the account's halt switch was on, as in a
+    live day being replayed; their orders are refused as live.
     """
     calendar = calendar or MarketCalendar()
     algo = _create(request, algorithm_dirs)
     sessions = _sessions(calendar, request)
     if not sessions:
         raise BacktestError(f"no trading sessions between {request.start} and {request.end}")
-    return _replay(algo, request, sessions, bars, calendar, progress, cancel)
+    return _replay(algo, request, sessions, bars, calendar, progress, cancel, halted=halted)
 
 
 def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalendar, symbol: str,

@@ -28,7 +28,7 @@ from app.engine.events import (AccountSummary, CardChart, CardSnapshot, MarketSt
 from app.engine.system.maintenance import clock_behind_message, health_report, read_last_cycle, recorded_until
 from app.engine.portfolio.money import available_cash, format_money, realised_pnl
 from app.engine.system.pin import PinError, PinResult
-from app.engine.minute.risk_guard import OrderRequest, day_trade_limited, describe_day_trading, refusal
+from app.engine.trading.guard import OrderRequest, day_trade_limited, describe_day_trading, refusal
 from app.engine.minute.cycle import HALT_KEY
 from app.storage.records import TransactionRecord
 from app.storage.timefmt import parse_utc_text, utc_text

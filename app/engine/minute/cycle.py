@@ -24,7 +24,7 @@ from app.engine.portfolio.ledger import CardLedger, Holding
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.minute.journal import Fill, OrderJournal
 from app.engine.minute.netting import CardOrder
-from app.engine.minute.risk_guard import OrderRequest, refusal
+from app.engine.trading.guard import OrderRequest, refusal
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar, InstanceRecord, TransactionRecord
 from app.storage.system_store import SystemStore
@@ -279,22 +279,21 @@ class TradingCycle:
     def _check(self, inst: InstanceRecord, decision: Decision, minute: datetime, price: Decimal | None,
                market_open: bool, halted: bool, busy: set[int]) -> Outcome | None:
         """The risk guard for one card's decision: a refusal, or None when the order may go."""
-        if inst.id in busy:
-            still_open = "an earlier order of this card is still open"
-            self.refused[inst.id] = still_open
-            return Outcome(inst.id, "refused", decision.shares, still_open)
+        order_open = inst.id in busy
         figures = self.holding(inst.id).figures(inst.initial_capital, price)
         broker_position = None
         all_shares = 0
-        if decision.action == "sell" and self.check_broker_position:
+        # The guard refuses a card with an open order first: skip the broker and account reads then.
+        selling = decision.action == "sell" and not order_open
+        if selling and self.check_broker_position:
             broker_position = self._broker_position(inst.ticker)
             if broker_position is not None and decision.shares > broker_position:
                 # Only needed to explain the refusal; reading every card is too slow for each sell.
                 all_shares = self._shares_all_instances(inst.ticker)
-        day_trade = decision.action == "sell" and self._bought_this_session(inst.ticker, minute)
+        day_trade = selling and self._bought_this_session(inst.ticker, minute)
         req = OrderRequest(side=decision.action, shares=decision.shares, price=price,
                            instance_uninvested=figures.uninvested, instance_shares=figures.shares,
-                           market_open=market_open, halted=halted,
+                           market_open=market_open, halted=halted, order_open=order_open,
                            symbol_shares_all_instances=all_shares, broker_position=broker_position,
                            completes_day_trade=day_trade,
                            account=self._account_rules(minute) if day_trade else None)

@@ -28,6 +28,7 @@ from app.engine.brokers.protocol import (Broker, BrokerError, BrokerUnavailable,
                                OrderState)
 from app.engine.minute.netting import CardOrder, NetPlan, allocate, split
 from app.engine.minute.order_ids import ClientOrderIds
+from app.engine.trading.fills import booked_price
 from app.storage.records import NetOrderRecord, OrderRecord
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import parse_utc_text, utc_text
@@ -169,7 +170,7 @@ class OrderJournal:
                 problems.update({o.card: why for o in entry[0].orders})
                 priced.remove(entry)
         rows = [(self.client_order_id(o.card, minute, o.side), o.card, o.symbol, o.side, o.shares) for o in plain]
-        net_rows = [(parent, plan.symbol, plan.side, plan.shares, float(price),
+        net_rows = [(parent, plan.symbol, plan.side, plan.shares, booked_price(price),
                      tuple((self.client_order_id(o.card, minute, o.side), o.card, o.side, o.shares)
                            for o in plan.orders))
                     for plan, parent, price in priced]
@@ -239,7 +240,7 @@ class OrderJournal:
             already = order is not None and order.status in ("filled", "partial")
             status = "filled" if state.filled_qty >= state.qty else "partial"
             tx_id = self._store.record_fill(state.client_order_id, state.filled_qty,
-                                            float(state.filled_avg_price), filled_at, status)
+                                            booked_price(state.filled_avg_price), filled_at, status)
             if tx_id is None or already or order is None:
                 return None
             log.info("filled %s: %s %d %s @ %s", state.client_order_id, state.side,
@@ -294,8 +295,9 @@ class OrderJournal:
             error = error or "the crossed shares were not booked: their price was lost with the journal rows"
         executed = {c.client_order_id: by_card[c.algorithm_id] for c in children}
         stamp = utc_text(filled_at or self._now())
-        booked = dict(self._store.book_net_order(parent_id, status, filled, float(avg) if filled and avg else None,
-                                                 stamp, error, executed, float(price) if price else None))
+        avg_booked = booked_price(avg) if filled and avg else None
+        booked = dict(self._store.book_net_order(parent_id, status, filled, avg_booked, stamp, error, executed,
+                                                 booked_price(price) if price else None))
         fills = [Fill(c.algorithm_id, c.client_order_id, c.side, executed[c.client_order_id], price,
                       booked[c.client_order_id]) for c in children if c.client_order_id in booked]
         log.info("netted %s %s: %d of %d shares filled at the broker, %d crossed, booked to %d card(s) at %s",

@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, overload
 
-from app.engine.portfolio.money import ZERO, CardFigures, figures_from_position, to_decimal
+from app.engine.portfolio.money import ZERO, CardFigures, Position, figures_from_position, to_decimal
 from app.storage.records import TransactionRecord
 from app.storage.system_store import SystemStore
 
@@ -181,23 +181,17 @@ class Holding:
 NO_HOLDING = Holding()
 
 
-class _Card:
-    __slots__ = ("shares", "invested", "count", "tail_start", "tail", "snapshot")
+class _Card(Position):
+    __slots__ = ("tail_start", "tail", "snapshot")
 
     def __init__(self) -> None:
-        self.shares = 0
-        self.invested = ZERO
-        self.count = 0
+        super().__init__()
         self.tail_start: str | None = None  # the tail holds every fill at or after this; None: not read
         self.tail: list[TransactionRecord] = []
         self.snapshot: Holding | None = None
 
     def add(self, tx: TransactionRecord) -> None:
-        cost = tx.shares * to_decimal(tx.price, "transaction price")
-        sign = sign_of(tx.type)
-        self.shares += sign * tx.shares
-        self.invested += sign * cost
-        self.count += 1
+        self.book(tx.type, tx.shares, to_decimal(tx.price, "transaction price"))
         self.snapshot = None
         if self.tail_start is None:
             return  # read from the file when first asked for, this fill included

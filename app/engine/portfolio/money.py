@@ -48,14 +48,43 @@ class CardFigures:
     has_price: bool
 
 
+class Position:
+    """A card's running totals, fill by fill: shares (Σ buy − Σ sell), invested (Σ buy cost − Σ sell
+    proceeds) and the fill count. The one place those sums are made: ``card_figures``, the card
+    ledger and the backtest all book through :meth:`book`."""
+
+    __slots__ = ("shares", "invested", "count")
+
+    def __init__(self) -> None:
+        self.shares = 0
+        self.invested = ZERO
+        self.count = 0
+
+    def book(self, side: str, shares: int, price: Decimal) -> Decimal:
+        """Take in one fill of ``shares`` at ``price``; returns its amount (shares × price)."""
+        amount = shares * price
+        if side == "buy":
+            self.shares += shares
+            self.invested += amount
+        elif side == "sell":
+            self.shares -= shares
+            self.invested -= amount
+        else:
+            raise ValueError(f"transaction type must be 'buy' or 'sell' (got {side!r})")
+        self.count += 1
+        return amount
+
+    def figures(self, initial_capital: Any, price: Any | None) -> CardFigures:
+        """The card's figures at ``price`` (None or 0: no price yet)."""
+        return figures_from_position(initial_capital, self.shares, self.invested, self.count, price)
+
+
 def card_figures(initial_capital: Any, transactions: Iterable[Any], price: Any | None) -> CardFigures:
     """Derive a card's figures from its capital, its fills (with ``type``, ``shares``, ``price``) and the last price.
 
     ``price`` None or 0 means no price yet for the ticker.
     """
-    shares = 0
-    trade_count = 0
-    invested = ZERO
+    position = Position()
     for tx in transactions:
         qty = tx.shares
         if isinstance(qty, bool) or not isinstance(qty, int) or qty < 0:
@@ -63,16 +92,8 @@ def card_figures(initial_capital: Any, transactions: Iterable[Any], price: Any |
         fill_price = to_decimal(tx.price, "transaction price")
         if fill_price < 0:
             raise ValueError(f"transaction price must not be negative (got {fill_price})")
-        if tx.type == "buy":
-            shares += qty
-            invested += qty * fill_price
-        elif tx.type == "sell":
-            shares -= qty
-            invested -= qty * fill_price
-        else:
-            raise ValueError(f"transaction type must be 'buy' or 'sell' (got {tx.type!r})")
-        trade_count += 1
-    return figures_from_position(initial_capital, shares, invested, trade_count, price)
+        position.book(tx.type, qty, fill_price)
+    return position.figures(initial_capital, price)
 
 
 def figures_from_position(initial_capital: Any, shares: int, invested: Decimal, trade_count: int,
@@ -121,6 +142,13 @@ def realised_pnl(transactions: Iterable[Any]) -> Decimal:
             cost -= qty * average
             shares -= qty
     return proceeds_minus_cost if shares == 0 else booked
+
+
+def whole_shares(cash: Decimal, price: Decimal) -> int:
+    """The sizing rule: whole shares ``cash`` buys at ``price``; 0 without a price or without cash."""
+    if price <= 0 or cash <= 0:
+        return 0
+    return int(cash // price)
 
 
 def available_cash(broker_cash: Any, running_uninvested: Iterable[Any]) -> Decimal:

@@ -2,14 +2,14 @@
 
 An order decided in minute M (``now()`` floored to the minute at submission) fills completely at
 the open of the first stored bar with ``ts >= M`` — the bar after the last one the algorithm could
-see — moved against the trader by ``slippage_bps``. Fills happen lazily: every read first settles
+see — moved against the trader by ``slippage_bps`` (the rule is :class:`app.engine.trading.fills.FillRule`,
+which the backtest prices its fills with too). Fills happen lazily: every read first settles
 the open orders whose fill bar has arrived. Books (cash, orders, positions) live in a
 :class:`SimBookStore`, so a killed sim engine reconciles on restart exactly as with Alpaca.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -27,13 +27,13 @@ from app.engine.brokers.protocol import (
 )
 from app.engine.marketdata.calendar import CalendarRangeError, MarketCalendar
 from app.engine.portfolio.money import format_money
+from app.engine.trading.fills import FillRule
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.sim_book_store import SimBookStore, SimOrderRow
 from app.storage.timefmt import from_epoch, parse_utc_text, to_epoch
 from app.engine.marketdata.minutes import floor_ts
 
-_BPS = Decimal(10_000)
 _POLL_S = 0.05
 
 
@@ -65,22 +65,18 @@ class SimBroker:
 
     def __init__(self, book: SimBookStore, market: MarketStore, calendar: MarketCalendar,
                  now: Callable[[], datetime], *, slippage_bps: float = 0.0) -> None:
-        if isinstance(slippage_bps, bool) or not isinstance(slippage_bps, (int, float)) \
-                or not math.isfinite(slippage_bps) or not 0 <= slippage_bps < 10_000:
-            raise ValueError(f"slippage must be between 0 and 10000 basis points, got {slippage_bps!r}")
+        self._rule = FillRule(slippage_bps)  # ValueError for a bad slippage
         self._book = book
         self._market = market
         self._calendar = calendar
         self._now = now
-        self._slippage = Decimal(str(slippage_bps)) / _BPS
         self._reserve_prices: dict[tuple[str, int], Decimal] = {}
 
     # -- settling --------------------------------------------------------------------------
 
     def fill_price(self, side: str, bar_open: float) -> Decimal:
         """The price an order of ``side`` gets at a bar opening at ``bar_open``."""
-        base = Decimal(str(bar_open))
-        return base * (1 + self._slippage) if side == "buy" else base * (1 - self._slippage)
+        return self._rule.price(side, bar_open)
 
     def _fill_bar(self, symbol: str, decision_ts: int) -> Bar | None:
         return self._market.first_bar_from(symbol, decision_ts)
@@ -198,7 +194,7 @@ class SimBroker:
         price = self._latest_price(symbol, decision_ts)
         if price is None:
             raise OrderRejected(f"no price for {symbol} yet: the simulator cannot value the order")
-        cost = qty * price * (1 + self._slippage)
+        cost = self._rule.buy_cost(qty, price)
         # Cash promised to buys still waiting for their fill is not free.
         reserved = Decimal(0)
         for order in self._book.open_orders():
@@ -211,7 +207,7 @@ class SimBroker:
                     if len(self._reserve_prices) > 10_000:
                         self._reserve_prices.clear()
                     self._reserve_prices[key] = other
-                reserved += order.qty * other * (1 + self._slippage)
+                reserved += self._rule.buy_cost(order.qty, other)
         free = self._book.cash() - reserved
         if cost > free:
             raise InsufficientFunds(

@@ -1,4 +1,8 @@
-"""The last check before any order leaves the engine. A refusal is a sentence, never an exception."""
+"""The last check before any order leaves the engine. A refusal is a sentence, never an exception.
+
+The live trading cycle and the backtest both judge every decision with :func:`refusal`: each
+refusal sentence exists here only.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from app.engine.brokers.protocol import AccountRules
 PDT_EQUITY_MINIMUM = Decimal(25000)
 PDT_MAX_DAY_TRADES = 3
 
+ORDER_STILL_OPEN = "an earlier order of this card is still open"
+
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
@@ -24,6 +30,8 @@ class OrderRequest:
     instance_shares: int  # the card's shares, less shares already being sold
     market_open: bool
     halted: bool
+    # The card has an order not yet final: one open order per card at a time.
+    order_open: bool = False
     # Shares every running card holds in this symbol, and what the broker really holds.
     symbol_shares_all_instances: int = 0
     broker_position: int | None = None
@@ -61,12 +69,14 @@ def describe_day_trading(account: AccountRules) -> str:
 def refusal(req: OrderRequest) -> str | None:
     """Return why the order must not be sent, or None if it may go.
 
-    Rules: the market is open, the halt switch is off, at least one whole share, a buy costs no
-    more than the card's uninvested cash at the latest price, a sell never exceeds the card's
-    shares (no shorting), sells never exceed what the broker actually holds in the symbol, and on
-    a day-trade limited account (:func:`day_trade_limited`) no sell that would be a 4th day trade
-    in five sessions.
+    Rules: the card has no other order open (one at a time), the halt switch is off, the market is
+    open, at least one whole share, a buy costs no more than the card's uninvested cash at the
+    latest price, a sell never exceeds the card's shares (no shorting), sells never exceed what the
+    broker actually holds in the symbol, and on a day-trade limited account
+    (:func:`day_trade_limited`) no sell that would be a 4th day trade in five sessions.
     """
+    if req.order_open:
+        return ORDER_STILL_OPEN
     if req.halted:
         return "trading is halted for the whole account"
     if not req.market_open:
