@@ -161,7 +161,9 @@ echo "not found: ${missing:-nothing}"
 [ -z "$gaps" ] || die "libraries missing after install-pi.sh: $gaps"
 
 data="/home/$user/check-data"
-run_app() { as_pi env AUTOTRADER_DATA_DIR="$data" QT_QPA_PLATFORM=offscreen "$venv/bin/autotrader" "$@"; }
+# Under emulation everything runs 10-30x slower than on a Pi: the engine gets 15 minutes to start.
+run_app() { as_pi env AUTOTRADER_DATA_DIR="$data" QT_QPA_PLATFORM=offscreen AUTOTRADER_START_TIMEOUT_S=900 \
+    "$venv/bin/autotrader" "$@"; }
 in_root rm -rf "$data"
 
 say "autotrader doctor"

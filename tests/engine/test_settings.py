@@ -185,3 +185,17 @@ def test_worker_memory_limit_setting() -> None:
         load({"AUTOTRADER_WORKER_MEMORY_MB": "1g"})
     with pytest.raises(SettingsError, match="from 64"):
         load({"AUTOTRADER_WORKER_MEMORY_MB": "10"})
+
+
+def test_start_timeout_and_evening_check_settings():
+    from app.engine.system.settings import SettingsError, load_settings
+
+    settings = load_settings({}, dotenv_files=[])
+    assert settings.start_timeout_s == 120 and settings.evening_check is True
+    settings = load_settings({"AUTOTRADER_START_TIMEOUT_S": "900", "AUTOTRADER_EVENING_CHECK": "off"}, dotenv_files=[])
+    assert settings.start_timeout_s == 900 and settings.evening_check is False
+    for bad in ("0", "-5", "soon", "100000"):
+        with pytest.raises(SettingsError, match="AUTOTRADER_START_TIMEOUT_S"):
+            load_settings({"AUTOTRADER_START_TIMEOUT_S": bad}, dotenv_files=[])
+    with pytest.raises(SettingsError, match="AUTOTRADER_EVENING_CHECK"):
+        load_settings({"AUTOTRADER_EVENING_CHECK": "maybe"}, dotenv_files=[])

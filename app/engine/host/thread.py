@@ -69,12 +69,15 @@ class EngineHost:
         """'sim', 'paper' or 'live'."""
         return self.settings.mode
 
-    def start(self, timeout_s: float = 60.0) -> None:
-        """Start the thread and wait until the engine has opened its stores and reconciled orders."""
+    def start(self, timeout_s: float | None = None) -> None:
+        """Start the thread and wait until the engine has opened its stores and reconciled orders
+        (at most ``timeout_s``, default the setting AUTOTRADER_START_TIMEOUT_S)."""
+        timeout_s = float(self.settings.start_timeout_s) if timeout_s is None else timeout_s
         self.thread.start()
         QMetaObject.invokeMethod(self.orchestrator, "start", Qt.ConnectionType.QueuedConnection)
         if not self.orchestrator.started.wait(timeout_s):
-            raise EngineStartError("the engine did not start within a minute")
+            raise EngineStartError(f"the engine did not start within {timeout_s:.0f} s "
+                                   "(AUTOTRADER_START_TIMEOUT_S)")
         if self.orchestrator.start_error is not None:
             exc = self.orchestrator.start_error
             self.stop()

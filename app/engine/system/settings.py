@@ -72,6 +72,7 @@ class Settings:
     sim_bars_keep_days: int = 365  # simulated bars older than this are pruned daily (real bars never)
     worker_memory_mb: int = 512  # address-space limit of each algorithm worker process
     evening_check: bool = True  # after each close, replay every card's day and compare it with live
+    start_timeout_s: int = 120  # how long the kiosk waits for the engine to open, reconcile and warm up
 
     def __post_init__(self) -> None:
         for name in ("api_key", "secret"):
@@ -111,6 +112,10 @@ class Settings:
                 or not 1 <= self.sim_bars_keep_days <= 36500:
             raise SettingsError("AUTOTRADER_SIM_BARS_KEEP_DAYS must be whole days from 1 to 36500 "
                                 f"(got {self.sim_bars_keep_days!r})")
+        if isinstance(self.start_timeout_s, bool) or not isinstance(self.start_timeout_s, int) \
+                or not 10 <= self.start_timeout_s <= 86_400:
+            raise SettingsError("AUTOTRADER_START_TIMEOUT_S must be whole seconds from 10 to 86400 "
+                                f"(got {self.start_timeout_s!r})")
         if isinstance(self.worker_memory_mb, bool) or not isinstance(self.worker_memory_mb, int) \
                 or not 64 <= self.worker_memory_mb <= 1_000_000:
             raise SettingsError("AUTOTRADER_WORKER_MEMORY_MB must be a whole number of MB from 64 "
@@ -276,4 +281,5 @@ def load_settings(
                                           365, "days"),
         worker_memory_mb=_parse_mb("AUTOTRADER_WORKER_MEMORY_MB", get("AUTOTRADER_WORKER_MEMORY_MB"), 512),
         evening_check=_parse_bool("AUTOTRADER_EVENING_CHECK", get("AUTOTRADER_EVENING_CHECK"), True),
+        start_timeout_s=_parse_minutes("AUTOTRADER_START_TIMEOUT_S", get("AUTOTRADER_START_TIMEOUT_S"), 120, "seconds"),
     )
