@@ -28,10 +28,9 @@ class Algorithm(AlgorithmBase):
     def run(self, current_time: datetime, algo_id: int) -> tuple[str, int]:
         """Compare both averages over the previous window and the current one."""
         fast, slow = self.params["fast"], self.params["slow"]
-        bars = self.bars_before(slow + 1)
-        if len(bars) < slow + 1:
+        closes = self.closes_before(slow + 1)
+        if len(closes) < slow + 1:
             return ("hold", 0)
-        closes = [bar.close for bar in bars]
         # fast average > slow average  <=>  fast sum * slow > slow sum * fast, on integer sums
         # (see _ticks): a tie is a tie whatever the order of the additions.
         fast_now = _ticks(closes[-fast:]) * slow

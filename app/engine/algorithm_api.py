@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from numbers import Integral, Real
-from typing import Any, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from app.engine.portfolio.money import CardFigures, card_figures, to_decimal, whole_shares
 from app.storage.records import Bar
@@ -161,6 +161,20 @@ def _wrap_run(run: Any) -> Any:
     return run_at
 
 
+def unwrapped_run(algo: AlgorithmBase) -> Callable[[AlgorithmBase, datetime, int], Any]:
+    """``run`` of ``algo``'s class without the per-call wrapper (``_wrap_run``), called as ``f(algo, t, id)``.
+
+    For a driver that walks whole minutes itself (the backtest replay): before every call it must
+    do what the wrapper does, ``algo._now_ts = floor_ts(to_epoch(t))`` and ``algo._tx_cache = None``,
+    with ``algo._algo_id`` set once. A ``run`` the base class did not wrap is returned bound-through.
+    """
+    run = type(algo).run
+    inner = getattr(run, "__wrapped__", None) if getattr(run, "_autotrader_wrapped", False) else None
+    if inner is not None:
+        return inner  # type: ignore[no-any-return]
+    return lambda self, current_time, algo_id: self.run(current_time, algo_id)
+
+
 class AlgorithmBase(ABC):
     """Base class of every ``Algorithm``. Subclasses set ``name``, ``description``, ``parameters``
     and implement ``run``.
@@ -277,6 +291,13 @@ class AlgorithmBase(ABC):
         if n == 0:
             return []
         return self._require_context().last_bars(self.ticker, n, self._cutoff(current_time))
+
+    def closes_before(self, n: int, current_time: datetime | None = None) -> list[float]:
+        """The closes of ``bars_before(n, current_time)``, oldest first: what most indicators read.
+
+        A backtest serves these from a column of closes, without touching a bar object per price.
+        """
+        return [bar.close for bar in self.bars_before(n, current_time)]
 
     def bars_between(self, start: datetime, end: datetime) -> list[Bar]:
         """Bars with ``start <= ts <= end``, oldest first, never past the run's current time."""
