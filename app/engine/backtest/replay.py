@@ -19,10 +19,12 @@ in sim mode for a symbol without real bars, and such a result says SIMULATED.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.algorithm_api import AlgorithmBase, AlgorithmParamError
+from app.engine.algorithm_api import AlgorithmBase, AlgorithmParamError, unwrapped_run
 from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm, default_dirs
 from app.engine.plugins.runner import AlgorithmFault, describe_exception, validate_decision
 from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
@@ -344,12 +346,13 @@ class MemoryBars:
     is ever returned.
     """
 
-    __slots__ = ("symbol", "bars", "stamps", "now", "visible", "fills")
+    __slots__ = ("symbol", "bars", "stamps", "closes", "now", "visible", "fills")
 
     def __init__(self, symbol: str, bars: Sequence[Bar]) -> None:
         self.symbol = symbol
         self.bars = list(bars)
         self.stamps = [b.ts for b in self.bars]
+        self.closes = [b.close for b in self.bars]  # served by column to closes_before
         self.now = -1
         self.visible = 0
         self.fills: list[TransactionRecord] = []
@@ -449,6 +452,64 @@ def _serve_figures_from(algo: AlgorithmBase, book: _Book) -> None:
         algo.uninvested_cash = lambda: book.uninvested  # type: ignore[method-assign]
 
 
+def _serve_bars_from(algo: AlgorithmBase, ctx: MemoryBars) -> None:
+    """Answer ``bars_before(n)`` and ``closes_before(n)`` at the run's own time (the usual calls)
+    straight from the replay's lists.
+
+    The base methods check ``n``, find the context and clip the time on every call; at the run's
+    own time that comes to ``ctx.last_bars(symbol, n, ctx.now)``, the slices below (of the bars, or
+    of their closes). Any other call (another time, an odd ``n``) goes the base way; a subclass
+    that overrides a method keeps its own.
+    """
+    cls = type(algo)
+    if cls.bars_before is AlgorithmBase.bars_before:
+        base_bars = algo.bars_before
+        bars = ctx.bars
+
+        def bars_before(n: int, current_time: datetime | None = None) -> list[Bar]:
+            if current_time is None and n.__class__ is int and n > 0:
+                end = ctx.visible
+                return bars[end - n if end > n else 0:end]
+            return base_bars(n, current_time)
+
+        algo.bars_before = bars_before  # type: ignore[method-assign]
+    if cls.closes_before is AlgorithmBase.closes_before:
+        base_closes = algo.closes_before
+        closes = ctx.closes
+
+        def closes_before(n: int, current_time: datetime | None = None) -> list[float]:
+            if current_time is None and n.__class__ is int and n > 0:
+                end = ctx.visible
+                return closes[end - n if end > n else 0:end]
+            return base_closes(n, current_time)
+
+        algo.closes_before = closes_before  # type: ignore[method-assign]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a replay, back as it was afterwards.
+
+    A replay allocates a few small objects a minute while it keeps hundreds of thousands of bars
+    alive; the collector's passes over them cost about a quarter of the loop and find nothing.
+    Cycles an algorithm makes are still freed: the loop calls ``_collect_young`` once a session.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _collect_young() -> None:
+    """Free the garbage cycles made since the last call (the youngest generation holds them all
+    while the collector is paused); cheap, as nothing old is looked at."""
+    if not gc.isenabled():
+        gc.collect(0)
+
+
 def _picks(n: int, limit: int) -> list[int] | range:
     """Indices of at most ``limit`` evenly spread points of ``n``, first and last included."""
     return range(n) if n <= limit else sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
@@ -537,7 +598,10 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         changes.append((now, book.shares, book.cash_f))
         pending = None
 
-    run = algo.run
+    # The replay sets the run's time itself (below), so run is called without the live wrapper.
+    run = unwrapped_run(algo)
+    _serve_bars_from(algo, ctx)
+    algo._algo_id = ALGO_ID
     fromts = datetime.fromtimestamp
     utc = timezone.utc
     total = len(minutes)
@@ -547,6 +611,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
             raise BacktestCancelled("backtest cancelled")
         if progress is not None:
             progress(progress_from + (1.0 - progress_from) * done / total)
+        _collect_young()
         when = fromts(day_minutes[0], utc) - _ONE_MINUTE
         for now, vis in zip(day_minutes, visible_list[done:done + len(day_minutes)]):
             when += _ONE_MINUTE  # session minutes are consecutive: cheaper than a datetime per ts
@@ -554,8 +619,11 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
             ctx.visible = vis
             if pending is not None and pending[3] < vis:  # its fill bar has closed: the fill is known
                 settle(now)
+            # What the wrapper's _enter_run does: ``when`` is on the minute, so floor(when) == now.
+            algo._now_ts = now
+            algo._tx_cache = None
             try:
-                raw = run(when, ALGO_ID)
+                raw = run(algo, when, ALGO_ID)
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # noqa: BLE001 - a SystemExit in a plug-in must not end the caller
@@ -676,7 +744,8 @@ def replay_bars(request: BacktestRequest, bars: Sequence[Bar], *,
     sessions = _sessions(calendar, request)
     if not sessions:
         raise BacktestError(f"no trading sessions between {request.start} and {request.end}")
-    return _replay(algo, request, sessions, bars, calendar, progress, cancel, halted=halted)
+    with _gc_paused():
+        return _replay(algo, request, sessions, bars, calendar, progress, cancel, halted=halted)
 
 
 def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalendar, symbol: str,
@@ -756,8 +825,10 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                 "complete data")
         bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
                                   to_epoch(calendar.session_close(sessions[-1])) - 1)
-    return _replay(algo, request, sessions, bars, calendar, progress, cancel,
-                   progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
+    with _gc_paused():
+        return _replay(algo, request, sessions, bars, calendar, progress, cancel,
+                       progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0,
+                       data=data)
 
 
 def _provenance(store: MarketStore, calendar: MarketCalendar, symbol: str, sessions: list[date],
