@@ -1,20 +1,29 @@
-"""Benchmark of the backtest replay engine against backtesting.py and backtrader.
+"""Benchmark of backtests end to end: the ``autotrader backtest`` command, the replay, backtesting.py,
+backtrader and a plain-loop floor, on the same minute bars of one symbol, in one run.
 
-One year of synthetic minute bars for one symbol (SimMarket.session_bars for every 2024 XNYS
-session: 390 bars a session, 210 on early closes), held in memory. The engine replays the
-shipped ``algorithms/sma_crossover.py`` (fast 20, slow 50, all in / all out) through
-``replay_bars``; the same long-only SMA 20/50 crossover (buy when flat and the fast average
-crosses above the slow one, sell everything on the cross back, market orders filled at the
-next bar's open) runs on backtrader and on backtesting.py over the same bars, fed the two
-averages as computed by the algorithm's arithmetic (see ``engine_sma``). Fill-bar timestamps
-of every entry and exit are compared with the engine's.
+Data: ``--years`` full years (default 5, ending 2024-12-31) of the simulated market's session bars
+for one symbol (390 bars a session, 210 on early closes; marked synthetic), written into stocks.db
+of a temporary data folder (sim mode) before anything is timed, with the replay's warm-up sessions.
+Each figure is the best of ``--repeat`` runs (default 3), in bars of the range per second:
 
-Prints progress, then as its last line one JSON object: bars, engine_bars_per_s,
-backtesting_py_bars_per_s, backtrader_bars_per_s, signals_match (plus trade counts).
-Target: engine >= 200,000 bars/s, above backtesting.py, >= 10x backtrader, signals matching.
-The two libraries are the optional ``bench`` extra; without them their figures are null.
+- ``cli_bars_per_s``: ``python -m app backtest sma_crossover SYMBOL --start --end --sim --json`` as a
+  person runs it, from process start to its JSON (its worker process, the calendar, loading the bars
+  from stocks.db, the replay, the results);
+- ``replay_bars_per_s``: ``replay_bars`` over the same stored bars, already in memory;
+- ``backtesting_py_bars_per_s`` / ``backtrader_bars_per_s``: the same long-only SMA 20/50 crossover
+  (buy when flat and the fast average crosses above the slow one, sell everything on the cross back,
+  market orders filled at the next bar's open, no decision before the range starts), fed the two
+  averages as the algorithm computes them (see ``engine_sma``, precomputed outside the timing);
+- ``floor_bars_per_s``: a plain Python loop of the same arithmetic with running integer sums: what
+  one decision a minute costs at the least in Python.
 
-    .venv/bin/python bench/bench_backtest.py [--symbol AAPL] [--repeat 3]
+``signals_match`` is true when all of them list the same entries and exits (side, fill minute).
+The last line is one JSON object with those figures and the ratios to backtesting.py (targets:
+cli >= 2x, replay >= 2.5x). The two libraries are the optional ``bench`` extra; without them their
+figures and the ratios are null. Five years take a few minutes, most of it backtrader's
+(``--backtrader-repeat 1`` for a quicker look); ``--years 1`` is a quick run.
+
+    .venv/bin/python bench/bench_backtest.py [--years 5] [--symbol AAPL] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -22,49 +31,139 @@ from __future__ import annotations
 import argparse
 import calendar as _calendar
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from datetime import date
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout
 
-from app.engine.backtest.replay import BacktestRequest, replay_bars  # noqa: E402
+from app.engine.backtest.replay import (  # noqa: E402
+    DEFAULT_WARMUP_SESSIONS, SIM_SEED, BacktestRequest, replay_bars,
+)
 from app.engine.marketdata.calendar import MarketCalendar  # noqa: E402
 from app.engine.sim.market import SimMarket  # noqa: E402
+from app.engine.system.data_folder import DataPaths, open_market_store  # noqa: E402
 from app.storage.records import Bar  # noqa: E402
+from app.storage.timefmt import to_epoch  # noqa: E402
 
+ALGORITHM = "sma_crossover"
 FAST, SLOW = 20, 50
 CAPITAL = 10_000
-START, END = date(2024, 1, 1), date(2024, 12, 31)
+LAST_DAY = date(2024, 12, 31)
 INSTALL_HINT = "install them with: .venv/bin/pip install backtesting backtrader  (the optional 'bench' extra)"
 
 Signals = list[tuple[str, int]]  # (side, fill bar epoch seconds)
 
 
-def year_of_bars(symbol: str) -> list[Bar]:
-    """Every 2024 session's bars from the simulated market (pure: no store is written)."""
-    cal = MarketCalendar()
-    sim = SimMarket(cal, None, seed=0)  # type: ignore[arg-type] - session_bars never touches the store
-    return [bar for day in cal.sessions_between(START, END) for bar in sim.session_bars(symbol, day)]
-
-
 def best_of(repeat: int, job):
     """(fastest seconds, last result) of ``repeat`` runs of ``job()``."""
     best, result = float("inf"), None
-    for _ in range(repeat):
+    for _ in range(max(repeat, 1)):
         t0 = time.perf_counter()
         result = job()
         best = min(best, time.perf_counter() - t0)
     return best, result
 
 
-def run_engine(symbol: str, bars: list[Bar], repeat: int) -> tuple[float, Signals]:
-    request = BacktestRequest("sma_crossover", symbol, START, END, capital=CAPITAL,
-                              params={"fast": FAST, "slow": SLOW})
+# --- data ------------------------------------------------------------------------------------
+
+
+def store_bars(folder: Path, symbol: str, start: date, end: date) -> tuple[list[Bar], int]:
+    """Write the sim market's bars of the range and its warm-up into ``folder``'s sim stocks.db, as
+    the backtest itself would; return every stored bar (oldest first) and the index of the range's first."""
+    cal = MarketCalendar()
+    sessions = cal.sessions_between(start, end)
+    first = sessions[0]
+    for _ in range(DEFAULT_WARMUP_SESSIONS):
+        first = cal.previous_session(first)
+    wanted = cal.sessions_between(first, end)
+    paths = DataPaths.for_folder(folder / "sim")
+    paths.create()
+    with open_market_store(paths, cal) as store:
+        SimMarket(cal, store, seed=SIM_SEED).ensure_history(symbol, len(wanted), before=cal.session_close(end))
+        bars = store.bars_between(symbol, to_epoch(cal.session_open(first)), to_epoch(cal.session_close(end)) - 1)
+    range_lo = next(i for i, b in enumerate(bars) if b.ts >= to_epoch(cal.session_open(sessions[0])))
+    return bars, range_lo
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+
+def run_cli(folder: Path, symbol: str, start: date, end: date, repeat: int) -> tuple[float, Signals, int]:
+    """Best wall time of the command, its fills and its count of range bars."""
+    env = {**os.environ, "AUTOTRADER_DATA_DIR": str(folder), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("AUTOTRADER_MODE", None)
+    command = [sys.executable, "-m", "app", "backtest", ALGORITHM, symbol, "--start", start.isoformat(),
+               "--end", end.isoformat(), "--sim", "--json", "--param", f"fast={FAST}", "--param", f"slow={SLOW}",
+               "--capital", str(CAPITAL)]
+
+    def job() -> dict:
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"the backtest command failed ({done.returncode}): {done.stderr.strip()}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    job()  # compiles and caches what a first run on a machine would (bytecode, the calendar's table)
+    seconds, result = best_of(repeat, job)
+    if result["data"]["missing_sessions"] or not result["data"]["simulated"]:
+        raise SystemExit(f"the command did not run on the stored bars: {result['data']['text']}")
+    fills = [(t["side"], _calendar.timegm(time.strptime(t["timestamp"], "%Y-%m-%dT%H:%M:%SZ")))
+             for t in result["trades"]]
+    return seconds, fills, int(result["bars"])
+
+
+def run_replay(symbol: str, bars: list[Bar], start: date, end: date, repeat: int) -> tuple[float, Signals]:
+    request = BacktestRequest(ALGORITHM, symbol, start, end, capital=CAPITAL, params={"fast": FAST, "slow": SLOW})
     seconds, result = best_of(repeat, lambda: replay_bars(request, bars))
     return seconds, [(t.side, int(t.timestamp.timestamp())) for t in result.trades]
+
+
+# --- the floor ---------------------------------------------------------------------------------
+
+
+def run_floor(bars: list[Bar], range_lo: int, repeat: int) -> tuple[float, Signals]:
+    """The algorithm's decisions in one plain loop: running integer sums of closes in hundredths of a
+    cent, the same cross rule, filled at the next bar's open."""
+    closes = [b.close for b in bars]
+    stamps = [b.ts for b in bars]
+
+    def job() -> Signals:
+        ticks = [round(c * 10_000) for c in closes]
+        fills: Signals = []
+        fast_sum = slow_sum = 0
+        prev_fast = prev_slow = None
+        held = False
+        first = max(SLOW, range_lo - 1)  # decide after bar i closes, i >= 50 bars of history
+        for i in range(len(ticks) - 1):
+            fast_sum += ticks[i]
+            slow_sum += ticks[i]
+            if i >= FAST:
+                fast_sum -= ticks[i - FAST]
+            if i >= SLOW:
+                slow_sum -= ticks[i - SLOW]
+            if i < SLOW - 1:
+                continue
+            now_fast, now_slow = fast_sum * SLOW, slow_sum * FAST
+            if i >= first and prev_fast is not None:
+                if not held and now_fast > now_slow and prev_fast <= prev_slow:
+                    fills.append(("buy", stamps[i + 1]))
+                    held = True
+                elif held and now_fast < now_slow and prev_fast >= prev_slow:
+                    fills.append(("sell", stamps[i + 1]))
+                    held = False
+            prev_fast, prev_slow = now_fast, now_slow
+        return fills
+
+    return best_of(repeat, job)
+
+
+# --- the libraries -----------------------------------------------------------------------------
 
 
 def engine_sma(closes: list[float], n: int) -> list[float]:
@@ -78,7 +177,13 @@ def engine_sma(closes: list[float], n: int) -> list[float]:
     nan = float("nan")
     ticks = [round(c * 10_000) for c in closes]
     scale = n * 10_000
-    return [nan] * (n - 1) + [sum(ticks[i - n + 1:i + 1]) / scale for i in range(n - 1, len(closes))]
+    out = [nan] * (n - 1)
+    window = sum(ticks[:n - 1])
+    for i in range(n - 1, len(ticks)):
+        window += ticks[i]
+        out.append(window / scale)
+        window -= ticks[i - n + 1]
+    return out
 
 
 def frame(bars: list[Bar]):
@@ -93,7 +198,8 @@ def frame(bars: list[Bar]):
                          "Slow": engine_sma(closes, SLOW)}, index=index)
 
 
-def run_backtesting_py(df, repeat: int) -> tuple[float, Signals]:
+def run_backtesting_py(df, first: int, repeat: int) -> tuple[float, Signals]:
+    """``first``: the number of bars that must have closed before the first decision."""
     from backtesting import Backtest, Strategy
 
     class SmaCross(Strategy):
@@ -102,7 +208,7 @@ def run_backtesting_py(df, repeat: int) -> tuple[float, Signals]:
             self.slow = self.I(lambda: self.data.Slow, name="slow")
 
         def next(self):
-            if len(self.data) < SLOW + 1:
+            if len(self.data) < first:
                 return
             f0, f1, s0, s1 = self.fast[-2], self.fast[-1], self.slow[-2], self.slow[-1]
             # The engine's rule: before <= and now >, not the library's strict crossover().
@@ -126,7 +232,7 @@ def run_backtesting_py(df, repeat: int) -> tuple[float, Signals]:
     return seconds, sorted(signals, key=lambda s: s[1])
 
 
-def run_backtrader(df) -> tuple[float, Signals]:
+def run_backtrader(df, first: int, repeat: int) -> tuple[float, Signals]:
     import backtrader as bt
 
     fills: Signals = []
@@ -145,7 +251,7 @@ def run_backtrader(df) -> tuple[float, Signals]:
                 fills.append(("buy" if order.isbuy() else "sell", _epoch(bt.num2date(order.executed.dt))))
 
         def next(self):
-            if len(self) < SLOW + 1:
+            if len(self) < first:
                 return
             f0, f1, s0, s1 = self.fast[-1], self.fast[0], self.slow[-1], self.slow[0]
             if not self.position and f0 <= s0 and f1 > s1:
@@ -153,13 +259,16 @@ def run_backtrader(df) -> tuple[float, Signals]:
             elif self.position and f0 >= s0 and f1 < s1:
                 self.close()
 
-    cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(SmaData(dataname=df))
-    cerebro.addstrategy(SmaCross)
-    cerebro.broker.setcash(CAPITAL)
-    t0 = time.perf_counter()
-    cerebro.run()
-    return time.perf_counter() - t0, fills
+    def job() -> None:
+        fills.clear()
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(SmaData(dataname=df))
+        cerebro.addstrategy(SmaCross)
+        cerebro.broker.setcash(CAPITAL)
+        cerebro.run()
+
+    seconds, _ = best_of(repeat, job)
+    return seconds, list(fills)
 
 
 def _epoch(moment) -> int:
@@ -170,48 +279,76 @@ def _epoch(moment) -> int:
 def compare(name: str, engine: Signals, other: Signals) -> bool:
     """True when both list the same (side, fill minute) sequence; prints the first difference."""
     if engine == other:
-        print(f"  {name}: all {len(other)} entries and exits on the engine's bars", flush=True)
+        print(f"  {name}: all {len(other)} entries and exits on the replay's bars", flush=True)
         return True
     first = next((i for i, (a, b) in enumerate(zip(engine, other)) if a != b), min(len(engine), len(other)))
-    print(f"  {name}: differs at fill #{first}: engine {engine[first:first + 2]} vs {other[first:first + 2]} "
+    print(f"  {name}: differs at fill #{first}: replay {engine[first:first + 2]} vs {other[first:first + 2]} "
           f"({len(engine)} vs {len(other)} fills)", flush=True)
     return False
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the three backtests and print the figures."""
+    """Store the bars, run every backtest, print the figures and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbol", default="AAPL")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the engine and backtesting.py (best kept)")
+    parser.add_argument("--years", type=int, default=5, help="full years ending 2024-12-31 (default 5)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each (best kept; default 3)")
+    parser.add_argument("--backtrader-repeat", type=int, default=None, help="runs of backtrader (default --repeat)")
     args = parser.parse_args(argv)
+    if not 1 <= args.years <= 9:
+        parser.error("--years must be 1 to 9 (the calendar starts in 2015)")
+    start, end = date(LAST_DAY.year - args.years + 1, 1, 1), LAST_DAY
 
-    bars = year_of_bars(args.symbol)
-    n = len(bars)
-    print(f"{n:,} synthetic minute bars of {args.symbol}, {START} to {END}", flush=True)
-    engine_s, engine_signals = run_engine(args.symbol, bars, args.repeat)
-    print(f"engine (sma_crossover.py via replay_bars): {engine_s:.3f} s, {n / engine_s:,.0f} bars/s, "
-          f"{len(engine_signals)} fills", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-backtest-") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        bars, range_lo = store_bars(folder, args.symbol, start, end)
+        n = len(bars) - range_lo
+        print(f"{n:,} synthetic minute bars of {args.symbol}, {start} to {end} (+{range_lo} warm-up), stored in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        cli_s, cli_signals, cli_bars = run_cli(folder, args.symbol, start, end, args.repeat)
+        print(f"autotrader backtest (command, end to end): {cli_s:.3f} s, {n / cli_s:,.0f} bars/s", flush=True)
+        if cli_bars != n:
+            print(f"  the command counted {cli_bars:,} bars, {n:,} were stored", flush=True)
+    replay_s, replay_signals = run_replay(args.symbol, bars, start, end, args.repeat)
+    print(f"replay ({ALGORITHM}.py via replay_bars): {replay_s:.3f} s, {n / replay_s:,.0f} bars/s, "
+          f"{len(replay_signals)} fills", flush=True)
+    floor_s, floor_signals = run_floor(bars, range_lo, args.repeat)
+    print(f"plain-loop floor: {floor_s:.3f} s, {n / floor_s:,.0f} bars/s", flush=True)
 
-    report = {"bars": n, "engine_bars_per_s": round(n / engine_s), "backtesting_py_bars_per_s": None,
-              "backtrader_bars_per_s": None, "signals_match": None, "engine_fills": len(engine_signals)}
+    report: dict = {"bars": n, "years": args.years, "cli_bars_per_s": round(n / cli_s),
+                    "replay_bars_per_s": round(n / replay_s), "backtesting_py_bars_per_s": None,
+                    "backtrader_bars_per_s": None, "floor_bars_per_s": round(n / floor_s),
+                    "signals_match": None, "fills": len(replay_signals),
+                    "cli_over_backtesting_py": None, "replay_over_backtesting_py": None}
+    matches = [compare("autotrader backtest", replay_signals, cli_signals),
+               compare("plain-loop floor", replay_signals, floor_signals)]
     try:
         import backtesting  # noqa: F401
         import backtrader  # noqa: F401
     except ImportError as exc:
         print(f"comparison skipped: {exc.name} is not installed; {INSTALL_HINT}", file=sys.stderr, flush=True)
+        report["signals_match"] = all(matches)
         print(json.dumps(report))
         return 0
 
     df = frame(bars)
-    bpy_s, bpy_signals = run_backtesting_py(df, args.repeat)
+    first = max(SLOW + 1, range_lo)  # bars closed before the replay's first decision
+    bpy_s, bpy_signals = run_backtesting_py(df, first, args.repeat)
     print(f"backtesting.py: {bpy_s:.3f} s, {n / bpy_s:,.0f} bars/s", flush=True)
-    btr_s, btr_signals = run_backtrader(df)
+    btr_s, btr_signals = run_backtrader(df, first, args.backtrader_repeat or args.repeat)
     print(f"backtrader: {btr_s:.3f} s, {n / btr_s:,.0f} bars/s", flush=True)
-    match_bpy = compare("backtesting.py", engine_signals, bpy_signals)
-    match_btr = compare("backtrader", engine_signals, btr_signals)
+    matches += [compare("backtesting.py", replay_signals, bpy_signals),
+                compare("backtrader", replay_signals, btr_signals)]
     report.update(backtesting_py_bars_per_s=round(n / bpy_s), backtrader_bars_per_s=round(n / btr_s),
-                  signals_match=match_bpy and match_btr)
-    print(f"engine is {bpy_s / engine_s:.1f}x backtesting.py and {btr_s / engine_s:.1f}x backtrader", flush=True)
+                  signals_match=all(matches), cli_over_backtesting_py=_ratio(bpy_s, cli_s),
+                  replay_over_backtesting_py=_ratio(bpy_s, replay_s))
+    print(f"command {bpy_s / cli_s:.2f}x and replay {bpy_s / replay_s:.2f}x backtesting.py; "
+          f"replay {btr_s / replay_s:.1f}x backtrader, {replay_s / floor_s:.1f}x the floor's time", flush=True)
     print(json.dumps(report))
     return 0
 
