@@ -13,15 +13,18 @@ import sqlite3
 from contextlib import contextmanager
 from decimal import Decimal
 
+from typing import TYPE_CHECKING
+
 from app.commands.common import EXIT_OK, CommandError, DataFolderError, paths_for, settings_for, storage_sentence
 from app.engine.plugins.loader import default_dirs, discover
-from app.engine.marketdata.clock import Clock, RealClock
-from app.engine.host.client import ServiceError
-from app.engine.host.wiring import EngineParts
-from app.engine.host.service import EngineService
-from app.engine.system.maintenance import RecordedClock
 from app.engine.portfolio.money import format_money, format_pct
 from app.storage.errors import StorageUnavailable
+
+if TYPE_CHECKING:
+    from app.engine.marketdata.clock import Clock
+
+# The engine's wiring (Qt core, the sim market, the service) is imported by the commands that build
+# it, not at start: every command, ``autotrader backtest`` included, would pay for it (~0.3 s).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,12 +67,18 @@ def admin_clock(settings, paths) -> Clock:
     """The time an admin command works at: real time for Alpaca; in sim, the simulated time the running
     (or last) engine recorded at its last cycle, never the real clock against simulated bars that may lie
     days ahead of it. A sim folder no engine ever cycled uses real time."""
+    from app.engine.marketdata.clock import RealClock
+    from app.engine.system.maintenance import RecordedClock
+
     return RecordedClock(paths.system_db) if settings.mode == "sim" else RealClock()
 
 
 @contextmanager
 def service_for(args: argparse.Namespace):
     """An EngineService over the mode's files for this process."""
+    from app.engine.host.service import EngineService
+    from app.engine.host.wiring import EngineParts
+
     settings, paths = paths_for(args)
     try:
         parts = EngineParts.build(settings, clock=admin_clock(settings, paths), paths=paths)
@@ -97,6 +106,8 @@ def cmd_algorithms(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     """Create an instance; prints its id."""
+    from app.engine.host.client import ServiceError
+
     params = parse_params(args.param)
     with service_for(args) as service:
         try:
@@ -109,6 +120,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop an instance, optionally selling its shares."""
+    from app.engine.host.client import ServiceError
+
     with service_for(args) as service:
         try:
             result = service.stop_instance(args.id, liquidate=args.liquidate)
