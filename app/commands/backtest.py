@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -176,7 +177,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr, f"{request.algorithm_type} {request.symbol}")
     try:
         # In a worker process like the kiosk's jobs: the algorithm file never runs in this one.
-        result = run_isolated(request, bar, None, settings=settings, now=None)
+        # Forked from here: this command runs no thread, and its worker needs no fresh interpreter.
+        result = run_isolated(request, bar, None, settings=settings, now=None,
+                              fork_here=threading.active_count() == 1)
     except BacktestRunError as exc:
         bar.abandon()
         return fail(str(exc), EXIT_FAILED)

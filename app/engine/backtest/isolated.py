@@ -39,15 +39,22 @@ ForkingPickler.register(types.MappingProxyType, _reduce_mappingproxy)
 
 def run_isolated(request: BacktestRequest, progress: Callable[[float], None] | None,
                  cancel: threading.Event | None, *, settings: Settings, now: datetime | None,
-                 memory_mb: int | None = None) -> BacktestResult:
+                 memory_mb: int | None = None, fork_here: bool = False) -> BacktestResult:
     """``run_backtest`` in a worker process; same results and errors, plus ``BacktestRunError`` when
     the process dies or runs out of memory. ``cancel`` kills the process (``BacktestCancelled``).
-    ``memory_mb`` defaults to twice a card worker's limit: a replay holds its whole range in memory."""
+    ``memory_mb`` defaults to twice a card worker's limit: a replay holds its whole range in memory.
+
+    ``fork_here`` forks the worker from this process instead of the fork server, for a caller that
+    is itself a clean single-threaded process (the ``autotrader backtest`` command): the worker then
+    starts with this process's modules already imported, where the fork server is a new interpreter
+    (about half a second of a one-shot command). The kiosk, with its threads and Qt, never does."""
+    import multiprocessing
+
     from app.engine.system.data_folder import data_paths
 
     memory_mb = memory_mb or 2 * settings.worker_memory_mb
 
-    context = worker_context()
+    context = multiprocessing.get_context("fork") if fork_here else worker_context()
     conn, child = context.Pipe(duplex=True)
     process = context.Process(target=_serve, args=(child,), name="backtest-worker", daemon=True)
     process.start()
