@@ -28,11 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from app.engine.algorithm_api import AlgorithmBase, AlgorithmParamError, unwrapped_run
 from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm, default_dirs
@@ -47,6 +46,9 @@ from app.storage.market_store import MarketStore
 from app.storage.records import Bar, BarSource, TransactionRecord
 from app.storage.timefmt import epoch_text, from_epoch, to_epoch
 
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: a command that only builds a request need not load it
+
 __all__ = [
     "BacktestCancelled", "BacktestError", "BacktestRequest", "BacktestResult", "BacktestRunError",
     "DataProvenance", "EquityPoint", "MemoryBars", "Refusal", "Trade", "replay_bars", "run_backtest",
@@ -58,6 +60,7 @@ DEFAULT_CAPITAL = Decimal("10000")
 DEFAULT_WARMUP_SESSIONS = 5
 DEFAULT_EQUITY_POINTS = 1000
 ALGO_ID = 1  # the replayed card's id, as algorithms see it in run(current_time, algo_id)
+_HOLD_ANSWER = ("hold", 0)
 MAX_REFUSALS_KEPT = 20
 SIM_SEED = 0  # the sim engine's default seed: a sim backtest sees the bars the sim cards trade on
 _HUNDRED = Decimal(100)
@@ -136,6 +139,19 @@ class BacktestRequest:
         object.__setattr__(self, "prior_fills", tuple(self.prior_fills))
 
 
+def _pickled_by_fields(cls: Any) -> Any:
+    """Pickle a frozen dataclass with slots as (class, field values). Its default re-reads ``fields()``
+    for every object: most of the time to send a 5-year backtest's results from its worker."""
+    values = attrgetter(*cls.__slots__)
+
+    def __reduce__(self: Any) -> tuple[Any, tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__
+    return cls
+
+
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Trade:
     """One fill: at ``timestamp`` (the fill bar's minute), ``shares`` at ``price``; ``decided_at`` is
@@ -149,6 +165,7 @@ class Trade:
     decided_at: datetime
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class EquityPoint:
     """The card's value at ``timestamp`` (marked at the last closed bar), and the shares it held."""
@@ -158,6 +175,7 @@ class EquityPoint:
     shares: int
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """A decision the risk guard refused (``app.engine.trading.guard.refusal``), and why."""
@@ -492,20 +510,23 @@ def _gc_paused() -> Iterator[None]:
 
     A replay allocates a few small objects a minute while it keeps hundreds of thousands of bars
     alive; the collector's passes over them cost about a quarter of the loop and find nothing.
-    Cycles an algorithm makes are still freed: the loop calls ``_collect_young`` once a session.
+    What exists at the start is frozen (never looked at again), so ``_collect_young``, which the
+    loop calls once a session, frees the cycles an algorithm made and costs only what is new.
     """
     was = gc.isenabled()
     gc.disable()
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         if was:
             gc.enable()
 
 
 def _collect_young() -> None:
-    """Free the garbage cycles made since the last call (the youngest generation holds them all
-    while the collector is paused); cheap, as nothing old is looked at."""
+    """Free the garbage cycles made since the last call: while the collector is paused they are all
+    in its youngest generation."""
     if not gc.isenabled():
         gc.collect(0)
 
@@ -533,6 +554,8 @@ def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capita
     ``hold`` is buy-and-hold's (shares, price paid, index of the bar it bought at): its value is
     capital until that bar has closed, then marked at the same closes as the card.
     """
+    import numpy as np
+
     n = len(minutes)
     stamps = np.append(minutes, end_ts)
     starts = np.searchsorted(stamps, np.array([c[0] for c in changes], dtype=np.int64), "left")
@@ -560,6 +583,8 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
             calendar: MarketCalendar, progress: ProgressFn | None, cancel: threading.Event | None,
             progress_from: float = 0.0, data: DataProvenance | None = None,
             halted: Collection[int] = ()) -> BacktestResult:
+    import numpy as np
+
     began = time.perf_counter()
     symbol = request.symbol
     per_session = [calendar.session_minutes(day) for day in sessions]
@@ -630,7 +655,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
                 raise BacktestRunError(f"{request.algorithm_type} failed at {epoch_text(now)}: "
                                        f"{describe_exception(exc, algo)}") from None
             # Fast path for the common answer (validate_decision gives HOLD for it too).
-            if raw.__class__ is tuple and len(raw) == 2 and raw[0].__class__ is str and raw[0] == "hold":
+            if raw.__class__ is tuple and raw == _HOLD_ANSWER:
                 continue
             try:
                 decision = validate_decision(raw)
@@ -664,7 +689,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     last_close = all_bars[-1].close
     figures = book.position.figures(request.capital, last_close)
     bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, rule)
-    curve = _equity(minutes, visible, np.fromiter((b.close for b in all_bars), dtype=np.float64, count=nbars),
+    curve = _equity(minutes, visible, np.asarray(ctx.closes, dtype=np.float64),
                     float(request.capital), changes, end_ts, request.equity_points,
                     (bh_shares, float(bh_price), range_lo), opening)
     if progress is not None:
@@ -823,8 +848,9 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                 f"{request.symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
                 f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
                 "complete data")
-        bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
-                                  to_epoch(calendar.session_close(sessions[-1])) - 1)
+        with _gc_paused():  # hundreds of thousands of new tuples and no cycle among them
+            bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
+                                      to_epoch(calendar.session_close(sessions[-1])) - 1)
     with _gc_paused():
         return _replay(algo, request, sessions, bars, calendar, progress, cancel,
                        progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0,
