@@ -504,30 +504,45 @@ def _serve_bars_from(algo: AlgorithmBase, ctx: MemoryBars) -> None:
         algo.closes_before = closes_before  # type: ignore[method-assign]
 
 
+class _GcPause:
+    """Whether a ``_gc_paused`` block turned the collector off (and so may freeze and collect)."""
+
+    owned = False
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a replay, back as it was afterwards.
+    """The cyclic garbage collector off for a backtest, back as it was afterwards.
 
     A replay allocates a few small objects a minute while it keeps hundreds of thousands of bars
     alive; the collector's passes over them cost about a quarter of the loop and find nothing.
-    What exists at the start is frozen (never looked at again), so ``_collect_young``, which the
-    loop calls once a session, frees the cycles an algorithm made and costs only what is new.
+    Before its loop the replay freezes what exists (``_freeze_setup``: never looked at again), so
+    ``_collect_young``, called once a session, frees the cycles an algorithm made and costs only
+    what is new. Inside another pause (or with the collector already off) this changes nothing.
     """
-    was = gc.isenabled()
+    if not gc.isenabled() or _GcPause.owned:
+        yield
+        return
     gc.disable()
-    gc.freeze()
+    _GcPause.owned = True
     try:
         yield
     finally:
+        _GcPause.owned = False
         gc.unfreeze()
-        if was:
-            gc.enable()
+        gc.enable()
+
+
+def _freeze_setup() -> None:
+    """Set what the replay holds (bars, columns, minutes) aside from ``_collect_young``'s passes."""
+    if _GcPause.owned:
+        gc.freeze()
 
 
 def _collect_young() -> None:
     """Free the garbage cycles made since the last call: while the collector is paused they are all
     in its youngest generation."""
-    if not gc.isenabled():
+    if _GcPause.owned:
         gc.collect(0)
 
 
@@ -583,8 +598,6 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
             calendar: MarketCalendar, progress: ProgressFn | None, cancel: threading.Event | None,
             progress_from: float = 0.0, data: DataProvenance | None = None,
             halted: Collection[int] = ()) -> BacktestResult:
-    import numpy as np
-
     began = time.perf_counter()
     symbol = request.symbol
     per_session = [calendar.session_minutes(day) for day in sessions]
@@ -605,6 +618,8 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         book.carry(ctx, tx)
     opening = (book.shares, book.cash_f)
     _serve_figures_from(algo, book)
+    import numpy as np  # here, not at the top: a command that only builds a request never loads it
+
     minutes = np.fromiter((ts for day in per_session for ts in day), dtype=np.int64)
     # Bars with ts < T are what the algorithm may see at decision minute T.
     visible = np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes, "left")
@@ -631,6 +646,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     utc = timezone.utc
     total = len(minutes)
     done = 0
+    _freeze_setup()
     for day_minutes in per_session:
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
@@ -689,7 +705,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     last_close = all_bars[-1].close
     figures = book.position.figures(request.capital, last_close)
     bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, rule)
-    curve = _equity(minutes, visible, np.asarray(ctx.closes, dtype=np.float64),
+    curve = _equity(minutes, visible, np.fromiter((b.close for b in all_bars), dtype=np.float64, count=nbars),
                     float(request.capital), changes, end_ts, request.equity_points,
                     (bh_shares, float(bh_price), range_lo), opening)
     if progress is not None:
@@ -814,6 +830,12 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
     Bad input raises ``BacktestError`` before any file is touched; a failing algorithm or an
     unreachable data source raise ``BacktestRunError``.
     """
+    with _gc_paused():  # from loading the bars (hundreds of thousands of new tuples) to the results
+        return _run_backtest(request, progress, cancel, settings=settings, now=now)
+
+
+def _run_backtest(request: BacktestRequest, progress: ProgressFn | None, cancel: threading.Event | None, *,
+                  settings: Settings | None, now: datetime | None) -> BacktestResult:
     from app.engine.system.data_folder import data_paths, open_market_store
     from app.engine.system.settings import SettingsError, load_settings
 
@@ -848,13 +870,10 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                 f"{request.symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
                 f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
                 "complete data")
-        with _gc_paused():  # hundreds of thousands of new tuples and no cycle among them
-            bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
-                                      to_epoch(calendar.session_close(sessions[-1])) - 1)
-    with _gc_paused():
-        return _replay(algo, request, sessions, bars, calendar, progress, cancel,
-                       progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0,
-                       data=data)
+        bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
+                                  to_epoch(calendar.session_close(sessions[-1])) - 1)
+    return _replay(algo, request, sessions, bars, calendar, progress, cancel,
+                   progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
 
 
 def _provenance(store: MarketStore, calendar: MarketCalendar, symbol: str, sessions: list[date],
