@@ -769,6 +769,7 @@ def _warmup_start(calendar: MarketCalendar, first: date, count: int) -> date:
     return day
 
 
+@_gc_paused()
 def replay_bars(request: BacktestRequest, bars: Sequence[Bar], *,
                 algorithm_dirs: Sequence[Path | str] | None = None, calendar: MarketCalendar | None = None,
                 progress: ProgressFn | None = None, cancel: threading.Event | None = None,
@@ -785,8 +786,7 @@ def replay_bars(request: BacktestRequest, bars: Sequence[Bar], *,
     sessions = _sessions(calendar, request)
     if not sessions:
         raise BacktestError(f"no trading sessions between {request.start} and {request.end}")
-    with _gc_paused():
-        return _replay(algo, request, sessions, bars, calendar, progress, cancel, halted=halted)
+    return _replay(algo, request, sessions, bars, calendar, progress, cancel, halted=halted)
 
 
 def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalendar, symbol: str,
@@ -818,6 +818,7 @@ def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalenda
         raise BacktestError(str(exc)) from None
 
 
+@_gc_paused()  # from loading the bars (hundreds of thousands of new tuples) to the results
 def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None, *, settings: Settings | None = None,
                  now: datetime | None = None) -> BacktestResult:
@@ -830,12 +831,6 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
     Bad input raises ``BacktestError`` before any file is touched; a failing algorithm or an
     unreachable data source raise ``BacktestRunError``.
     """
-    with _gc_paused():  # from loading the bars (hundreds of thousands of new tuples) to the results
-        return _run_backtest(request, progress, cancel, settings=settings, now=now)
-
-
-def _run_backtest(request: BacktestRequest, progress: ProgressFn | None, cancel: threading.Event | None, *,
-                  settings: Settings | None, now: datetime | None) -> BacktestResult:
     from app.engine.system.data_folder import data_paths, open_market_store
     from app.engine.system.settings import SettingsError, load_settings
 
