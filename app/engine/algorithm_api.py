@@ -171,7 +171,7 @@ def unwrapped_run(algo: AlgorithmBase) -> Callable[[AlgorithmBase, datetime, int
     run = type(algo).run
     inner = getattr(run, "__wrapped__", None) if getattr(run, "_autotrader_wrapped", False) else None
     if inner is not None:
-        return inner  # type: ignore[no-any-return]
+        return inner
     return lambda self, current_time, algo_id: self.run(current_time, algo_id)
 
 
