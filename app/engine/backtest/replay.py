@@ -356,6 +356,25 @@ class BacktestResult:
 # --- the algorithm's data, from memory ------------------------------------------------------
 
 
+_ts_of = attrgetter("ts")
+_close_of = attrgetter("close")
+
+
+class _Stamps:
+    """The ``ts`` of a sorted bar sequence, read by ``bisect`` without copying it."""
+
+    __slots__ = ("bars",)
+
+    def __init__(self, bars: Sequence[Bar]) -> None:
+        self.bars = bars
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+    def __getitem__(self, i: int) -> int:
+        return self.bars[i].ts
+
+
 class MemoryBars:
     """AlgorithmContext over one symbol's bars in memory, truncated at the replay's current minute.
 
@@ -369,8 +388,8 @@ class MemoryBars:
     def __init__(self, symbol: str, bars: Sequence[Bar]) -> None:
         self.symbol = symbol
         self.bars = list(bars)
-        self.stamps = [b.ts for b in self.bars]
-        self.closes = [b.close for b in self.bars]  # served by column to closes_before
+        self.stamps = list(map(_ts_of, self.bars))
+        self.closes = list(map(_close_of, self.bars))  # served by column to closes_before
         self.now = -1
         self.visible = 0
         self.fills: list[TransactionRecord] = []
@@ -602,7 +621,8 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     symbol = request.symbol
     per_session = [calendar.session_minutes(day) for day in sessions]
     end_ts = to_epoch(calendar.session_close(sessions[-1]))
-    ctx = MemoryBars(symbol, [b for b in bars if b.ts < end_ts])
+    # Bars are sorted by ts: the range ends at the first bar of the last close or later.
+    ctx = MemoryBars(symbol, bars[:bisect_left(_Stamps(bars), end_ts)])
     all_bars, stamps = ctx.bars, ctx.stamps
     nbars = len(all_bars)
     range_lo = bisect_left(stamps, per_session[0][0])
