@@ -32,13 +32,16 @@ import argparse
 import calendar as _calendar
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
@@ -61,14 +64,35 @@ INSTALL_HINT = "install them with: .venv/bin/pip install backtesting backtrader 
 Signals = list[tuple[str, int]]  # (side, fill bar epoch seconds)
 
 
-def best_of(repeat: int, job):
-    """(fastest seconds, last result) of ``repeat`` runs of ``job()``."""
-    best, result = float("inf"), None
-    for _ in range(max(repeat, 1)):
+@dataclass
+class Contender:
+    """One way to run the backtest: ``job()`` runs it once, ``signals(result)`` lists its fills.
+
+    ``wall``/``cpu`` are the fastest of its runs; ``cpu`` counts this process's CPU time, or that of
+    the child processes for a command (``in_children``). On a shared machine the CPU figures move
+    less than the wall-clock ones; the required figures are wall-clock.
+    """
+
+    name: str
+    job: Callable[[], Any]
+    signals: Callable[[Any], Signals]
+    in_children: bool = False
+    wall: float = float("inf")
+    cpu: float = float("inf")
+    result: Any = None
+
+    def run_once(self) -> None:
+        cpu0 = _children_cpu() if self.in_children else time.process_time()
         t0 = time.perf_counter()
-        result = job()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        self.result = self.job()
+        self.wall = min(self.wall, time.perf_counter() - t0)
+        cpu1 = _children_cpu() if self.in_children else time.process_time()
+        self.cpu = min(self.cpu, cpu1 - cpu0)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -95,9 +119,9 @@ def store_bars(folder: Path, symbol: str, start: date, end: date) -> tuple[list[
 # --- the engine --------------------------------------------------------------------------------
 
 
-def run_cli(folder: Path, symbol: str, start: date, end: date, repeat: int) -> tuple[float, Signals, int]:
-    """Best wall time of the command, its fills and its count of range bars."""
-    env = {**os.environ, "AUTOTRADER_DATA_DIR": str(folder), "PYTHONDONTWRITEBYTECODE": "1"}
+def cli_contender(folder: Path, symbol: str, start: date, end: date) -> Contender:
+    """The command as a person runs it; the JSON it prints is its result."""
+    env = {**os.environ, "AUTOTRADER_DATA_DIR": str(folder)}
     env.pop("AUTOTRADER_MODE", None)
     command = [sys.executable, "-m", "app", "backtest", ALGORITHM, symbol, "--start", start.isoformat(),
                "--end", end.isoformat(), "--sim", "--json", "--param", f"fast={FAST}", "--param", f"slow={SLOW}",
@@ -107,27 +131,28 @@ def run_cli(folder: Path, symbol: str, start: date, end: date, repeat: int) -> t
         done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"the backtest command failed ({done.returncode}): {done.stderr.strip()}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        if result["data"]["missing_sessions"] or not result["data"]["simulated"]:
+            raise SystemExit(f"the command did not run on the stored bars: {result['data']['text']}")
+        return result
 
-    job()  # compiles and caches what a first run on a machine would (bytecode, the calendar's table)
-    seconds, result = best_of(repeat, job)
-    if result["data"]["missing_sessions"] or not result["data"]["simulated"]:
-        raise SystemExit(f"the command did not run on the stored bars: {result['data']['text']}")
-    fills = [(t["side"], _calendar.timegm(time.strptime(t["timestamp"], "%Y-%m-%dT%H:%M:%SZ")))
-             for t in result["trades"]]
-    return seconds, fills, int(result["bars"])
+    def signals(result: dict) -> Signals:
+        return [(t["side"], _calendar.timegm(time.strptime(t["timestamp"], "%Y-%m-%dT%H:%M:%SZ")))
+                for t in result["trades"]]
+
+    return Contender("autotrader backtest (command, end to end)", job, signals, in_children=True)
 
 
-def run_replay(symbol: str, bars: list[Bar], start: date, end: date, repeat: int) -> tuple[float, Signals]:
+def replay_contender(symbol: str, bars: list[Bar], start: date, end: date) -> Contender:
     request = BacktestRequest(ALGORITHM, symbol, start, end, capital=CAPITAL, params={"fast": FAST, "slow": SLOW})
-    seconds, result = best_of(repeat, lambda: replay_bars(request, bars))
-    return seconds, [(t.side, int(t.timestamp.timestamp())) for t in result.trades]
+    return Contender(f"replay ({ALGORITHM}.py via replay_bars)", lambda: replay_bars(request, bars),
+                     lambda result: [(t.side, int(t.timestamp.timestamp())) for t in result.trades])
 
 
 # --- the floor ---------------------------------------------------------------------------------
 
 
-def run_floor(bars: list[Bar], range_lo: int, repeat: int) -> tuple[float, Signals]:
+def floor_contender(bars: list[Bar], range_lo: int) -> Contender:
     """The algorithm's decisions in one plain loop: running integer sums of closes in hundredths of a
     cent, the same cross rule, filled at the next bar's open."""
     closes = [b.close for b in bars]
@@ -160,7 +185,7 @@ def run_floor(bars: list[Bar], range_lo: int, repeat: int) -> tuple[float, Signa
             prev_fast, prev_slow = now_fast, now_slow
         return fills
 
-    return best_of(repeat, job)
+    return Contender("plain-loop floor", job, lambda fills: fills)
 
 
 # --- the libraries -----------------------------------------------------------------------------
@@ -198,7 +223,7 @@ def frame(bars: list[Bar]):
                          "Slow": engine_sma(closes, SLOW)}, index=index)
 
 
-def run_backtesting_py(df, first: int, repeat: int) -> tuple[float, Signals]:
+def backtesting_py_contender(df, first: int) -> Contender:
     """``first``: the number of bars that must have closed before the first decision."""
     from backtesting import Backtest, Strategy
 
@@ -222,17 +247,19 @@ def run_backtesting_py(df, first: int, repeat: int) -> tuple[float, Signals]:
             warnings.simplefilter("ignore")
             return Backtest(df, SmaCross, cash=CAPITAL * 1000, commission=0.0, trade_on_close=False).run()
 
-    seconds, stats = best_of(repeat, job)
-    strategy = stats._strategy
-    signals: Signals = []
-    for trade in list(strategy.closed_trades) + list(strategy.trades):
-        signals.append(("buy", _epoch(trade.entry_time)))
-        if trade.exit_time is not None:
-            signals.append(("sell", _epoch(trade.exit_time)))
-    return seconds, sorted(signals, key=lambda s: s[1])
+    def signals(stats) -> Signals:
+        strategy = stats._strategy
+        fills: Signals = []
+        for trade in list(strategy.closed_trades) + list(strategy.trades):
+            fills.append(("buy", _epoch(trade.entry_time)))
+            if trade.exit_time is not None:
+                fills.append(("sell", _epoch(trade.exit_time)))
+        return sorted(fills, key=lambda s: s[1])
+
+    return Contender("backtesting.py", job, signals)
 
 
-def run_backtrader(df, first: int, repeat: int) -> tuple[float, Signals]:
+def backtrader_contender(df, first: int) -> Contender:
     import backtrader as bt
 
     fills: Signals = []
@@ -259,16 +286,16 @@ def run_backtrader(df, first: int, repeat: int) -> tuple[float, Signals]:
             elif self.position and f0 >= s0 and f1 < s1:
                 self.close()
 
-    def job() -> None:
+    def job() -> Signals:
         fills.clear()
         cerebro = bt.Cerebro(stdstats=False)
         cerebro.adddata(SmaData(dataname=df))
         cerebro.addstrategy(SmaCross)
         cerebro.broker.setcash(CAPITAL)
         cerebro.run()
+        return list(fills)
 
-    seconds, _ = best_of(repeat, job)
-    return seconds, list(fills)
+    return Contender("backtrader", job, lambda result: result)
 
 
 def _epoch(moment) -> int:
@@ -287,10 +314,6 @@ def compare(name: str, engine: Signals, other: Signals) -> bool:
     return False
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else round(a / b, 2)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Store the bars, run every backtest, print the figures and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -304,6 +327,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--years must be 1 to 9 (the calendar starts in 2015)")
     start, end = date(LAST_DAY.year - args.years + 1, 1, 1), LAST_DAY
 
+    try:
+        import backtesting  # noqa: F401
+        import backtrader  # noqa: F401
+        libraries = True
+    except ImportError as exc:
+        print(f"comparison skipped: {exc.name} is not installed; {INSTALL_HINT}", file=sys.stderr, flush=True)
+        libraries = False
+    btr_repeat = args.repeat if args.backtrader_repeat is None else args.backtrader_repeat
+
     with tempfile.TemporaryDirectory(prefix="bench-backtest-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
@@ -311,47 +343,50 @@ def main(argv: list[str] | None = None) -> int:
         n = len(bars) - range_lo
         print(f"{n:,} synthetic minute bars of {args.symbol}, {start} to {end} (+{range_lo} warm-up), stored in "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
-        cli_s, cli_signals, cli_bars = run_cli(folder, args.symbol, start, end, args.repeat)
-        print(f"autotrader backtest (command, end to end): {cli_s:.3f} s, {n / cli_s:,.0f} bars/s", flush=True)
-        if cli_bars != n:
-            print(f"  the command counted {cli_bars:,} bars, {n:,} were stored", flush=True)
-    replay_s, replay_signals = run_replay(args.symbol, bars, start, end, args.repeat)
-    print(f"replay ({ALGORITHM}.py via replay_bars): {replay_s:.3f} s, {n / replay_s:,.0f} bars/s, "
-          f"{len(replay_signals)} fills", flush=True)
-    floor_s, floor_signals = run_floor(bars, range_lo, args.repeat)
-    print(f"plain-loop floor: {floor_s:.3f} s, {n / floor_s:,.0f} bars/s", flush=True)
+        cli = cli_contender(folder, args.symbol, start, end)
+        cli.job()  # a first run caches what any first run on a machine would (bytecode, the calendar's table)
+        replay = replay_contender(args.symbol, bars, start, end)
+        floor = floor_contender(bars, range_lo)
+        contenders = [cli, replay, floor]
+        bpy = btr = None
+        if libraries:
+            df = frame(bars)
+            first = max(SLOW + 1, range_lo)  # bars closed before the replay's first decision
+            bpy = backtesting_py_contender(df, first)
+            btr = backtrader_contender(df, first)
+            contenders.append(bpy)
+        # Rounds of one run each, so that every contender meets the machine's load alike.
+        for round_no in range(max(args.repeat, btr_repeat)):
+            for contender in contenders + ([btr] if btr is not None and round_no < btr_repeat else []):
+                if round_no < args.repeat or contender is btr:
+                    contender.run_once()
+    ran = [c for c in contenders + [btr] if c is not None and c.result is not None]
+    for c in ran:
+        print(f"{c.name}: {c.wall:.3f} s ({n / c.wall:,.0f} bars/s), CPU {c.cpu:.3f} s", flush=True)
+    reference = replay.signals(replay.result)
+    print(f"{len(reference)} fills by the replay", flush=True)
+    matches = [compare(c.name, reference, c.signals(c.result)) for c in ran if c is not replay]
 
-    report: dict = {"bars": n, "years": args.years, "cli_bars_per_s": round(n / cli_s),
-                    "replay_bars_per_s": round(n / replay_s), "backtesting_py_bars_per_s": None,
-                    "backtrader_bars_per_s": None, "floor_bars_per_s": round(n / floor_s),
-                    "signals_match": None, "fills": len(replay_signals),
-                    "cli_over_backtesting_py": None, "replay_over_backtesting_py": None}
-    matches = [compare("autotrader backtest", replay_signals, cli_signals),
-               compare("plain-loop floor", replay_signals, floor_signals)]
-    try:
-        import backtesting  # noqa: F401
-        import backtrader  # noqa: F401
-    except ImportError as exc:
-        print(f"comparison skipped: {exc.name} is not installed; {INSTALL_HINT}", file=sys.stderr, flush=True)
-        report["signals_match"] = all(matches)
-        print(json.dumps(report))
-        return 0
+    def per_s(c: Contender | None) -> int | None:
+        return None if c is None or c.result is None else round(n / c.wall)
 
-    df = frame(bars)
-    first = max(SLOW + 1, range_lo)  # bars closed before the replay's first decision
-    bpy_s, bpy_signals = run_backtesting_py(df, first, args.repeat)
-    print(f"backtesting.py: {bpy_s:.3f} s, {n / bpy_s:,.0f} bars/s", flush=True)
-    matches.append(compare("backtesting.py", replay_signals, bpy_signals))
-    btr_repeat = args.repeat if args.backtrader_repeat is None else args.backtrader_repeat
-    if btr_repeat > 0:
-        btr_s, btr_signals = run_backtrader(df, first, btr_repeat)
-        print(f"backtrader: {btr_s:.3f} s, {n / btr_s:,.0f} bars/s, replay {btr_s / replay_s:.1f}x faster", flush=True)
-        matches.append(compare("backtrader", replay_signals, btr_signals))
-        report["backtrader_bars_per_s"] = round(n / btr_s)
-    report.update(backtesting_py_bars_per_s=round(n / bpy_s), signals_match=all(matches),
-                  cli_over_backtesting_py=_ratio(bpy_s, cli_s), replay_over_backtesting_py=_ratio(bpy_s, replay_s))
-    print(f"command {bpy_s / cli_s:.2f}x and replay {bpy_s / replay_s:.2f}x backtesting.py; "
-          f"the replay takes {replay_s / floor_s:.1f}x the floor's time", flush=True)
+    def ratio(c: Contender, attr: str) -> float | None:
+        if bpy is None or bpy.result is None:
+            return None
+        return round(getattr(bpy, attr) / getattr(c, attr), 2)
+
+    report: dict = {
+        "bars": n, "years": args.years, "cli_bars_per_s": per_s(cli), "replay_bars_per_s": per_s(replay),
+        "backtesting_py_bars_per_s": per_s(bpy), "backtrader_bars_per_s": per_s(btr),
+        "floor_bars_per_s": per_s(floor), "signals_match": all(matches), "fills": len(reference),
+        "cli_over_backtesting_py": ratio(cli, "wall"), "replay_over_backtesting_py": ratio(replay, "wall"),
+        "cli_over_backtesting_py_cpu": ratio(cli, "cpu"), "replay_over_backtesting_py_cpu": ratio(replay, "cpu"),
+    }
+    if bpy is not None:
+        print(f"command {report['cli_over_backtesting_py']}x and replay {report['replay_over_backtesting_py']}x "
+              f"backtesting.py (by CPU time {report['cli_over_backtesting_py_cpu']}x and "
+              f"{report['replay_over_backtesting_py_cpu']}x); the replay takes {replay.wall / floor.wall:.1f}x "
+              "the floor's time", flush=True)
     print(json.dumps(report))
     return 0
 
