@@ -4,7 +4,9 @@ backtrader and a plain-loop floor, on the same minute bars of one symbol, in one
 Data: ``--years`` full years (default 5, ending 2024-12-31) of the simulated market's session bars
 for one symbol (390 bars a session, 210 on early closes; marked synthetic), written into stocks.db
 of a temporary data folder (sim mode) before anything is timed, with the replay's warm-up sessions.
-Each figure is the best of ``--repeat`` runs (default 3), in bars of the range per second:
+Each figure is the best of ``--repeat`` runs (default 3), in bars of the range per second; the
+runs go in rounds (one of each per round), so that every contender meets a shared machine's load
+alike, and each one's CPU time is kept too (``*_cpu`` ratios: steadier than wall-clock there):
 
 - ``cli_bars_per_s``: ``python -m app backtest sma_crossover SYMBOL --start --end --sim --json`` as a
   person runs it, from process start to its JSON (its worker process, the calendar, loading the bars
@@ -18,8 +20,8 @@ Each figure is the best of ``--repeat`` runs (default 3), in bars of the range p
   one decision a minute costs at the least in Python.
 
 ``signals_match`` is true when all of them list the same entries and exits (side, fill minute).
-The last line is one JSON object with those figures and the ratios to backtesting.py (targets:
-cli >= 2x, replay >= 2.5x). The two libraries are the optional ``bench`` extra; without them their
+The last line is one JSON object with those figures and the ratios to backtesting.py
+(``cli_over_backtesting_py``, ``replay_over_backtesting_py``; targets: cli >= 2x, replay >= 2.5x). The two libraries are the optional ``bench`` extra; without them their
 figures and the ratios are null. Five years take a few minutes, most of it backtrader's
 (``--backtrader-repeat 1`` for a quicker look); ``--years 1`` is a quick run.
 
