@@ -21,9 +21,10 @@ alike, and each one's CPU time is kept too (``*_cpu`` ratios: steadier than wall
 
 ``signals_match`` is true when all of them list the same entries and exits (side, fill minute).
 The last line is one JSON object with those figures and the ratios to backtesting.py
-(``cli_over_backtesting_py``, ``replay_over_backtesting_py``; targets: cli >= 2x, replay >= 2.5x). The two libraries are the optional ``bench`` extra; without them their
-figures and the ratios are null. Five years take a few minutes, most of it backtrader's
-(``--backtrader-repeat 1`` for a quicker look); ``--years 1`` is a quick run.
+(``cli_over_backtesting_py``, ``replay_over_backtesting_py``; targets: cli >= 2x, replay >= 2.5x).
+The two libraries are the optional ``bench`` extra; without them their figures and the ratios
+are null. Five years take a few minutes, most of it backtrader's (``--backtrader-repeat 1`` for a
+quicker look, 0 to leave it out); ``--years 1`` is a quick run.
 
     .venv/bin/python bench/bench_backtest.py [--years 5] [--symbol AAPL] [--repeat 3]
 """
