@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 from types import MappingProxyType
@@ -640,7 +641,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     _serve_figures_from(algo, book)
     import numpy as np  # here, not at the top: a command that only builds a request never loads it
 
-    minutes = np.fromiter((ts for day in per_session for ts in day), dtype=np.int64)
+    minutes = np.fromiter(chain.from_iterable(per_session), dtype=np.int64)
     # Bars with ts < T are what the algorithm may see at decision minute T.
     visible = np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes, "left")
     visible_list = visible.tolist()
@@ -725,7 +726,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     last_close = all_bars[-1].close
     figures = book.position.figures(request.capital, last_close)
     bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, rule)
-    curve = _equity(minutes, visible, np.fromiter((b.close for b in all_bars), dtype=np.float64, count=nbars),
+    curve = _equity(minutes, visible, np.array(ctx.closes, dtype=np.float64),
                     float(request.capital), changes, end_ts, request.equity_points,
                     (bh_shares, float(bh_price), range_lo), opening)
     if progress is not None:
