@@ -13,9 +13,12 @@ import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from app.engine.marketdata import calendar_cache
+
 CALENDAR_NAME = "XNYS"
 CALENDAR_START = date(2015, 1, 1)
-# Far enough ahead for any order or sim run; rebuilt on each process start so it keeps moving.
+# Far enough ahead for any order or sim run; counted from today at each process start so it keeps
+# moving (the calendar cache file is per last day).
 CALENDAR_YEARS_AHEAD = 2
 
 _DAY = 86_400
@@ -45,10 +48,26 @@ class _Tables:
 
 @functools.lru_cache(maxsize=1)
 def _tables() -> _Tables:
-    """Build the exchange_calendars calendar once per process (it takes ~0.5 s) and flatten it."""
+    """The XNYS schedule once per process, flattened: from the calendar cache file when it has it."""
+    last_day = date.today() + timedelta(days=365 * CALENDAR_YEARS_AHEAD)
+    cached = calendar_cache.cache_file(CALENDAR_NAME, CALENDAR_START, last_day)
+    schedule = calendar_cache.load(cached)
+    if schedule is None:
+        schedule = _build_schedule(last_day)
+        calendar_cache.save(cached, schedule)
+    sessions, opens, closes = schedule
+    by_session = {day: (o, c) for day, o, c in zip(sessions, opens, closes)}
+    by_utc_day = {o // _DAY: (o, c) for o, c in zip(opens, closes)}
+    first_ts = int(datetime(CALENDAR_START.year, CALENDAR_START.month, CALENDAR_START.day,
+                            tzinfo=timezone.utc).timestamp())
+    end_ts = int(datetime(last_day.year, last_day.month, last_day.day, tzinfo=timezone.utc).timestamp()) + _DAY
+    return _Tables(CALENDAR_START, last_day, sessions, opens, closes, by_session, by_utc_day, first_ts, end_ts)
+
+
+def _build_schedule(last_day: date) -> calendar_cache.Schedule:
+    """Sessions, opens and closes from exchange_calendars (about 1.2 s here: it imports pandas)."""
     import exchange_calendars  # deferred: importing pandas is slow and only needed here
 
-    last_day = date.today() + timedelta(days=365 * CALENDAR_YEARS_AHEAD)
     with warnings.catch_warnings():
         # exchange_calendars trips pandas deprecation warnings in its own code; nothing to act on here.
         warnings.simplefilter("ignore")
@@ -59,12 +78,7 @@ def _tables() -> _Tables:
     sessions = tuple(ts.date() for ts in schedule.index)
     opens = tuple(int(ts.timestamp()) for ts in schedule["open"])
     closes = tuple(int(ts.timestamp()) for ts in schedule["close"])
-    by_session = {day: (o, c) for day, o, c in zip(sessions, opens, closes)}
-    by_utc_day = {o // _DAY: (o, c) for o, c in zip(opens, closes)}
-    first_ts = int(datetime(CALENDAR_START.year, CALENDAR_START.month, CALENDAR_START.day,
-                            tzinfo=timezone.utc).timestamp())
-    end_ts = int(datetime(last_day.year, last_day.month, last_day.day, tzinfo=timezone.utc).timestamp()) + _DAY
-    return _Tables(CALENDAR_START, last_day, sessions, opens, closes, by_session, by_utc_day, first_ts, end_ts)
+    return sessions, opens, closes
 
 
 def _utc(ts: int) -> datetime:
