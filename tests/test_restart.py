@@ -42,7 +42,7 @@ from app.engine.portfolio.money import card_figures
 from app.storage.sim_book_store import SimBookStore
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import parse_utc_text
-from bench.soak import TICKERS, add_instances, app_command, app_env
+from bench.soak import TICKERS, add_cards, add_instances, app_command, app_env, instance_args
 from tests.engine.crash_child import FLIPPER_SOURCE, write_algorithm
 from tests.engine.netting_helpers import card_fills
 from tests.engine.test_crash_safety import broker_fills
@@ -178,12 +178,8 @@ def test_sim_app_survives_20_power_cuts(tmp_path):
     note = f"(random seed {seed})"
     algos = write_algorithm(tmp_path / "algos", "flipper", FLIPPER_SOURCE)
     env = app_env(tmp_path, AUTOTRADER_ALGORITHM_DIRS=str(algos))
-    cards = add_instances(tmp_path, CARDS, env=env)
-    for ticker in TICKERS[:FLIPPERS]:
-        done = subprocess.run(app_command("add", ticker, "flipper", "4000", "--sim"), capture_output=True,
-                              text=True, env=env, cwd=tmp_path, timeout=120)
-        assert done.returncode == 0, done.stderr
-        cards.append(int(done.stdout.split()[-1]))
+    cards = add_cards(tmp_path, instance_args(CARDS) + [["add", ticker, "flipper", "4000", "--sim"]
+                                                         for ticker in TICKERS[:FLIPPERS]], env=env)
     sim = tmp_path / "sim"
     system_db, book_db, engine_log = sim / "system.db", sim / "sim_broker.db", sim / "logs" / "engine.log"
     cal = MarketCalendar()
