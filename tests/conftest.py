@@ -23,6 +23,31 @@ _FILE_LAYER = {
 }
 
 
+# The longest tests, with their seconds on a quiet 2-core machine (`./test.sh --durations=25`). They
+# are collected first, longest first: `./test.sh` hands out tests one at a time in collection order
+# (`--dist loadgroup`), so these start at once, spread over the workers, instead of making the tail
+# of the run. Only the order depends on this table (keyed by file and test name, so a test that moves
+# to another folder keeps its place); a test missing from it just runs in its usual place.
+_EXPECTED_S = {
+    "test_soak.py::test_two_accelerated_sessions_with_20_cards_miss_nothing_and_leak_nothing": 136,
+    "test_fault_schedule.py::test_fault_schedule": 89,
+    "test_restart.py::test_sim_app_survives_20_power_cuts": 83,
+    "test_crash_safety.py::test_sigkill_at_random_moments_never_loses_or_doubles_a_fill": 81,
+    "test_restart.py::test_alpaca_app_survives_power_cuts_during_start": 22,
+    "test_screen_xvfb.py::test_ten_launches_all_scaled": 17,  # each of four screen sizes
+    "test_crash_safety.py::test_sigkill_mid_netted_minutes_books_every_card_once": 17,
+    "test_orchestrator.py::test_an_overrun_minute_runs_late_and_a_long_stall_is_counted_missed": 12,
+    "test_secrets_in_logs.py::test_cli_set_pin_doctor_status_add_and_run_keep_secrets_out": 11,
+    "test_beside_kiosk.py::test_status_add_and_stop_beside_a_running_speed_600_sim": 10,
+}
+
+
+def _expected_s(item: pytest.Item) -> float:
+    """The table's seconds for ``item`` (0 for every test not in it)."""
+    name = getattr(item, "originalname", None) or item.name
+    return _EXPECTED_S.get(f"{pathlib.Path(item.fspath).name}::{name}", 0)
+
+
 def _layer(path: pathlib.Path, root: pathlib.Path) -> str:
     parts = path.relative_to(root).parts
     if len(parts) == 1:
@@ -31,7 +56,7 @@ def _layer(path: pathlib.Path, root: pathlib.Path) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark each test with its layer (unit, integration, e2e, gates) from where it lives."""
+    """Mark each test with its layer (unit, integration, e2e, gates) from where it lives; longest first."""
     root = pathlib.Path(__file__).parent
     for item in items:
         path = pathlib.Path(item.fspath)
@@ -39,3 +64,4 @@ def pytest_collection_modifyitems(config, items):
             continue  # the test says its own layer (e.g. one process-level test in a unit file)
         if path.is_relative_to(root):
             item.add_marker(getattr(pytest.mark, _layer(path, root)))
+    items.sort(key=lambda item: -_expected_s(item))  # stable: the rest keep their order
