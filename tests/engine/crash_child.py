@@ -5,6 +5,7 @@ ManualClock, stepped one market minute at a time exactly as the orchestrator's `
 (publish the sim bars completed by ``minute + 2 s``, then ``TradingCycle.run_minute``).
 
 Runnable: ``python tests/engine/crash_child.py DATA_ROOT ALGO_DIR START [--minutes N] [--finish]``
+(the crash test runs ``main()`` from ``python -c`` instead: see test_crash_safety.CHILD_MAIN)
 reconciles the journal with the persisted SimBroker book (as the orchestrator does at start),
 prints one ``READY {...}`` line with what reconciliation found, then trades minute after minute
 from where the last run stopped (progress is kept in system.db) until killed or ``N`` minutes
