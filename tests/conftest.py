@@ -1,10 +1,15 @@
 """Shared pytest fixtures (the fake Alpaca server) and the test layers."""
 
+import os
 import pathlib
 
 import pytest
 
 from tests.fakes.fixtures import fake_alpaca  # noqa: F401
+
+# Children that get a HOME of their own (so that no ~/.config/autotrader/.env is read) still find the
+# calendar's schedule file (app/engine/marketdata/calendar_cache.py) instead of rebuilding it each.
+os.environ.setdefault("XDG_CACHE_HOME", str(pathlib.Path.home() / ".cache"))
 
 # Every test belongs to one layer, registered in pyproject.toml: `./test.sh -m unit` is the quick
 # loop (no processes, no servers, no engine thread), `-m "not e2e"` skips the process-level tests.
