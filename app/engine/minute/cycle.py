@@ -22,6 +22,7 @@ from app.engine.plugins.runner import AlgorithmFault, AlgorithmRunner, Decision
 from app.engine.brokers.protocol import AccountRules, Broker, BrokerError
 from app.engine.portfolio.ledger import CardLedger, Holding
 from app.engine.marketdata.calendar import MarketCalendar
+from app.engine.marketdata.minute_reads import MinuteBars
 from app.engine.minute.journal import Fill, OrderJournal
 from app.engine.minute.netting import CardOrder
 from app.engine.trading.guard import OrderRequest, refusal
@@ -42,7 +43,8 @@ class StoreContext:
     so connections are pooled rather than kept per thread: each call borrows a pair, uses it on its
     thread alone and gives it back. At most ``keep`` idle pairs are kept (the runner's worker
     count); a pair opened during a burst of replaced workers is closed when it comes back, so
-    neither files nor page caches pile up.
+    neither files nor page caches pile up. Within a minute (``begin_minute``) the cards on a ticker
+    share one read of its bars and the ledger is not looked at again: the cycle refreshed it.
     """
 
     def __init__(self, market_path: Path, system_path: Path, ledger: CardLedger | None = None,
@@ -53,6 +55,8 @@ class StoreContext:
         self._keep = keep
         self._pool: queue.SimpleQueue[tuple[MarketStore, SystemStore]] = queue.SimpleQueue()
         self._ledger.read_with(self._system)  # the ledger pages a card's fills in through this pool
+        self.bars = MinuteBars(self._read_last_bars)
+        self._fresh = False  # the ledger was refreshed for the minute being run
 
     @contextmanager
     def _system(self) -> Iterator[SystemStore]:
@@ -74,10 +78,23 @@ class StoreContext:
                 stores[0].close()
                 stores[1].close()
 
-    def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
-        """Last ``n`` stored bars strictly before ``before_ts``."""
+    def begin_minute(self, minute_ts: int) -> None:
+        """The minute's calls follow; the ledger was just refreshed by the caller."""
+        self.bars.begin_minute(minute_ts)
+        self._fresh = self._ledger.started
+
+    def end_minute(self) -> None:
+        """The minute's calls are over: reads go to the stores again."""
+        self._fresh = False
+        self.bars.end_minute()
+
+    def _read_last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         with self._stores() as (market, _):
             return market.last_bars(symbol, n, before_ts)
+
+    def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
+        """Last ``n`` stored bars strictly before ``before_ts``."""
+        return self.bars.last_bars(symbol, n, before_ts)
 
     def bars_between(self, symbol: str, start_ts: int, end_ts: int) -> list[Bar]:
         """Stored bars in the closed range."""
@@ -90,6 +107,8 @@ class StoreContext:
 
     def holding(self, algo_id: int) -> Holding:
         """This instance's transactions with its share and invested totals (no re-summing)."""
+        if self._fresh:
+            return self._ledger.held((algo_id,))[algo_id]
         with self._stores() as (_, system):
             return self._ledger.holding(system, algo_id)
 
@@ -158,6 +177,8 @@ class TradingCycle:
         self._rules: tuple[datetime, AccountRules | None] | None = None  # read once per minute, if needed
         self._positions: dict[str, int] | None = None  # the broker's positions, read once per minute if needed
         self._positions_failed = False
+        self._by_ticker: dict[str, list[InstanceRecord]] | None = None  # every instance, read once per minute
+        self._bought: dict[str, bool] = {}  # per ticker, this minute: bought in its session
 
     # --- instances ---------------------------------------------------------------------
 
@@ -219,8 +240,14 @@ class TradingCycle:
 
         decisions = []
         if batch:
-            with self.breaker.calls([inst.id for inst in batch_instances]):
-                decisions = self.runner.run_many(batch)
+            # One look at system.db for the whole minute: the cards' calls read the ledger as it is now.
+            self.ledger.refresh(self.system)
+            self.context.begin_minute(to_epoch(minute))
+            try:
+                with self.breaker.calls([inst.id for inst in batch_instances]):
+                    decisions = self.runner.run_many(batch)
+            finally:
+                self.context.end_minute()
         market_open = self.calendar.is_open(minute)
         halted = self.halted()
         minute_ts = to_epoch(minute)
@@ -228,6 +255,7 @@ class TradingCycle:
         # One open order per card at a time: read the open journal rows once per minute.
         busy = {order.algorithm_id for order in self.journal.open_orders()} if decisions else set()
         self._positions = None
+        self._by_ticker, self._bought = None, {}
         wanted: list[CardOrder] = []
         for inst, decision in zip(batch_instances, decisions):
             if isinstance(decision, AlgorithmFault):
@@ -316,15 +344,30 @@ class TradingCycle:
     def _bought_this_session(self, ticker: str, minute: datetime) -> bool:
         """Whether any card bought ``ticker`` in ``minute``'s session (its UTC date: sessions never
         cross midnight UTC), so that selling it now completes a day trade."""
+        if ticker in self._bought:  # once per ticker a minute: no fill is recorded while it is checked
+            return self._bought[ticker]
         day = utc_text(minute)[:10]
-        same = [inst for inst in self.system.all_instances() if inst.ticker == ticker]
-        for holding in self.holdings(same).values():
+        bought = False
+        for holding in self.holdings(self._instances_on(ticker)).values():
             for tx in reversed(holding.transactions):  # oldest first: today's fills are at the end
                 if tx.timestamp[:10] != day:
                     break
                 if tx.type == "buy":
-                    return True
-        return False
+                    bought = True
+                    break
+            if bought:
+                break
+        self._bought[ticker] = bought
+        return bought
+
+    def _instances_on(self, ticker: str) -> list[InstanceRecord]:
+        """Every instance on ``ticker``, stopped ones too (all instances read once per minute)."""
+        if self._by_ticker is None:
+            by_ticker: dict[str, list[InstanceRecord]] = {}
+            for inst in self.system.all_instances():
+                by_ticker.setdefault(inst.ticker, []).append(inst)
+            self._by_ticker = by_ticker
+        return self._by_ticker.get(ticker, [])
 
     def _account_rules(self, minute: datetime) -> AccountRules | None:
         """The account's day-trade facts, read from the broker at most once per minute (None if
@@ -339,5 +382,4 @@ class TradingCycle:
         return self._rules[1]
 
     def _shares_all_instances(self, ticker: str) -> int:
-        same = [inst for inst in self.system.all_instances() if inst.ticker == ticker]
-        return sum(holding.shares for holding in self.holdings(same).values())
+        return sum(holding.shares for holding in self.holdings(self._instances_on(ticker)).values())

@@ -27,6 +27,7 @@ from app.engine.algorithm_api import AlgorithmBase, AlgorithmParamError
 from app.engine.plugins import sandbox
 from app.engine.plugins.loader import AlgorithmLoadError, create_algorithm, load_file_info
 from app.engine.plugins.runner import AlgorithmFault, describe_exception, validate_decision
+from app.engine.marketdata.minute_reads import MinuteBars
 from app.engine.portfolio.ledger import CardLedger, Holding
 from app.storage.market_store import MarketStore
 from app.storage.records import Bar
@@ -60,7 +61,9 @@ class ReadOnlyContext:
     """The algorithm data context of a worker: stocks.db and system.db through ``mode=ro`` connections.
 
     Connections open on first use (a catalogue worker never needs them) and are shared by the threads
-    of the process, so an algorithm's own thread reads through the same read-only connection.
+    of the process, so an algorithm's own thread reads through the same read-only connection. Within
+    one minute (``begin_minute``) the cards on a ticker share one read of its bars and the ledger
+    looks at system.db once: nothing is recorded while a minute's calls run.
     """
 
     def __init__(self, market_path: str | None, system_path: str | None) -> None:
@@ -71,6 +74,9 @@ class ReadOnlyContext:
         self._ledger = CardLedger()
         self._ledger.read_with(self._system_store)  # fills are paged in read-only too
         self._lock = threading.Lock()
+        self.bars = MinuteBars(lambda symbol, n, before: self._stores()[0].last_bars(symbol, n, before))
+        self._minute: int | None = None
+        self._ledger_minute: int | None = None
 
     @contextmanager
     def _system_store(self) -> Iterator[SystemStore]:
@@ -85,9 +91,14 @@ class ReadOnlyContext:
                 self._system = SystemStore(self._system_path, readonly=True, shared=True)
             return self._market, self._system
 
+    def begin_minute(self, minute_ts: int) -> None:
+        """The calls that follow are for the minute ``minute_ts`` (epoch s)."""
+        self._minute = minute_ts
+        self.bars.begin_minute(minute_ts)
+
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """Last ``n`` stored bars strictly before ``before_ts``."""
-        return self._stores()[0].last_bars(symbol, n, before_ts)
+        return self.bars.last_bars(symbol, n, before_ts)
 
     def bars_between(self, symbol: str, start_ts: int, end_ts: int) -> list[Bar]:
         """Stored bars in the closed range."""
@@ -98,8 +109,12 @@ class ReadOnlyContext:
         return self.holding(algo_id).transactions
 
     def holding(self, algo_id: int) -> Holding:
-        """This card's fills and totals, read incrementally."""
-        return self._ledger.holding(self._stores()[1], algo_id)
+        """This card's fills and totals: the ledger looks at system.db once a minute."""
+        minute = self._minute
+        if minute is None or minute != self._ledger_minute or not self._ledger.started:
+            self._ledger.refresh(self._stores()[1])
+            self._ledger_minute = minute
+        return self._ledger.held((algo_id,))[algo_id]
 
 
 class Worker:
@@ -191,6 +206,7 @@ class Worker:
 
     def _run(self, key: int, spec: CardSpec | None, when: float, algo_id: int) -> tuple:
         current_time = datetime.fromtimestamp(when, timezone.utc)
+        self.context.begin_minute(int(when) // 60 * 60)
         algo = self.algos.get(key)
         try:
             if algo is None:

@@ -314,17 +314,24 @@ class CardLedger:
 
     def _tail(self, algo_id: int) -> tuple[TransactionRecord, ...]:
         """The card's fills of its latest day, read once and then kept up to date."""
-        with self._lock:
-            card = self._cards.get(algo_id)
-            if card is None:
-                return ()
-            if card.tail_start is None and card.count:
+        while True:
+            with self._lock:
+                card = self._cards.get(algo_id)
+                if card is None:
+                    return ()
+                if card.tail_start is not None or not card.count:
+                    return tuple(card.tail)
                 upto = self._last.id if self._last else 0
-                with self._reader() as store:
-                    start = _day_start(store.newest_fill_time(algo_id, upto) or "")
-                    card.tail = store.transactions_since(algo_id, start, upto)
-                card.tail_start = start
-            return tuple(card.tail)
+            # Read outside the lock: other cards' algorithms go on meanwhile.
+            with self._reader() as store:
+                start = _day_start(store.newest_fill_time(algo_id, upto) or "")
+                tail = store.transactions_since(algo_id, start, upto)
+            with self._lock:
+                if (self._last.id if self._last else 0) != upto or self._cards.get(algo_id) is not card:
+                    continue  # fills came in meanwhile (not kept while the tail was unread): read again
+                if card.tail_start is None:
+                    card.tail, card.tail_start = tail, start
+                return tuple(card.tail)
 
     def _pager(self, algo_id: int) -> Callable[[int, int, int], list[TransactionRecord]]:
         def page(offset: int, limit: int, upto: int) -> list[TransactionRecord]:
@@ -351,5 +358,15 @@ class CardLedger:
     def holdings(self, system: SystemStore, algo_ids: Iterable[int]) -> dict[int, Holding]:
         """Several cards' totals and fills after one refresh (one query for a whole card list)."""
         self.refresh(system)
+        return self.held(algo_ids)
+
+    def held(self, algo_ids: Iterable[int]) -> dict[int, Holding]:
+        """Cards' totals and fills as of the last refresh, without looking at the file: for the many
+        reads of one minute after its one refresh (nothing is recorded while a minute's calls run)."""
         with self._lock:
             return {i: self._holding(i) for i in algo_ids}
+
+    @property
+    def started(self) -> bool:
+        """Whether the first refresh (the totals' load) has happened."""
+        return self._started
