@@ -216,6 +216,9 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
                                      cards=cards, account=account, market=market, stream=stream_status,
                                      screen_sleep_s=settings.screen_sleep_min * 60,
                                      idle_lock_s=settings.idle_lock_s)
+                # The engine sends only cards that changed since its last publish: one it made while
+                # the window was not connected yet would never reach it. Connected now: all again.
+                loop.run_until_complete(host.client.call(host.service.republish))
                 window.present()
             if settings.mode != "sim":
                 from app.engine.alpaca.bar_stream import BarStream

@@ -61,6 +61,26 @@ class CardSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class CardsUpdate:
+    """What ``cards_changed`` carries: the cards whose snapshot differs from the one sent before, and
+    every running card's id in the order they are shown (a card missing from it is gone)."""
+
+    changed: tuple[CardSnapshot, ...]
+    order: tuple[int, ...]
+
+    @classmethod
+    def full(cls, cards: tuple[CardSnapshot, ...] | list[CardSnapshot]) -> CardsUpdate:
+        """Every card as changed (a first update, or a view connecting late)."""
+        cards = tuple(cards)
+        return cls(cards, tuple(card.instance_id for card in cards))
+
+    def apply(self, shown: dict[int, CardSnapshot]) -> dict[int, CardSnapshot]:
+        """The cards after this update, in order, given the cards ``shown`` before it."""
+        changed = {card.instance_id: card for card in self.changed}
+        return {i: changed[i] if i in changed else shown[i] for i in self.order if i in changed or i in shown}
+
+
+@dataclass(frozen=True, slots=True)
 class CardChart:
     """A card's price over its last few sessions with its fills, on a trading-time axis.
 

@@ -127,51 +127,66 @@ class Card(QWidget):
         self.setFixedWidth(metrics.card_width)
 
     def update_snapshot(self, snap: CardSnapshot) -> None:
-        """Show ``snap``: sets only labels whose text changed, repaints the border only on a state change."""
+        """Show ``snap``: only the parts whose fields changed are set (texts, colours, the sparkline),
+        and the border is repainted only on a state change."""
         old = self._snapshot
         if old == snap:
             return
         self._snapshot = snap
+        first = old is None
         # The ticker and a short title of the algorithm with its parameters are what a glance across
         # the room needs; the seed's machine name (with its creation stamp) is in the detail view.
-        self.title.setText(snap.ticker)
-        self.algo.setText(f"· {snap.title.split(' · ', 1)[1]}")
-        self.subtitle.setText(" · ".join(p for p in (f"#{snap.instance_id}", snap.params_text) if p))
+        if old is None or (old.ticker, old.label, old.algorithm_name, old.algorithm_type, old.params_text) != (
+                snap.ticker, snap.label, snap.algorithm_name, snap.algorithm_type, snap.params_text):
+            self.title.setText(snap.ticker)
+            self.algo.setText(f"· {snap.title.split(' · ', 1)[1]}")
+            self.subtitle.setText(" · ".join(p for p in (f"#{snap.instance_id}", snap.params_text) if p))
         if old is None or old.waiting_for_data != snap.waiting_for_data:
             # "waiting for data" would not fit at figure size; a re-polish only when that flips.
             self.price.setProperty("textSize", "base" if snap.waiting_for_data else "figure")
             self.price.style().unpolish(self.price)
             self.price.style().polish(self.price)
+            self.price.set_color(theme.AMBER if snap.waiting_for_data else theme.WHITE)
         if snap.waiting_for_data:
             self.price.setText(WAITING_TEXT)
-            self.price.set_color(theme.AMBER)
             self.price_time.setText("")
         else:
-            self.price.setText(_price_text(snap.price))
-            self.price.set_color(theme.WHITE)
-            self.price_time.setText(local_time(snap.price_time))
-        self.sparkline.set_data(snap.sparkline, snap.sparkline_start, snap.markers,
-                                times=snap.sparkline_times, span=snap.sparkline_span)
+            if old is None or old.price != snap.price:
+                self.price.setText(_price_text(snap.price))
+            if old is None or old.price_time != snap.price_time:
+                self.price_time.setText(local_time(snap.price_time))
+        if old is None or (old.sparkline, old.sparkline_start, old.markers, old.sparkline_times,
+                           old.sparkline_span) != (snap.sparkline, snap.sparkline_start, snap.markers,
+                                                   snap.sparkline_times, snap.sparkline_span):
+            self.sparkline.set_data(snap.sparkline, snap.sparkline_start, snap.markers,
+                                    times=snap.sparkline_times, span=snap.sparkline_span)
 
         state = pnl_state(snap.pnl)
-        color = STATE_COLORS[state]
-        self.pnl.setText(format_money_compact(snap.pnl, signed=True))
-        self.pnl_pct.setText(format_pct(snap.pnl_pct))
-        self.pnl.set_color(color)
-        self.pnl_pct.set_color(color)
-        self.value.setText(format_money(snap.value))
-        self.shares.setText(f"{snap.shares:,}")
-        self.trades.setText(f"{snap.trade_count:,}")
+        if old is None or old.pnl != snap.pnl:
+            self.pnl.setText(format_money_compact(snap.pnl, signed=True))
+        if old is None or old.pnl_pct != snap.pnl_pct:
+            self.pnl_pct.setText(format_pct(snap.pnl_pct))
+        if first or state != self._state:
+            color = STATE_COLORS[state]
+            self.pnl.set_color(color)
+            self.pnl_pct.set_color(color)
+        if old is None or old.value != snap.value:
+            self.value.setText(format_money(snap.value))
+        if old is None or old.shares != snap.shares:
+            self.shares.setText(f"{snap.shares:,}")
+        if old is None or old.trade_count != snap.trade_count:
+            self.trades.setText(f"{snap.trade_count:,}")
         self.last_action.setText(snap.last_action or "no trades yet")
 
-        if snap.faulted_reason:
-            self.status.setText(f"FAULTED: {snap.faulted_reason}")
-            self.status.set_color(theme.RED)
-        elif snap.refused_reason:
-            self.status.setText(f"ORDER REFUSED: {snap.refused_reason}")
-            self.status.set_color(theme.AMBER)
-        else:
-            self.status.setText("")
+        if old is None or (old.faulted_reason, old.refused_reason) != (snap.faulted_reason, snap.refused_reason):
+            if snap.faulted_reason:
+                self.status.setText(f"FAULTED: {snap.faulted_reason}")
+                self.status.set_color(theme.RED)
+            elif snap.refused_reason:
+                self.status.setText(f"ORDER REFUSED: {snap.refused_reason}")
+                self.status.set_color(theme.AMBER)
+            else:
+                self.status.setText("")
         if state != self._state or old is None or bool(old.faulted_reason) != bool(snap.faulted_reason):
             self._state = state
             self.update()

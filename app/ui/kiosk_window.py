@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QScreen
 from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
 
-from app.engine.events import AccountSummary, CardSnapshot, MarketStatus, Notice, StreamStatus
+from app.engine.events import AccountSummary, CardSnapshot, CardsUpdate, MarketStatus, Notice, StreamStatus
 from app.engine.system.maintenance import STOPPED_PREFIX
 from app.ui import theme
 from app.ui.add_dialog import AddDialog
@@ -232,11 +232,16 @@ class KioskWindow(QWidget):
 
     # -- engine signals --------------------------------------------------------------------------
 
-    def on_cards(self, snapshots: Iterable[CardSnapshot]) -> None:
-        """cards_changed: update cards in place; refresh the detail view if its card is among them."""
-        snapshots = tuple(snapshots)
-        self._snapshots = {s.instance_id: s for s in snapshots}
-        self.strip.set_cards(snapshots)
+    def on_cards(self, update: CardsUpdate | Iterable[CardSnapshot]) -> None:
+        """cards_changed: the changed cards are updated in place, a slice per loop turn (a plain list
+        is shown whole, at once); refresh the detail view if its card is among them."""
+        if isinstance(update, CardsUpdate):
+            self._snapshots = update.apply(self._snapshots)
+            self.strip.apply(update)
+        else:
+            snapshots = tuple(update)
+            self._snapshots = {s.instance_id: s for s in snapshots}
+            self.strip.set_cards(snapshots)
         shown = self.detail.instance_id
         if shown is None or not self.detail.isVisible():
             return

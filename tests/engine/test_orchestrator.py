@@ -138,7 +138,10 @@ def test_orchestrator_trades_on_the_right_minutes_and_cards_follow_the_money_rul
             assert tx.timestamp == utc_text(decided)
             assert Decimal(str(tx.price)) == Decimal(str(bar.open))
         # The last published cards are what the money rules give from the recorded fills.
-        final = {c.instance_id: c for c in cards_seen[-1]}
+        # Each update carries the cards that changed since the one before: folded, they are the cards shown.
+        final: dict = {}
+        for update in cards_seen:
+            final = update.apply(final)
         for inst in system.all_instances("running"):
             price = Decimal(str(market.latest_bar(inst.ticker).close))
             expected = card_figures(inst.initial_capital, system.get_transactions(inst.id, oldest_first=True), price)

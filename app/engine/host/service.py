@@ -19,7 +19,8 @@ from app.engine.host.evening import read_day_check
 from app.engine.algorithm_api import AlgorithmParamError
 from app.engine.plugins.loader import AlgorithmInfo, AlgorithmLoadError, discover
 from app.engine.brokers.protocol import BrokerError, BrokerUnavailable, InvalidSymbol
-from app.engine.portfolio.cards import build_cards
+from app.engine.portfolio.cards import CardParts, build_cards
+from app.engine.portfolio.ledger import Holding
 from app.engine.portfolio.chart import card_chart
 from app.engine.host.client import ServiceError
 from app.engine.host.wiring import EngineParts
@@ -30,7 +31,7 @@ from app.engine.portfolio.money import available_cash, format_money, realised_pn
 from app.engine.system.pin import PinError, PinResult
 from app.engine.trading.guard import OrderRequest, day_trade_limited, describe_day_trading, refusal
 from app.engine.minute.cycle import HALT_KEY
-from app.storage.records import TransactionRecord
+from app.storage.records import InstanceRecord, TransactionRecord
 from app.storage.timefmt import parse_utc_text, utc_text
 
 if TYPE_CHECKING:  # imported when the first backtest is asked for: keeps the start-up light
@@ -49,6 +50,7 @@ class Publisher(Protocol):
     """Where state changes go (the Qt signals in the kiosk; nowhere for the CLI)."""
 
     def cards(self, cards: tuple[CardSnapshot, ...]) -> None: ...
+    def resend_cards(self) -> None: ...  # the next ``cards`` sends every card, changed or not
     def market(self, status: MarketStatus) -> None: ...
     def stream(self, status: StreamStatus) -> None: ...
     def account(self, summary: AccountSummary) -> None: ...
@@ -59,6 +61,7 @@ class NullPublisher:
     """Publishes nothing (headless use)."""
 
     def cards(self, cards): pass
+    def resend_cards(self): pass
     def market(self, status): pass
     def stream(self, status): pass
     def account(self, summary): pass
@@ -89,6 +92,9 @@ class EngineService:
         self._last_cash_error: str | None = None
         self._cash_read_at: float | None = None  # time.monotonic() of the last header read
         self._backtest_jobs: BacktestJobs | None = None  # made on the first backtest request
+        self._card_parts = CardParts()  # what one publish's cards lend the next
+        self._label_cache: dict[tuple[str, str], tuple[str, str]] = {}  # (type, params) -> labels
+        self._stopped: tuple[tuple[tuple[int, Holding], ...], Decimal] | None = None  # stopped cards' P&L
 
     def close(self) -> None:
         """Cancel running backtests (they run on their own daemon threads)."""
@@ -118,6 +124,7 @@ class EngineService:
         """Every algorithm file found, broken ones with their error."""
         if refresh or self._catalogue is None:
             self._catalogue = tuple(discover(self.parts.algorithm_dirs))
+            self._label_cache.clear()  # a changed file may word its cards differently
         return self._catalogue
 
     def _names(self) -> dict[str, str]:
@@ -127,24 +134,31 @@ class EngineService:
         """Instance id → (short card title, parameters in words) from each algorithm's own template."""
         infos = {info.algorithm_type: info for info in self.available_algorithms() if info.ok}
         labels = {}
+        cache = self._label_cache
         for inst in instances:
             info = infos.get(inst.algorithm_type)
             if info is None:
                 continue
-            try:
-                given = json.loads(inst.params_json or "{}")
-            except ValueError:
-                given = {}
-            given = given if isinstance(given, dict) else {}
-            labels[inst.id] = (info.card_label(given), info.params_text(given))
+            key = (inst.algorithm_type, inst.params_json or "{}")
+            label = cache.get(key)
+            if label is None:
+                try:
+                    given = json.loads(inst.params_json or "{}")
+                except ValueError:
+                    given = {}
+                given = given if isinstance(given, dict) else {}
+                label = cache[key] = (info.card_label(given), info.params_text(given))
+            labels[inst.id] = label
         return labels
 
     def cards(self) -> tuple[CardSnapshot, ...]:
         """Every running instance with its card figures."""
+        return self._cards(self.parts.system.all_instances("running"))
+
+    def _cards(self, running: list[InstanceRecord]) -> tuple[CardSnapshot, ...]:
         p = self.parts
-        running = p.system.all_instances("running")
         return build_cards(p.cycle.holdings(running), p.market, p.calendar, p.clock.now(), running,
-                           self._names(), p.cycle.refused, self._labels(running))
+                           self._names(), p.cycle.refused, self._labels(running), parts=self._card_parts)
 
     def market_status(self) -> MarketStatus:
         """Open/closed now and the next transitions."""
@@ -180,8 +194,8 @@ class EngineService:
             raise ServiceError(f"cannot reach the broker: {self._last_cash_error}")
         return self._available_from(cash)
 
-    def _available_from(self, cash: Decimal) -> Decimal:
-        running = self.parts.system.all_instances("running")
+    def _available_from(self, cash: Decimal, running: list[InstanceRecord] | None = None) -> Decimal:
+        running = self.parts.system.all_instances("running") if running is None else running
         holdings = self.parts.cycle.holdings(running)
         return available_cash(cash, (holdings[inst.id].figures(inst.initial_capital, None).uninvested
                                      for inst in running))
@@ -197,20 +211,38 @@ class EngineService:
             return self.broker_cash()
         return self._last_cash
 
-    def account(self, cards: tuple[CardSnapshot, ...] | None = None, *, fresh_cash: bool = True) -> AccountSummary:
+    def account(self, cards: tuple[CardSnapshot, ...] | None = None, *, fresh_cash: bool = True,
+                running: list[InstanceRecord] | None = None) -> AccountSummary:
         """Header figures: mode, account value, the day's and the total P&L, available cash, halt switch.
 
-        ``fresh_cash`` False lets the broker's cash be the one read up to ``CASH_EVERY_S`` ago."""
-        cards = self.cards() if cards is None else cards
+        ``fresh_cash`` False lets the broker's cash be the one read up to ``CASH_EVERY_S`` ago;
+        ``running`` the running instances ``cards`` were built from (read again when not given)."""
+        if cards is None:
+            running = self.parts.system.all_instances("running")
+            cards = self._cards(running)
         cash = self._cash_for_header(fresh_cash)
         positions = sum((c.shares * c.price for c in cards if c.price is not None), Decimal(0))
         return AccountSummary(mode=self.mode,
-                              available_cash=None if cash is None else self._available_from(cash),
+                              available_cash=None if cash is None else self._available_from(cash, running),
                               total_pnl=sum((c.pnl for c in cards), Decimal(0)),
                               halted=self.parts.cycle.halted(), broker_error=self._last_cash_error,
                               value=None if cash is None else cash + positions,
                               day_pnl=sum((c.day_pnl for c in cards if c.day_pnl is not None), Decimal(0)),
-                              stopped_pnl=sum((c.realised_pnl for c in self.history()), Decimal(0)))
+                              stopped_pnl=self._stopped_pnl())
+
+    def _stopped_pnl(self) -> Decimal:
+        """Σ realised P&L of the stopped cards, summed again only when one of them changed (a card
+        stopped, or a fill booked to one): never a walk through their fills on a quiet minute."""
+        p = self.parts
+        stopped = p.system.all_instances("stopped")
+        holdings = p.cycle.holdings(stopped)
+        key = tuple((inst.id, holdings[inst.id]) for inst in stopped)
+        kept = self._stopped
+        if kept is None or len(kept[0]) != len(key) or any(
+                a[0] != b[0] or a[1] is not b[1] for a, b in zip(kept[0], key)):
+            total = sum((realised_pnl(holdings[inst.id].transactions) for inst in stopped), Decimal(0))
+            self._stopped = kept = (key, total)
+        return kept[1]
 
     def history(self) -> tuple[StoppedCard, ...]:
         """Stopped cards with their realised P&L, the most recently stopped first."""
@@ -418,11 +450,18 @@ class EngineService:
 
     def publish_all(self, *, fresh_cash: bool = True) -> tuple[CardSnapshot, ...]:
         """Send cards, account and market status to the publisher (``fresh_cash``: see ``account``)."""
-        cards = self.cards()
+        running = self.parts.system.all_instances("running")
+        cards = self._cards(running)
         self.publisher.cards(cards)
-        self.publisher.account(self.account(cards, fresh_cash=fresh_cash))
+        self.publisher.account(self.account(cards, fresh_cash=fresh_cash, running=running))
         self.publisher.market(self.market_status())
         return cards
+
+    def republish(self) -> tuple[CardSnapshot, ...]:
+        """Publish every card in full (a view that connected after the last publish has seen no
+        update it can build on), with the account and market status."""
+        self.publisher.resend_cards()
+        return self.publish_all(fresh_cash=False)
 
     def wall_info(self) -> WallInfo:
         """Version, last backup, free disk and alert status for the settings panel."""

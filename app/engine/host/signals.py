@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
-from app.engine.events import AccountSummary, CardSnapshot, CycleReport, MarketStatus, Notice, StreamStatus
+from app.engine.events import (AccountSummary, CardSnapshot, CardsUpdate, CycleReport, MarketStatus, Notice,
+                               StreamStatus)
 
 if TYPE_CHECKING:
     from app.engine.host.alerts import AlertWatch
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 class EngineSignals(QObject):
     """Signals from the engine thread; each carries a frozen dataclass (or a tuple of them)."""
 
-    cards_changed = Signal(object)
+    cards_changed = Signal(object)  # CardsUpdate: the cards that changed, and the order of all
     market_changed = Signal(object)
     stream_changed = Signal(object)
     account_changed = Signal(object)
@@ -36,12 +37,26 @@ class QtPublisher:
     def __init__(self, signals: EngineSignals):
         self._s = signals
         self.watch: AlertWatch | None = None  # once alerts are configured: sees cards, account and notices
+        self._sent: dict[int, CardSnapshot] = {}  # the last snapshot sent of each card
+        self._order: tuple[int, ...] | None = None
 
     def cards(self, cards: tuple[CardSnapshot, ...]) -> None:
-        """The running and stopped cards, after a change."""
-        self._s.cards_changed.emit(cards)
-        if self.watch is not None:
-            self.watch.on_cards(cards)
+        """The running cards: sends a ``CardsUpdate`` with only those that differ from the last ones
+        sent (nothing at all when no card changed and none came or went)."""
+        sent = self._sent
+        changed = tuple(card for card in cards if sent.get(card.instance_id) != card)
+        order = tuple(card.instance_id for card in cards)
+        if not changed and order == self._order:
+            return
+        self._sent = {card.instance_id: card for card in cards}
+        self._order = order
+        self._s.cards_changed.emit(CardsUpdate(changed, order))
+        if self.watch is not None and changed:
+            self.watch.on_cards(changed)
+
+    def resend_cards(self) -> None:
+        """Forget what was sent: the next ``cards`` sends every card (a view connecting late)."""
+        self._sent, self._order = {}, None
 
     def market(self, status: MarketStatus) -> None:
         """Market open/closed and the next open and close."""

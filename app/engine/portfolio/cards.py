@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -100,37 +101,120 @@ def day_pnl(instance: InstanceRecord, value_now: Decimal, shares_now: int, inves
     had; a card created during the session started at its capital. Unknown previous close (a ticker
     with no earlier bar): the card's whole P&L is today's.
     """
+    today = card_figures(0, fills_today, None)
+    return _day_pnl(instance, value_now, shares_now, invested_now, today.shares, today.invested, session_open_ts,
+                    close_before)
+
+
+def _day_pnl(instance: InstanceRecord, value_now: Decimal, shares_now: int, invested_now: Decimal,
+             shares_today: int, invested_today: Decimal, session_open_ts: int, close_before: Decimal | None) -> Decimal:
     if to_epoch(parse_utc_text(instance.created_at)) >= session_open_ts:
         return value_now - Decimal(str(instance.initial_capital))
-    today = card_figures(0, fills_today, None)
-    shares_before = shares_now - today.shares
+    shares_before = shares_now - shares_today
     # With no shares at the open the opening value is its cash, whatever the price was.
     price = close_before if close_before is not None or shares_before else Decimal(1)
-    opening = figures_from_position(instance.initial_capital, shares_before,
-                                    invested_now - today.invested, 0, price)
+    opening = figures_from_position(instance.initial_capital, shares_before, invested_now - invested_today, 0, price)
     return value_now - opening.value
 
 
-def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar],
+@dataclass(frozen=True)
+class TickerSession:
+    """One ticker's part of every card on it: its session's bars, the sparkline drawn from them, the
+    last price and the previous close. Built once per ticker per publish and shared by its cards."""
+
+    bars: Sequence[Bar]
+    span: tuple[int, int] | None  # the session's first and last minute (the sparkline's x axis)
+    close_before: Decimal | None  # the last close before the session (the day's P&L)
+    price: Decimal | None = None
+    price_time: datetime | None = None
+    sparkline: tuple[float, ...] = ()
+    sparkline_times: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, bars: Sequence[Bar], span: tuple[int, int] | None, close_before: Decimal | None) -> TickerSession:
+        """The shared figures of a ticker with ``bars`` in its latest session."""
+        last = bars[-1] if bars else None
+        shown = _downsample(bars, SPARKLINE_POINTS)
+        return cls(bars, span, close_before, Decimal(str(last.close)) if last else None,
+                   from_epoch(last.ts + 60) if last else None,
+                   tuple(b.close for b in shown), tuple(b.ts for b in shown))
+
+    @property
+    def start_ts(self) -> int | None:
+        """Where the session's fills start (its open; the first bar when the session is unknown)."""
+        return self.span[0] if self.span is not None else (self.bars[0].ts if self.bars else None)
+
+    @classmethod
+    def read(cls, reader: SessionBars, ticker: str, now: datetime) -> TickerSession:
+        """Read ``ticker``'s session through ``reader``."""
+        bars = reader.for_ticker(ticker, now)
+        span = reader.span(bars)
+        return cls.of(bars, span, reader.close_before(ticker, span[0]) if span else None)
+
+
+@dataclass(frozen=True)
+class _Fills:
+    """What a card's fills add to its card for one session: unchanged until the card's next fill."""
+
+    markers: tuple[TradeMarker, ...]
+    last_action: str | None
+    shares_today: int
+    invested_today: Decimal
+
+
+def _fills_part(holding: Holding, start_ts: int | None) -> _Fills:
+    transactions = holding.transactions
+    fills = _session_fills(transactions, start_ts) if start_ts is not None else []
+    today = card_figures(0, fills, None)
+    return _Fills(_markers(fills), describe_transaction(transactions[-1]) if transactions else None,
+                  today.shares, today.invested)
+
+
+class CardParts:
+    """What building cards may reuse from one publish to the next (one per publisher, engine thread).
+
+    A card's fill-derived parts (markers, last action, the day's shares and cost) change only with a
+    new fill, i.e. a new ``Holding`` from the ledger, or a new session; its price part is per ticker.
+    """
+
+    def __init__(self) -> None:
+        self._fills: dict[int, tuple[Holding, int | None, _Fills]] = {}
+
+    def fills(self, instance_id: int, holding: Holding, start_ts: int | None) -> _Fills:
+        """The card's fill-derived parts, rebuilt only when its holding or session changed."""
+        kept = self._fills.get(instance_id)
+        if kept is not None and kept[0] is holding and kept[1] == start_ts:
+            return kept[2]
+        part = _fills_part(holding, start_ts)
+        self._fills[instance_id] = (holding, start_ts, part)
+        return part
+
+    def keep_only(self, instance_ids: Iterable[int]) -> None:
+        """Forget cards no longer shown."""
+        keep = set(instance_ids)
+        for gone in [i for i in self._fills if i not in keep]:
+            del self._fills[gone]
+
+
+def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar] | TickerSession,
                *, algorithm_name: str, refused_reason: str | None = None,
                span: tuple[int, int] | None = None, close_before: Decimal | None = None,
-               label: str = "", params_text: str = "") -> CardSnapshot:
+               label: str = "", params_text: str = "", fills: _Fills | None = None) -> CardSnapshot:
     """One card's figures (Decimal money rules) plus its sparkline, trade markers and day's P&L.
 
-    ``holding`` the card's fills and totals; ``session`` the ticker's bars of its latest session;
-    ``span`` that session's first and last minute (the sparkline's x axis); ``close_before`` the
-    ticker's last close before the session.
+    ``holding`` the card's fills and totals; ``session`` the ticker's bars of its latest session (or
+    its ``TickerSession``); ``span`` that session's first and last minute (the sparkline's x axis);
+    ``close_before`` the ticker's last close before the session. ``fills`` its fill-derived parts
+    when already known (``CardParts``).
     """
-    transactions = holding.transactions
-    last = session[-1] if session else None
-    price = Decimal(str(last.close)) if last else None
-    figures = holding.figures(instance.initial_capital, price)
-    start_ts = span[0] if span is not None else (session[0].ts if session else None)
-    fills = _session_fills(transactions, start_ts) if start_ts is not None else []
-    shown = _downsample(session, SPARKLINE_POINTS)
+    ticker = session if isinstance(session, TickerSession) else TickerSession.of(session, span, close_before)
+    start_ts = ticker.start_ts
+    figures = holding.figures(instance.initial_capital, ticker.price)
+    part = fills if fills is not None else _fills_part(holding, start_ts)
     today = None
     if start_ts is not None and figures.has_price:
-        today = day_pnl(instance, figures.value, figures.shares, figures.invested, fills, start_ts, close_before)
+        today = _day_pnl(instance, figures.value, figures.shares, figures.invested, part.shares_today,
+                         part.invested_today, start_ts, ticker.close_before)
     return CardSnapshot(
         instance_id=instance.id,
         display_name=instance.display_name,
@@ -140,20 +224,20 @@ def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar
         initial_capital=Decimal(str(instance.initial_capital)),
         shares=figures.shares,
         trade_count=figures.trade_count,
-        price=price if figures.has_price else None,
-        price_time=from_epoch(last.ts + 60) if last else None,
+        price=ticker.price if figures.has_price else None,
+        price_time=ticker.price_time,
         value=figures.value,
         uninvested=figures.uninvested,
         pnl=figures.pnl,
         pnl_pct=figures.pnl_pct,
-        last_action=describe_transaction(transactions[-1]) if transactions else None,
+        last_action=part.last_action,
         faulted_reason=instance.faulted_reason,
         refused_reason=refused_reason,
-        sparkline=tuple(b.close for b in shown),
-        sparkline_start=session[0].ts if session else None,
-        markers=_markers(fills),
-        sparkline_times=tuple(b.ts for b in shown),
-        sparkline_span=span,
+        sparkline=ticker.sparkline,
+        sparkline_start=ticker.bars[0].ts if ticker.bars else None,
+        markers=part.markers,
+        sparkline_times=ticker.sparkline_times,
+        sparkline_span=ticker.span,
         day_pnl=today,
         label=label,
         params_text=params_text,
@@ -163,23 +247,28 @@ def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar
 def build_cards(holdings: Mapping[int, Holding], market: MarketStore, calendar: MarketCalendar,
                 now: datetime, instances: Iterable[InstanceRecord], names: dict[str, str],
                 refused: dict[int, str],
-                labels: Mapping[int, tuple[str, str]] | None = None) -> tuple[CardSnapshot, ...]:
+                labels: Mapping[int, tuple[str, str]] | None = None,
+                parts: CardParts | None = None) -> tuple[CardSnapshot, ...]:
     """Cards for ``instances`` (``holdings`` by instance id), reading each ticker's bars once.
 
     ``labels``: instance id → (short title, parameters in words), where the algorithm file is known.
+    ``parts``: what the last build can lend this one (cards whose fills did not change).
     """
     labels = labels or {}
-    sessions: dict[str, tuple[list[Bar], tuple[int, int] | None, Decimal | None]] = {}
+    sessions: dict[str, TickerSession] = {}
     reader = SessionBars(market, calendar)
     cards = []
     for inst in instances:
-        if inst.ticker not in sessions:
-            bars = reader.for_ticker(inst.ticker, now)
-            span = reader.span(bars)
-            sessions[inst.ticker] = (bars, span, reader.close_before(inst.ticker, span[0]) if span else None)
-        bars, span, close_before = sessions[inst.ticker]
-        cards.append(build_card(inst, holdings[inst.id], bars,
+        ticker = sessions.get(inst.ticker)
+        if ticker is None:
+            ticker = sessions[inst.ticker] = TickerSession.read(reader, inst.ticker, now)
+        holding = holdings[inst.id]
+        fills = parts.fills(inst.id, holding, ticker.start_ts) if parts is not None else None
+        label, params_text = labels.get(inst.id, ("", ""))
+        cards.append(build_card(inst, holding, ticker,
                                 algorithm_name=names.get(inst.algorithm_type, inst.algorithm_type),
-                                refused_reason=refused.get(inst.id), span=span, close_before=close_before,
-                                label=labels.get(inst.id, ("", ""))[0], params_text=labels.get(inst.id, ("", ""))[1]))
+                                refused_reason=refused.get(inst.id), label=label, params_text=params_text,
+                                fills=fills))
+    if parts is not None:
+        parts.keep_only(card.instance_id for card in cards)
     return tuple(cards)
