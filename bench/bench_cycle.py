@@ -2,10 +2,10 @@
 
 Part 1, compute: one full session (390 cycles) stepped on a ManualClock exactly as the
 orchestrator does it (publish the sim bars completed by minute + 2 s, run the cycle, then publish
-cards, account and market status to the UI); the figure is from wake-up to the last card
-published (the SimBroker answers in-process, so there is no broker latency), the sim's bar
-writes excluded. ``run_minute_median_ms`` is TradingCycle.run_minute alone (the figure this
-part printed before publishing was included).
+cards, account and market status through the kiosk's publisher, which sends the changed cards);
+the figure is from wake-up to the last card published (the SimBroker answers in-process, so there
+is no broker latency), the sim's bar writes excluded. ``run_minute_median_ms`` is
+TradingCycle.run_minute alone (the figure this part printed before publishing was included).
 
 Part 2, wake-up accuracy: the real Orchestrator on its QThread with a SimClock at ``--speed``
 (default 600: a market minute every 100 ms); the error of a wake-up is how late the cycle started
@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from app.engine.marketdata.clock import ManualClock, SimClock  # noqa: E402
 from app.engine.host.wiring import EngineOptions, EngineParts  # noqa: E402
 from app.engine.host.service import EngineService  # noqa: E402
+from app.engine.host.signals import EngineSignals, QtPublisher  # noqa: E402
 from app.engine.system.settings import Settings  # noqa: E402
 from app.storage.system_store import SystemStore  # noqa: E402
 from app.storage.timefmt import epoch_text, from_epoch  # noqa: E402
@@ -120,7 +121,7 @@ def bench_compute(root: Path, instances: int, *, history: int = 0, minutes: int 
         seed_history(settings, history, open_minute - timedelta(days=1))
     clock = ManualClock(open_minute)
     parts = EngineParts.build(settings, clock=clock, options=options(instances))
-    service = EngineService(parts)
+    service = EngineService(parts, QtPublisher(EngineSignals()))  # the kiosk's publisher: it sends changed cards
     durations: list[float] = []
     orders = 0
     try:
