@@ -31,7 +31,7 @@ from app.engine.portfolio.money import available_cash, format_money, realised_pn
 from app.engine.system.pin import PinError, PinResult
 from app.engine.trading.guard import OrderRequest, day_trade_limited, describe_day_trading, refusal
 from app.engine.minute.cycle import HALT_KEY
-from app.storage.records import InstanceRecord, TransactionRecord
+from app.storage.records import TransactionRecord
 from app.storage.timefmt import parse_utc_text, utc_text
 
 if TYPE_CHECKING:  # imported when the first backtest is asked for: keeps the start-up light
@@ -153,10 +153,8 @@ class EngineService:
 
     def cards(self) -> tuple[CardSnapshot, ...]:
         """Every running instance with its card figures."""
-        return self._cards(self.parts.system.all_instances("running"))
-
-    def _cards(self, running: list[InstanceRecord]) -> tuple[CardSnapshot, ...]:
         p = self.parts
+        running = p.system.all_instances("running")
         return build_cards(p.cycle.holdings(running), p.market, p.calendar, p.clock.now(), running,
                            self._names(), p.cycle.refused, self._labels(running), parts=self._card_parts)
 
@@ -194,8 +192,8 @@ class EngineService:
             raise ServiceError(f"cannot reach the broker: {self._last_cash_error}")
         return self._available_from(cash)
 
-    def _available_from(self, cash: Decimal, running: list[InstanceRecord] | None = None) -> Decimal:
-        running = self.parts.system.all_instances("running") if running is None else running
+    def _available_from(self, cash: Decimal) -> Decimal:
+        running = self.parts.system.all_instances("running")
         holdings = self.parts.cycle.holdings(running)
         return available_cash(cash, (holdings[inst.id].figures(inst.initial_capital, None).uninvested
                                      for inst in running))
@@ -211,19 +209,18 @@ class EngineService:
             return self.broker_cash()
         return self._last_cash
 
-    def account(self, cards: tuple[CardSnapshot, ...] | None = None, *, fresh_cash: bool = True,
-                running: list[InstanceRecord] | None = None) -> AccountSummary:
+    def account(self, cards: tuple[CardSnapshot, ...] | None = None, *, fresh_cash: bool = True) -> AccountSummary:
         """Header figures: mode, account value, the day's and the total P&L, available cash, halt switch.
 
-        ``fresh_cash`` False lets the broker's cash be the one read up to ``CASH_EVERY_S`` ago;
-        ``running`` the running instances ``cards`` were built from (read again when not given)."""
-        if cards is None:
-            running = self.parts.system.all_instances("running")
-            cards = self._cards(running)
+        ``cards``: every running card as just built (built here when not given). ``fresh_cash`` False
+        lets the broker's cash be the one read up to ``CASH_EVERY_S`` ago."""
+        cards = self.cards() if cards is None else cards
         cash = self._cash_for_header(fresh_cash)
         positions = sum((c.shares * c.price for c in cards if c.price is not None), Decimal(0))
         return AccountSummary(mode=self.mode,
-                              available_cash=None if cash is None else self._available_from(cash, running),
+                              # The cards are every running card, their uninvested cash from the ledger now.
+                              available_cash=None if cash is None else available_cash(
+                                  cash, (c.uninvested for c in cards)),
                               total_pnl=sum((c.pnl for c in cards), Decimal(0)),
                               halted=self.parts.cycle.halted(), broker_error=self._last_cash_error,
                               value=None if cash is None else cash + positions,
@@ -450,10 +447,9 @@ class EngineService:
 
     def publish_all(self, *, fresh_cash: bool = True) -> tuple[CardSnapshot, ...]:
         """Send cards, account and market status to the publisher (``fresh_cash``: see ``account``)."""
-        running = self.parts.system.all_instances("running")
-        cards = self._cards(running)
+        cards = self.cards()
         self.publisher.cards(cards)
-        self.publisher.account(self.account(cards, fresh_cash=fresh_cash, running=running))
+        self.publisher.account(self.account(cards, fresh_cash=fresh_cash))
         self.publisher.market(self.market_status())
         return cards
 

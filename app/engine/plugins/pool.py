@@ -140,6 +140,7 @@ class WorkerPool:
     """
 
     DEPTH = 64  # calls in a worker's pipe at once (about 10 kB: well inside the pipe's buffer)
+    BATCH = 16  # run calls per message to a worker (each is still answered on its own)
 
     def __init__(self, *, market_path: Path | str | None, system_path: Path | str | None,
                  time_budget_s: float = 5.0, workers: int = 2, memory_mb: int = DEFAULT_MEMORY_MB,
@@ -417,20 +418,60 @@ class WorkerPool:
                         pending.append(call)
 
     def _dispatch(self, pending: deque[_Call], now: float) -> None:
-        """Hand out pending calls one per worker per round, so new cards spread evenly."""
-        progress = True
-        while pending and progress:
-            progress = False
-            for proc in list(self._procs):
-                if not (pending and proc.ready and proc.alive and len(proc.queue) < self.DEPTH):
-                    continue
-                if proc.queue and now - proc.head_since >= self._slow_after:
-                    continue  # busy with a slow call: what is queued for it goes to the others
-                call = self._pick(proc, pending, now)
-                if call is not None:
-                    progress = self._send(proc, call, now, pending) or progress
+        """Hand out pending calls one per worker per round, so new cards spread evenly.
 
-    def _send(self, proc: _Proc, call: _Call, now: float, pending: deque[_Call]) -> bool:
+        The pending calls are sorted once (each worker's own cards, and those any worker may take),
+        not searched for each call; a worker's run calls of one dispatch travel in few messages.
+        """
+        if not pending:
+            return
+        procs = [p for p in self._procs if p.ready and p.alive
+                 and not (p.queue and now - p.head_since >= self._slow_after)]  # busy with a slow call
+        if not procs:
+            return
+        own: dict[_Proc, deque[_Call]] = {proc: deque() for proc in procs}
+        free: deque[_Call] = deque()  # new cards, and cards whose worker is gone or busy with a slow call
+        held: list[_Call] = []  # cards of a worker that cannot take them now but will
+        for call in pending:
+            holder = self._pin.get(call.spec.key)
+            if holder in own:
+                own[holder].append(call)  # type: ignore[index]
+            elif holder is None or not holder.alive or (holder.queue and now - holder.head_since >= self._slow_after):
+                free.append(call)
+            else:
+                held.append(call)
+        pending.clear()
+        runs: dict[_Proc, list[tuple]] = {}
+        progress = True
+        while progress:
+            progress = False
+            for proc in procs:
+                if not (proc.alive and len(proc.queue) < self.DEPTH):
+                    continue
+                mine = own[proc]
+                call = mine.popleft() if mine else (free.popleft() if free else None)
+                if call is None:
+                    continue
+                item = self._assign(proc, call, now)
+                if call.current_time is None:  # a build: on its own, as before
+                    progress = self._post(proc, ("build", call.spec.key, call.spec), pending) or progress
+                    continue
+                batch = runs.setdefault(proc, [])
+                batch.append(item)
+                if len(batch) >= self.BATCH:  # let the worker start while the rest is handed out
+                    progress = self._post(proc, ("runs", runs.pop(proc)), pending) or progress
+                else:
+                    progress = True
+        for proc, batch in runs.items():
+            if proc.alive:
+                self._post(proc, ("runs", batch), pending)
+        pending.extend(held)
+        for mine in own.values():
+            pending.extend(mine)
+        pending.extend(free)
+
+    def _assign(self, proc: _Proc, call: _Call, now: float) -> tuple:
+        """Give ``call`` to ``proc`` (its queue and pins); returns the run item to send it."""
         key = call.spec.key
         holder = self._pin.get(key)
         if holder is not None and holder is not proc:  # taken over from a worker stuck elsewhere
@@ -445,28 +486,13 @@ class WorkerPool:
         proc.queue.append(call)
         # The time travels as epoch seconds: pickling a datetime looks its class up through the
         # import machinery, which the kiosk's Qt hooks make slow.
-        message = ("build", key, call.spec) if call.current_time is None else (
-            "run", key, spec, call.current_time.timestamp(), call.algo_id)
+        return (key, spec, call.current_time.timestamp(), call.algo_id) if call.current_time is not None else ()
+
+    def _post(self, proc: _Proc, message: tuple, pending: deque[_Call]) -> bool:
         if not proc.send(message):
             self._died(proc, pending)
             return False
         return True
-
-    def _pick(self, proc: _Proc, pending: deque[_Call], now: float) -> _Call | None:
-        """The next call for ``proc``: one of its own cards, else a new card, else a card whose
-        worker is gone or busy with a slow call."""
-        fallback = None
-        for call in pending:
-            holder = self._pin.get(call.spec.key)
-            if holder is proc:
-                pending.remove(call)
-                return call
-            if fallback is None and (holder is None or not holder.alive or (
-                    holder.queue and now - holder.head_since >= self._slow_after)):
-                fallback = call
-        if fallback is not None:
-            pending.remove(fallback)
-        return fallback
 
 
 def load_catalogue(items: Sequence[tuple[str, Path]], time_limit_s: float,

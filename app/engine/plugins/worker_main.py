@@ -2,8 +2,9 @@
 
 It answers one request at a time over a pipe, so the parent always knows which card's call is in
 progress. Requests (tuples): ``("run", key, spec | None, epoch_seconds, algo_id)`` — ``spec`` is
-sent when this worker does not hold the card's object yet; ``("build", key, spec)`` builds ahead
-of the first call; ``("drop", key)``; ``("check", spec)``; ``("catalogue", stem, path)``.
+sent when this worker does not hold the card's object yet; ``("runs", [(key, spec | None,
+epoch_seconds, algo_id), ...])`` several of those, answered one by one; ``("build", key, spec)``
+builds ahead of the first call; ``("drop", key)``; ``("check", spec)``; ``("catalogue", stem, path)``.
 Replies: ``("ok", action, shares, recycle)``, ``("fault", reason, kind, recycle)``,
 ``("params", resolved, recycle)``, ``("info", fields, error, recycle)``. ``recycle`` asks the
 parent to replace this process (after a MemoryError, a refused write or threads left running:
@@ -253,12 +254,17 @@ def serve(conn: Any, config: WorkerConfig, idle: Any = None) -> None:
             return
         if request is None:
             return
-        try:
-            reply = worker.handle(request)
-        except MemoryError:
-            reply = ("fault", f"used more than {worker.memory_mb} MB", "memory", True)
-        if reply is not None:
-            conn.send(reply)
+        # A "runs" message carries several calls; each is answered on its own, as it ends, so the
+        # parent always knows which call is in progress.
+        for one in (("run", *item) for item in request[1]) if request[0] == "runs" else (request,):
+            try:
+                reply = worker.handle(one)
+            except MemoryError:
+                reply = ("fault", f"used more than {worker.memory_mb} MB", "memory", True)
+            if reply is not None:
+                conn.send(reply)
+                if reply[-1] is True:
+                    break  # suspect now: the parent replaces this process and gives the rest to another
         if idle is not None and not conn.poll():
             idle.send_bytes(b".")
 

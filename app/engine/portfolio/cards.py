@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 from datetime import datetime
 from decimal import Decimal
 
@@ -106,10 +108,21 @@ def day_pnl(instance: InstanceRecord, value_now: Decimal, shares_now: int, inves
                     close_before)
 
 
+@lru_cache(maxsize=4096)
+def _epoch_of(text: str) -> int:
+    # A card's creation time, asked for at every publish: parsed once.
+    return to_epoch(parse_utc_text(text))
+
+
+@lru_cache(maxsize=4096)
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
 def _day_pnl(instance: InstanceRecord, value_now: Decimal, shares_now: int, invested_now: Decimal,
              shares_today: int, invested_today: Decimal, session_open_ts: int, close_before: Decimal | None) -> Decimal:
-    if to_epoch(parse_utc_text(instance.created_at)) >= session_open_ts:
-        return value_now - Decimal(str(instance.initial_capital))
+    if _epoch_of(instance.created_at) >= session_open_ts:
+        return value_now - _money(instance.initial_capital)
     shares_before = shares_now - shares_today
     # With no shares at the open the opening value is its cash, whatever the price was.
     price = close_before if close_before is not None or shares_before else Decimal(1)
@@ -221,7 +234,7 @@ def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar
         ticker=instance.ticker,
         algorithm_type=instance.algorithm_type,
         algorithm_name=algorithm_name,
-        initial_capital=Decimal(str(instance.initial_capital)),
+        initial_capital=_money(instance.initial_capital),
         shares=figures.shares,
         trade_count=figures.trade_count,
         price=ticker.price if figures.has_price else None,
