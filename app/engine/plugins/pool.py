@@ -435,7 +435,7 @@ class WorkerPool:
         for call in pending:
             holder = self._pin.get(call.spec.key)
             if holder in own:
-                own[holder].append(call)  # type: ignore[index]
+                own[holder].append(call)
             elif holder is None or not holder.alive or (holder.queue and now - holder.head_since >= self._slow_after):
                 free.append(call)
             else:
@@ -449,9 +449,9 @@ class WorkerPool:
                 if not (proc.alive and len(proc.queue) < self.DEPTH):
                     continue
                 mine = own[proc]
-                call = mine.popleft() if mine else (free.popleft() if free else None)
-                if call is None:
+                if not (mine or free):
                     continue
+                call = mine.popleft() if mine else free.popleft()
                 item = self._assign(proc, call, now)
                 if call.current_time is None:  # a build: on its own, as before
                     progress = self._post(proc, ("build", call.spec.key, call.spec), pending) or progress
