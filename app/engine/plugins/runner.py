@@ -67,18 +67,19 @@ def validate_decision(value: Any) -> Decision:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise AlgorithmFault(f"returned {_short(value)}: expected (action, shares)", "bad_return")
     action, shares = value
-    shown = _short(tuple(value))
     if not isinstance(action, str) or action not in _ACTIONS:
-        raise AlgorithmFault(f"returned {shown}: action must be 'buy', 'sell' or 'hold'", "bad_return")
+        raise AlgorithmFault(f"returned {_short(tuple(value))}: action must be 'buy', 'sell' or 'hold'",
+                             "bad_return")
     if action == "hold":
         return HOLD
     if isinstance(shares, bool) or not isinstance(shares, Integral):
-        raise AlgorithmFault(f"returned {shown}: shares must be a whole number", "bad_return")
+        raise AlgorithmFault(f"returned {_short(tuple(value))}: shares must be a whole number", "bad_return")
     count = int(shares)
     if count < 1:
-        raise AlgorithmFault(f"returned {shown}: shares must be at least 1", "bad_return")
+        raise AlgorithmFault(f"returned {_short(tuple(value))}: shares must be at least 1", "bad_return")
     if count > MAX_SHARES:
-        raise AlgorithmFault(f"returned {shown}: absurd share count (limit {MAX_SHARES:,})", "bad_return")
+        raise AlgorithmFault(f"returned {_short(tuple(value))}: absurd share count (limit {MAX_SHARES:,})",
+                             "bad_return")
     return Decision(action, count)
 
 

@@ -228,6 +228,8 @@ class Worker:
     @staticmethod
     def _stray_threads() -> int:
         """Threads still alive besides the worker's own, after a short grace for ones that are ending."""
+        if threading.active_count() == 1:  # the usual case, without building the list
+            return 0
         others = [t for t in threading.enumerate() if t is not threading.main_thread()]
         for thread in others:
             thread.join(THREAD_GRACE_S)

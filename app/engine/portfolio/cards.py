@@ -126,7 +126,8 @@ def _day_pnl(instance: InstanceRecord, value_now: Decimal, shares_now: int, inve
     shares_before = shares_now - shares_today
     # With no shares at the open the opening value is its cash, whatever the price was.
     price = close_before if close_before is not None or shares_before else Decimal(1)
-    opening = figures_from_position(instance.initial_capital, shares_before, invested_now - invested_today, 0, price)
+    opening = figures_from_position(_money(instance.initial_capital), shares_before, invested_now - invested_today, 0,
+                                    price)
     return value_now - opening.value
 
 
@@ -222,7 +223,8 @@ def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar
     """
     ticker = session if isinstance(session, TickerSession) else TickerSession.of(session, span, close_before)
     start_ts = ticker.start_ts
-    figures = holding.figures(instance.initial_capital, ticker.price)
+    capital = _money(instance.initial_capital)
+    figures = holding.figures(capital, ticker.price)
     part = fills if fills is not None else _fills_part(holding, start_ts)
     today = None
     if start_ts is not None and figures.has_price:
@@ -234,7 +236,7 @@ def build_card(instance: InstanceRecord, holding: Holding, session: Sequence[Bar
         ticker=instance.ticker,
         algorithm_type=instance.algorithm_type,
         algorithm_name=algorithm_name,
-        initial_capital=_money(instance.initial_capital),
+        initial_capital=capital,
         shares=figures.shares,
         trade_count=figures.trade_count,
         price=ticker.price if figures.has_price else None,
