@@ -29,7 +29,6 @@ class MinuteBars:
         self._minute: int | None = None
         # (symbol, before_ts) -> (n asked for, the bars read): fewer bars than asked means all there are
         self._cache: dict[tuple[str, int], tuple[int, list[Bar]]] = {}
-        self.reads = 0  # reads that reached the store (for tests and benchmarks)
 
     def begin_minute(self, minute_ts: int) -> None:
         """Serve the minute ``minute_ts`` (epoch s): a different minute than the last one starts afresh."""
@@ -58,7 +57,6 @@ class MinuteBars:
                 return bars[-n:] if n < len(bars) else list(bars)
         bars = self._read(symbol, n, before_ts)
         with self._lock:
-            self.reads += 1
             if self._minute == minute and minute is not None and before_ts <= minute:
                 held = self._cache.get(key)
                 if held is None or held[0] < n:
