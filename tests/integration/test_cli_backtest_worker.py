@@ -49,3 +49,17 @@ def test_the_commands_worker_cannot_write_system_db(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["minutes"] == 390  # it ran, every minute trying to write
     assert paths.system_db.read_bytes() == b"the card's records"
+
+
+def test_a_command_that_already_holds_much_address_space_gets_the_same_room(tmp_path: Path) -> None:
+    """The forked worker's memory limit counts from what it inherits (a pytest worker, a Pi's big
+    imports), not from zero: 1.5 GB mapped before the command still leaves the replay its 1 GB."""
+    script = ("import mmap, sys; held = mmap.mmap(-1, 1_500_000_000); from app import cli; "
+              "sys.exit(cli.main(['backtest', 'sma_crossover', 'MSFT', '--start', '2024-03-04', "
+              "'--end', '2024-03-04', '--sim', '--json']))")
+    clean = {k: v for k, v in os.environ.items() if k not in KEY_VARS}
+    clean.update(AUTOTRADER_DATA_DIR=str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=clean, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["symbol"] == "MSFT"

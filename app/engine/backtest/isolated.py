@@ -128,7 +128,7 @@ def _serve_batch(conn: Any) -> None:
     """The worker side of a batch: the same limits, then each request's result or error in order."""
     requests, settings, now, memory_mb, system_db = conn.recv()
     sandbox.die_with_parent()
-    sandbox.limit_memory(memory_mb * sandbox.MB)
+    sandbox.limit_memory_beyond_now(memory_mb * sandbox.MB)
     sandbox.WriteGuard([system_db], whole_folder=False).install()
     for request in requests:
         outcome: BacktestResult | BacktestError
@@ -150,7 +150,7 @@ def _serve(conn: Any) -> None:
     """The worker side: set up the limits, run the job, send its result or its error."""
     request, settings, now, memory_mb, system_db = conn.recv()
     sandbox.die_with_parent()
-    sandbox.limit_memory(memory_mb * sandbox.MB)
+    sandbox.limit_memory_beyond_now(memory_mb * sandbox.MB)
     sandbox.WriteGuard([system_db], whole_folder=False).install()
     last = [-1.0]
 

@@ -42,6 +42,24 @@ def limit_memory(limit_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
 
+def address_space() -> int:
+    """This process's address space now, in bytes (0 where /proc does not say)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def limit_memory_beyond_now(extra_bytes: int) -> None:
+    """Cap the address space at what the process holds now plus ``extra_bytes``: a worker forked from
+    a large process (a command that has imported much) gets the same room as one from a small one."""
+    limit_memory(address_space() + extra_bytes)
+
+
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent ends (no-op elsewhere)."""
     if not sys.platform.startswith("linux"):

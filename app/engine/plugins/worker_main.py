@@ -127,6 +127,9 @@ class Worker:
         self.context = ReadOnlyContext(config.market_path, config.system_path)
         self.memory_mb = config.memory_bytes // sandbox.MB if config.memory_bytes else None
         self.algos: dict[int, AlgorithmBase] = {}
+        # Threads that were there before any algorithm ran (none in a worker process; a host's own
+        # when the worker runs in-process) are not an algorithm's.
+        self._threads_before = frozenset(threading.enumerate())
 
     def handle(self, request: tuple) -> tuple | None:
         """Answer one request."""
@@ -225,12 +228,14 @@ class Worker:
             reply = ("fault", describe_exception(exc, algo), "exception", False)
         return self._after(reply)
 
-    @staticmethod
-    def _stray_threads() -> int:
-        """Threads still alive besides the worker's own, after a short grace for ones that are ending."""
+    def _stray_threads(self) -> int:
+        """Threads an algorithm started that are still alive, after a short grace for ones that are ending."""
         if threading.active_count() == 1:  # the usual case, without building the list
             return 0
-        others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+        # A foreign (non-Python) thread that called into Python shows as a dummy: it cannot be joined,
+        # and it is not one an algorithm started with the threading module.
+        others = [t for t in threading.enumerate() if t is not threading.main_thread()
+                  and t not in self._threads_before and not isinstance(t, threading._DummyThread)]
         for thread in others:
             thread.join(THREAD_GRACE_S)
         return sum(1 for t in others if t.is_alive())
