@@ -103,7 +103,7 @@ def test_orchestrator_trades_on_the_right_minutes_and_cards_follow_the_money_rul
     start = utc(2024, 6, 4, 12, 0)  # before the open: the sim clock jumps to just before 13:30
     flipper, peeker, holder = seed_cards(tmp_path, algos, start, [
         ("AAPL", "flipper", 10_000, {}), ("AAPL", "peeker", 1_000, {}), ("MSFT", "buy_and_hold", 5_000, {})])
-    host = hosts.start(tmp_path, speed=600, start=start, algorithm_dirs=(algos,))
+    host = hosts.start(tmp_path, speed=200, start=start, algorithm_dirs=(algos,))
     cards_seen = []
     host.signals.cards_changed.connect(cards_seen.append)
     qtbot.waitUntil(lambda: len(host.orchestrator.reports) >= 20, timeout=20_000)
@@ -223,7 +223,7 @@ def test_catch_up_takes_the_earliest_minute_within_the_window_and_counts_the_res
 def test_no_cycle_on_independence_day(tmp_path, algos, qtbot, hosts):
     start = utc(2024, 7, 3, 16, 50)  # July 3rd closes early, at 17:00Z
     (card,) = seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
-    host = hosts.start(tmp_path, speed=600, start=start, algorithm_dirs=(algos,))
+    host = hosts.start(tmp_path, speed=200, start=start, algorithm_dirs=(algos,))
     qtbot.waitUntil(lambda: utc(2024, 7, 5, 13, 31) in report_minutes(host), timeout=20_000)
     host.stop()
     minutes = report_minutes(host)
@@ -244,7 +244,7 @@ def test_early_close_stops_at_1800z(tmp_path, algos, qtbot, hosts):
     # runs its last half hour and must go straight from 17:59Z to Monday's open.
     start = utc(2024, 11, 29, 17, 25)
     (card,) = seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
-    host = hosts.start(tmp_path, speed=600, start=start, algorithm_dirs=(algos,))
+    host = hosts.start(tmp_path, speed=200, start=start, algorithm_dirs=(algos,))
     qtbot.waitUntil(lambda: utc(2024, 12, 2, 14, 30) in report_minutes(host), timeout=30_000)
     host.stop()
     minutes = report_minutes(host)
@@ -278,11 +278,11 @@ def test_service_calls_run_on_the_engine_thread_and_errors_come_back(tmp_path, q
 def test_restart_reconciles_and_continues_where_it_stopped(tmp_path, algos, qtbot, hosts):
     start = utc(2024, 6, 4, 15, 0, 40)
     (card,) = seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
-    first = hosts.start(tmp_path, speed=600, start=start, algorithm_dirs=(algos,))
+    first = hosts.start(tmp_path, speed=200, start=start, algorithm_dirs=(algos,))
     qtbot.waitUntil(lambda: len(first.orchestrator.reports) >= 3, timeout=20_000)
     first.stop()
     last = first.orchestrator.reports[-1].minute
-    second = hosts.start(tmp_path, speed=300, start=last + timedelta(seconds=3), algorithm_dirs=(algos,))
+    second = hosts.start(tmp_path, speed=100, start=last + timedelta(seconds=3), algorithm_dirs=(algos,))
     qtbot.waitUntil(lambda: len(second.orchestrator.reports) >= 2, timeout=20_000)
     second.stop()
     assert second.orchestrator.reports[0].minute == last + timedelta(minutes=1)
