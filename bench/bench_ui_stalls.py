@@ -121,11 +121,14 @@ def bars_500(app: QApplication, root: Path) -> float:
 
 
 def backtest(app: QApplication) -> float:
-    from bench.bench_backtest import year_of_bars
-
     from app.engine.backtest.replay import BacktestRequest, replay_bars
+    from app.engine.marketdata.calendar import MarketCalendar
+    from app.engine.sim.market import SimMarket
 
-    bars = year_of_bars("AAPL")
+    calendar = MarketCalendar()
+    sim = SimMarket(calendar, None, seed=0)  # type: ignore[arg-type] - session_bars never touches the store
+    bars = [b for day in calendar.sessions_between(date(2023, 12, 20), date(2024, 12, 31))
+            for b in sim.session_bars("AAPL", day)]  # a year and the warm-up, in memory
     request = BacktestRequest("sma_crossover", "AAPL", date(2024, 1, 1), date(2024, 12, 31),
                               capital=Decimal(10_000), params={"fast": 20, "slow": 50})
     done = threading.Event()
