@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -177,6 +178,8 @@ def _run(args: argparse.Namespace) -> int:
         info = {"minute": utc_text(minute), "open_orders": open_before, "reconciled_fills": len(fills),
                 "still_open": len(rig.parts.journal.open_orders())}
         print("READY " + json.dumps(info), flush=True)
+        if args.hold_at_fill:
+            _hold_at_first_fill(rig.parts.journal)
         if args.finish:
             # Orders of the minute before `minute` (or of `minute` itself, when the kill came after its
             # cycle but before the progress was saved) fill at their bars: let both minutes complete.
@@ -195,6 +198,21 @@ def _run(args: argparse.Namespace) -> int:
         rig.close()
 
 
+def _hold_at_first_fill(journal) -> None:
+    """Stop for good just before the journal records the first fill the broker reports (printing
+    HOLDING): a kill then lands, on any machine, between a fill at the broker and its record."""
+    for name in ("apply", "apply_fills"):
+        real = getattr(journal, name)
+
+        def held(state, *args, _real=real, **kwargs):
+            if state.is_final and state.filled_qty > 0:
+                print("HOLDING " + state.client_order_id, flush=True)
+                time.sleep(3600)
+            return _real(state, *args, **kwargs)
+
+        setattr(journal, name, held)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the child."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -203,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("start", help="first cycle minute, UTC text (used until progress is saved)")
     parser.add_argument("--minutes", type=int, default=10_000)
     parser.add_argument("--finish", action="store_true")
+    parser.add_argument("--hold-at-fill", action="store_true", help="stop before recording the first fill")
     return _run(parser.parse_args(argv))
 
 
