@@ -124,34 +124,45 @@ def run_isolated_batch(requests: Sequence[BacktestRequest], *, settings: Setting
             conn.close()
 
 
-def _serve_batch(conn: Any) -> None:
-    """The worker side of a batch: the same limits, then each request's result or error in order."""
-    requests, settings, now, memory_mb, system_db = conn.recv()
+def _confined(conn: Any) -> tuple:
+    """The worker's set-up: read the job, then the limits (memory, parent's death, no system.db writes)."""
+    job, settings, now, memory_mb, system_db = conn.recv()
     sandbox.die_with_parent()
     sandbox.limit_memory_beyond_now(memory_mb * sandbox.MB)
     sandbox.WriteGuard([system_db], whole_folder=False).install()
+    return job, settings, now, memory_mb
+
+
+def _outcome(request: BacktestRequest, progress: Callable[[float], None] | None, settings: Settings,
+             now: datetime | None, memory_mb: int) -> BacktestResult | BacktestError:
+    """One replay's result, or the error that ended it (whatever the algorithm raised ends only it)."""
+    try:
+        return run_backtest(request, progress, None, settings=settings, now=now)
+    except MemoryError:
+        return BacktestRunError(f"the backtest used more than {memory_mb} MB")
+    except BacktestError as exc:
+        return exc
+    except BaseException as exc:  # noqa: BLE001 - a SystemExit in a plug-in ends this replay only
+        return BacktestRunError(f"the backtest failed: {type(exc).__name__}: {exc}")
+
+
+def _send(conn: Any, kind: str, outcome: BacktestResult | BacktestError, failed_kind: str) -> None:
+    try:
+        conn.send((kind, outcome))
+    except Exception as exc:  # noqa: BLE001 - a result that cannot travel is this replay's failure
+        conn.send((failed_kind, BacktestRunError(f"the backtest's result could not be sent back: {exc}")))
+
+
+def _serve_batch(conn: Any) -> None:
+    """The worker side of a batch: each request's result or error, in order."""
+    requests, settings, now, memory_mb = _confined(conn)
     for request in requests:
-        outcome: BacktestResult | BacktestError
-        try:
-            outcome = run_backtest(request, None, None, settings=settings, now=now)
-        except MemoryError:
-            outcome = BacktestRunError(f"the backtest used more than {memory_mb} MB")
-        except BacktestError as exc:
-            outcome = exc
-        except BaseException as exc:  # noqa: BLE001 - whatever the algorithm raised ends this replay only
-            outcome = BacktestRunError(f"the backtest failed: {type(exc).__name__}: {exc}")
-        try:
-            conn.send(("done", outcome))
-        except Exception as exc:  # noqa: BLE001 - a result that cannot travel is this replay's failure
-            conn.send(("done", BacktestRunError(f"the backtest's result could not be sent back: {exc}")))
+        _send(conn, "done", _outcome(request, None, settings, now, memory_mb), "done")
 
 
 def _serve(conn: Any) -> None:
-    """The worker side: set up the limits, run the job, send its result or its error."""
-    request, settings, now, memory_mb, system_db = conn.recv()
-    sandbox.die_with_parent()
-    sandbox.limit_memory_beyond_now(memory_mb * sandbox.MB)
-    sandbox.WriteGuard([system_db], whole_folder=False).install()
+    """The worker side of one job: progress messages, then its result or its error."""
+    request, settings, now, memory_mb = _confined(conn)
     last = [-1.0]
 
     def progress(fraction: float) -> None:
@@ -159,16 +170,5 @@ def _serve(conn: Any) -> None:
             last[0] = fraction
             conn.send(("progress", fraction))
 
-    try:
-        result = run_backtest(request, progress, None, settings=settings, now=now)
-    except MemoryError:
-        conn.send(("error", BacktestRunError(f"the backtest used more than {memory_mb} MB")))
-    except BacktestError as exc:
-        conn.send(("error", exc))
-    except BaseException as exc:  # noqa: BLE001 - whatever the algorithm raised ends this job only
-        conn.send(("error", BacktestRunError(f"the backtest failed: {type(exc).__name__}: {exc}")))
-    else:
-        try:
-            conn.send(("result", result))
-        except Exception as exc:  # noqa: BLE001 - a result that cannot travel is this job's failure
-            conn.send(("error", BacktestRunError(f"the backtest's result could not be sent back: {exc}")))
+    outcome = _outcome(request, progress, settings, now, memory_mb)
+    _send(conn, "error" if isinstance(outcome, BaseException) else "result", outcome, "error")
