@@ -5,11 +5,14 @@ A ``LoopWatch`` (a 1 ms precise timer) runs on the UI loop while each scenario p
 - ``detail_10k``: opening the detail view of a card with 10,000 fills (after one small card's open);
 - ``bars_500``: the live bar stream's flush of a burst of one bar for each of 500 symbols, done
   the way ``BarStream`` does it, while another connection (the engine) keeps writing stocks.db;
-- ``backtest``: a year of minute bars replayed on a worker thread, as the backtest view's job runs;
-- ``cards_50``: 50 cards updated with new figures, ten rounds, sent through the engine's publisher
-  (only changed cards travel) to the card strip (only their widgets are touched, a slice per turn).
+- ``backtest``: a year's backtest started as the add dialog starts one (the kiosk's BacktestJobs: a
+  worker process simulates and replays the year) with its progress and result in the backtest view;
+- ``cards_50``: 50 cards updated with new figures, ten rounds, sent from another thread (as from the
+  engine thread) through the engine's publisher (only changed cards travel) to the card strip (only
+  their widgets are touched, a slice per turn).
 
-Prints one line per scenario and, last, one JSON object: ``longest_stall_ms`` per scenario
+The interpreter is shared as the kiosk shares it (``share_the_interpreter``). Prints one line per
+scenario and, last, one JSON object: ``longest_stall_ms`` per scenario
 (target <= 16 each: one frame at 60 Hz).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_ui_stalls.py [--only cards_50]
@@ -36,7 +39,7 @@ from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from app.storage.records import Bar, TransactionRecord  # noqa: E402
 from app.ui import theme  # noqa: E402
-from app.ui.loop_watch import LoopWatch  # noqa: E402
+from app.ui.loop_watch import LoopWatch, share_the_interpreter  # noqa: E402
 from tests.ui.samples import snapshot  # noqa: E402
 
 
@@ -120,23 +123,46 @@ def bars_500(app: QApplication, root: Path) -> float:
     return longest
 
 
-def backtest(app: QApplication) -> float:
-    from app.engine.backtest.replay import BacktestRequest, replay_bars
-    from app.engine.marketdata.calendar import MarketCalendar
-    from app.engine.sim.market import SimMarket
+def backtest(app: QApplication, parent: QWidget, root: Path) -> float:
+    """A year's backtest as the add dialog runs one: the kiosk's BacktestJobs (its own worker process,
+    which simulates the year's bars and replays them), progress hopping to the UI loop at the dialog's
+    pace into the real backtest view, and the result shown there at the end."""
+    from PySide6.QtCore import QObject, Signal
 
-    calendar = MarketCalendar()
-    sim = SimMarket(calendar, None, seed=0)  # type: ignore[arg-type] - session_bars never touches the store
-    bars = [b for day in calendar.sessions_between(date(2023, 12, 20), date(2024, 12, 31))
-            for b in sim.session_bars("AAPL", day)]  # a year and the warm-up, in memory
+    from app.engine.backtest.jobs import BacktestJobs
+    from app.engine.backtest.replay import BacktestRequest
+    from app.engine.system.settings import Settings
+    from app.ui.add_dialog import PROGRESS_HOP_S
+    from app.ui.backtest_view import BacktestView
+
+    class Hop(QObject):  # the dialog's call_soon_threadsafe, as a queued signal
+        moved = Signal(float)
+        ended = Signal(object)
+
+    view = BacktestView(parent, theme.Metrics.for_size(QSize(1024, 600)))
+    hop = Hop()
+    hop.moved.connect(view.set_progress)
+    hop.ended.connect(view.show_result)
     request = BacktestRequest("sma_crossover", "AAPL", date(2024, 1, 1), date(2024, 12, 31),
                               capital=Decimal(10_000), params={"fast": 20, "slow": 50})
-    done = threading.Event()
+    jobs = BacktestJobs(Settings(data_root=root / "backtest-data", sim_forced=True))
+    shown = threading.Event()
+    hopped = [0.0]
+
+    def progress(fraction: float) -> None:  # on the job's thread
+        now = time.monotonic()
+        if now - hopped[0] >= PROGRESS_HOP_S:
+            hopped[0] = now
+            hop.moved.emit(fraction)
 
     def run() -> None:
-        threading.Thread(target=lambda: (replay_bars(request, bars), done.set()), daemon=True).start()
+        view.show_running("BACKTEST  AAPL · SMA 20/50", "$10,000.00 · 2024", 252)
+        view.open_overlay()
+        future = jobs.start(request, progress)[1]
+        future.add_done_callback(lambda f: (hop.ended.emit(f.result()), shown.set()))
 
-    return watched(app, run, 120, until=done.is_set)
+    stall = watched(app, run, 300, until=shown.is_set)
+    return max(stall, watched(app, lambda: None, 0.3))  # the result's first paint
 
 
 def cards_50(app: QApplication, parent: QWidget) -> float:
@@ -158,7 +184,11 @@ def cards_50(app: QApplication, parent: QWidget) -> float:
     longest = 0.0
     for round_ in range(10):
         fresh = tuple(replace(s, price=Decimal(100 + round_), pnl=Decimal(round_ - 5)) for s in base)
-        longest = max(longest, watched(app, lambda fresh=fresh: publisher.cards(fresh), 0.05))
+
+        def publish(fresh: tuple = fresh) -> None:  # from another thread, as the engine thread does
+            threading.Thread(target=publisher.cards, args=(fresh,)).start()
+
+        longest = max(longest, watched(app, publish, 0.05))
     return longest
 
 
@@ -170,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only this scenario (repeatable)")
     args = parser.parse_args(argv)
     app = QApplication.instance() or QApplication([])
+    share_the_interpreter()  # as the kiosk does
     parent = QWidget()
     parent.resize(1024, 600)
     parent.show()
@@ -178,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_ui_stalls_") as tmp:
         for name, run in (("detail_10k", lambda: detail_10k(app, parent)),
                           ("bars_500", lambda: bars_500(app, Path(tmp))),
-                          ("backtest", lambda: backtest(app)),
+                          ("backtest", lambda: backtest(app, parent, Path(tmp))),
                           ("cards_50", lambda: cards_50(app, parent))):
             if args.only and name not in args.only:
                 continue

@@ -184,6 +184,9 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
     # Headless needs no display: a core application never loads a platform plugin.
     app = QCoreApplication.instance() or (QCoreApplication if args.headless else QApplication)(sys.argv[:1])
     app.setApplicationName("AutoTrader")
+    if not args.headless:
+        from app.ui.loop_watch import share_the_interpreter
+        share_the_interpreter()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     host = EngineHost(settings, clock)

@@ -6,29 +6,37 @@ The panel only shows; the add dialog starts and cancels the job and says which p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QGridLayout, QHBoxLayout, QHeaderView,
-                               QProgressBar, QSizePolicy, QStackedWidget, QTableWidgetItem,
+                               QProgressBar, QSizePolicy, QStackedWidget, QTableView,
                                QVBoxLayout, QWidget)
 
 from app.engine.portfolio.money import format_money, format_pct
 from app.ui import theme
 from app.ui.card import STATE_COLORS, pnl_state
 from app.ui.overlay import Overlay
-from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time, read_only_table
+from app.ui.transactions_model import TransactionsModel
+from app.ui.widgets import ElidedLabel, button, enable_kinetic_scrolling, label, local_time, read_only_view
 
 PERIODS = (5, 20, 60, 120, 250)  # sessions; 20 (about a month) is the default
 DEFAULT_SESSIONS = 20
 LAST_TRADES = 50
 TRADE_COLUMNS = ("TIME", "SIDE", "SHARES", "PRICE")
+WIDEST_TIME = "Wed 30 Sep 15:59"  # the time column's text at its widest
 RUNNING, RESULTS, FAILED = 0, 1, 2
 BENCHMARK = QColor("#9ca3af")
 BASELINE = QColor("#374151")
+
+
+def trade_row(trade: Any) -> tuple[str, str, str, str]:
+    """A backtest trade as table text: local time, side, shares, price."""
+    return (local_time(trade.timestamp, "%a %d %b %H:%M"), trade.side.upper(), f"{trade.shares:,}",
+            format_money(trade.price))
 
 
 def _ratio_text(value: float | None) -> str:
@@ -46,6 +54,9 @@ class EquityChart(QWidget):
         self._capital = 0.0
         self._labels = ("", "")
         self._cache: QPixmap | None = None
+        self._render_queued = False
+        self._steps: Generator[QPixmap | None, None, None] | None = None  # a picture being drawn
+        self.draw_turns = 0  # loop turns the last picture took to draw
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumHeight(60)
 
@@ -63,25 +74,80 @@ class EquityChart(QWidget):
         self._equity, self._benchmark = tuple(equity), tuple(benchmark)
         self._capital, self._labels = float(capital), (first, last)
         self._cache = None
-        self.update()
+        self._render_soon()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         self._cache = None
+        self._render_soon()
         super().resizeEvent(event)
 
+    def _render_soon(self) -> None:
+        # Drawing two 1000-point antialiased curves takes about a frame: the picture is drawn over
+        # the next loop turns, one curve per turn (1 ms timers, not posted calls, so that they never
+        # run in the turn of the results page's own set-up and first paint), and shown when whole.
+        if self._steps is not None:
+            self._steps.close()  # a picture for old data or an old size: its painter ends
+            self._steps = None
+        if not self._render_queued:
+            self._render_queued = True
+            QTimer.singleShot(1, self._render_step)
+
+    def _render_step(self) -> None:
+        self._render_queued = False
+        if not self._stale():
+            return
+        if self._steps is None:
+            self._steps, self.draw_turns = self._render_steps(), 0
+        self.draw_turns += 1
+        pixmap = next(self._steps, None)
+        if pixmap is None:  # more to draw on the next turn
+            self._render_queued = True
+            QTimer.singleShot(1, self._render_step)
+            return
+        self._steps, self._cache = None, pixmap
+        self.update()
+
+    @property
+    def drawn(self) -> bool:
+        """True when the picture for the current data and size is whole."""
+        return not self._stale()
+
+    def _stale(self) -> bool:
+        return self._cache is None or self._cache.size() != self.size() * self.devicePixelRatioF()
+
     def paintEvent(self, _event) -> None:  # noqa: N802
-        if self._cache is None or self._cache.size() != self.size() * self.devicePixelRatioF():
-            self._cache = self._render()
-        QPainter(self).drawPixmap(0, 0, self._cache)
+        painter = QPainter(self)
+        cache = self._cache
+        if cache is None or self._stale():
+            if self._render_queued:  # being drawn: black until the picture is whole
+                painter.fillRect(self.rect(), theme.BLACK)
+                return
+            cache = self._cache = self._render()
+        painter.drawPixmap(0, 0, cache)
 
     def _render(self) -> QPixmap:
+        """The whole picture at once."""
+        *_, pixmap = self._render_steps()
+        assert pixmap is not None
+        return pixmap
+
+    def _render_steps(self) -> Generator[QPixmap | None, None, None]:
+        """Draws the picture, yielding None between its costly parts and the pixmap at the end."""
         ratio = self.devicePixelRatioF()
         pixmap = QPixmap(self.size() * ratio)
         pixmap.setDevicePixelRatio(ratio)
         pixmap.fill(theme.BLACK)
         if len(self._equity) < 2:
-            return pixmap
+            yield pixmap
+            return
         painter = QPainter(pixmap)
+        try:
+            yield from self._draw(painter, pixmap)
+        finally:
+            if painter.isActive():
+                painter.end()
+
+    def _draw(self, painter: QPainter, pixmap: QPixmap) -> Generator[QPixmap | None, None, None]:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setFont(self.font())
         fm = self.fontMetrics()
@@ -113,6 +179,7 @@ class EquityChart(QWidget):
         if len(self._benchmark) >= 2:
             painter.setPen(QPen(BENCHMARK, width, Qt.PenStyle.DashLine))
             painter.drawPath(path_of(self._benchmark))
+            yield None
         painter.setPen(QPen(theme.WHITE, width + 0.5))
         painter.drawPath(path_of(self._equity))
         # Axis figures in the margins, never over the lines.
@@ -130,7 +197,7 @@ class EquityChart(QWidget):
         painter.drawText(bottom, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), first)
         painter.drawText(bottom, int(right), last)
         painter.end()
-        return pixmap
+        yield pixmap
 
 
 class BacktestView(Overlay):
@@ -210,11 +277,14 @@ class BacktestView(Overlay):
         self.chart.setProperty("textSize", "small")
         self.trades_caption = ElidedLabel("LAST TRADES", size="small")
         self.trades_caption.set_color(theme.DIM)
-        self.table = read_only_table(TRADE_COLUMNS)
+        self.trades = TransactionsModel(TRADE_COLUMNS, trade_row, self)
+        self.table = read_only_view(QTableView())
+        self.table.setModel(self.trades)
         self.table.setObjectName("backtestTrades")
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        # The time column's width comes from the font, not from measuring every row when they arrive.
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Fixed)
         enable_kinetic_scrolling(self.table.viewport(), horizontal=False)
         right = QVBoxLayout()
         right.setSpacing(2)
@@ -222,7 +292,7 @@ class BacktestView(Overlay):
         right.addWidget(self.chart, 3)
         right.addWidget(self.trades_caption)
         right.addWidget(self.table, 2)
-        results = QWidget()
+        self._results_page = results = QWidget()
         cols = QHBoxLayout(results)
         cols.setContentsMargins(0, 0, 0, 0)
         cols.addLayout(left, 2)
@@ -290,6 +360,7 @@ class BacktestView(Overlay):
         self.body_layout.setContentsMargins(pad, pad // 2, pad, pad)
         self.body_layout.setSpacing(max(4, pad // 2))
         self.table.verticalHeader().setDefaultSectionSize(max(22, round(metrics.small_px * 1.9)))
+        self.table.setColumnWidth(0, self.table.fontMetrics().horizontalAdvance(WIDEST_TIME) + 2 * pad)
         self._grid.setVerticalSpacing(max(3, round(metrics.pad_px * 0.6)))
         self.progress.setFixedHeight(max(16, round(metrics.touch_px / 2)))
         self.progress.setStyleSheet(
@@ -328,6 +399,9 @@ class BacktestView(Overlay):
         self._set_running(True)
         if not self.isVisible():
             self.open_overlay()
+        # The results page's style is worked out while the replay runs, in a turn of its own, not in
+        # the turn that shows the result.
+        QTimer.singleShot(1, self._results_page.ensurePolished)
 
     def set_detail(self, detail: str) -> None:
         """Replace the line under the title (the dates, once the engine has chosen them)."""
@@ -413,17 +487,7 @@ class BacktestView(Overlay):
             "NO TRADES" if not trades else
             f"LAST {len(shown)} OF {len(trades):,} TRADES, NEWEST FIRST" if len(trades) > len(shown) else
             f"{len(trades):,} TRADE{'S' if len(trades) != 1 else ''}, NEWEST FIRST")
-        self.table.setRowCount(len(shown))
-        for r, trade in enumerate(shown):
-            row = (local_time(trade.timestamp, "%a %d %b %H:%M"), trade.side.upper(), f"{trade.shares:,}",
-                   format_money(trade.price))
-            for c, text in enumerate(row):
-                item = QTableWidgetItem(text)
-                align = Qt.AlignmentFlag.AlignLeft if c < 2 else Qt.AlignmentFlag.AlignRight
-                item.setTextAlignment(align | Qt.AlignmentFlag.AlignVCenter)
-                if c == 1:
-                    item.setForeground(theme.GREEN if trade.side == "buy" else theme.RED)
-                self.table.setItem(r, c, item)
+        self.trades.set_rows(shown)  # rows are formatted as the table paints them
         self.table.scrollToTop()
 
     def _set_running(self, running: bool) -> None:

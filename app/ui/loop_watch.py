@@ -3,13 +3,28 @@
 A precise timer asks to run every millisecond; the longest gap between two of its runs is the
 longest time anything on the UI thread kept the loop from turning (a touch, a repaint or a
 signal waited that long). Used by ``bench/bench_ui_stalls.py`` and the UI stall tests.
+
+``share_the_interpreter`` is what the kiosk does so that the engine thread cannot hold that loop up.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 from PySide6.QtCore import QObject, Qt, QTimer
+
+
+UI_SWITCH_INTERVAL_S = 0.001
+
+
+def share_the_interpreter() -> None:
+    """Let a thread that wants the interpreter lock have it after 1 ms instead of Python's 5 ms.
+
+    Every paint and slot of the UI thread is Python code that must take the lock back from whichever
+    thread holds it (the engine's minute, a backtest job reading its result); with the default each
+    take can wait 5 ms, so a frame of twenty label paints could wait 100 ms behind a busy engine."""
+    sys.setswitchinterval(UI_SWITCH_INTERVAL_S)
 
 
 class LoopWatch(QObject):

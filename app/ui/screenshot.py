@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QApplication, QWidget
+
+SETTLE_S = 0.05
 
 
 def render_png(widget: QWidget, size: QSize, path: str | Path) -> Path:
@@ -29,7 +32,11 @@ def render_png(widget: QWidget, size: QSize, path: str | Path) -> Path:
     layout = widget.layout()
     if layout is not None:
         layout.activate()
-    app.processEvents()
+    # Pictures drawn over several loop turns on short timers (the backtest chart) finish meanwhile.
+    settle_until = time.monotonic() + SETTLE_S
+    while time.monotonic() < settle_until:
+        app.processEvents()
+        time.sleep(0.002)
     pixmap = widget.grab()
     if not pixmap.save(str(path), "PNG"):
         raise OSError(f"could not write a PNG to {path}")

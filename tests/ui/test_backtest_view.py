@@ -14,7 +14,7 @@ from app.engine.backtest.replay import BacktestCancelled, BacktestRequest, run_b
 from app.engine.host.thread import EngineHost
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.portfolio.money import format_money
-from app.ui.backtest_view import FAILED, RESULTS, RUNNING
+from app.ui.backtest_view import FAILED, RESULTS, RUNNING, EquityChart
 from app.ui.kiosk_window import KioskWindow
 from app.ui.screenshot import render_png
 from tests.ui.test_flows import SLOW_MS, pass_pin, resolve
@@ -107,8 +107,8 @@ def test_backtest_shows_the_result_for_the_form_inputs(dialog, host, qtbot):
     # Both curves are drawn; buy-and-hold ends at capital + its P&L.
     assert view.chart.point_count == (len(result.equity_curve), len(result.equity_curve))
     assert result.benchmark_curve[-1][1] == pytest.approx(float(result.capital + result.buy_and_hold_pnl))
-    assert view.table.rowCount() == min(50, len(result.trades)) > 0
-    assert view.table.item(0, 1).text() == result.trades[-1].side.upper()  # newest first
+    assert view.table.model().rowCount() == min(50, len(result.trades)) > 0
+    assert view.trades.text(0, 1) == result.trades[-1].side.upper()  # newest first
 
     view.back_button.click()
     assert not view.isVisible() and dialog.isVisible()
@@ -213,6 +213,31 @@ def test_the_ui_thread_is_never_blocked_while_a_backtest_runs(dialog, qtbot):
     worst = max(gaps)
     assert worst < took / 4, f"the UI loop stalled for {worst * 1000:.0f} ms of {took:.2f} s"
     assert any(0 < p < 1 for p in progress)  # the bar moved during the run
+
+
+def test_the_equity_chart_draws_its_curves_in_loop_turns_of_their_own(qtbot):
+    """A result's two 1000-point curves are drawn after ``set_data`` returns, one per loop turn, and
+    the whole picture is what is shown then: white equity over grey buy-and-hold."""
+    chart = EquityChart()
+    qtbot.addWidget(chart)
+    chart.resize(600, 280)
+    chart.show()
+    qtbot.waitExposed(chart)
+    equity = [10_000 + 3 * i for i in range(1000)]  # rises: ends top right
+    benchmark = [10_000 - 2 * i for i in range(1000)]  # falls: ends bottom right
+    chart.set_data(equity, benchmark, 10_000, "02 Jan", "31 Dec")
+    assert not chart.drawn  # nothing drawn inside set_data: the results page paints first
+    qtbot.waitUntil(lambda: chart.drawn)
+    assert chart.draw_turns == 2  # one turn per curve
+    image = chart.grab().toImage()
+    colors = {image.pixelColor(x, y).name() for x in range(image.width()) for y in range(image.height())}
+    assert "#ffffff" in colors and "#9ca3af" in colors
+    chart.set_data(equity, (), 10_000)  # no benchmark: one turn
+    qtbot.waitUntil(lambda: chart.drawn)
+    assert chart.draw_turns == 1
+    chart.resize(500, 250)  # a new size draws again, the same way
+    assert not chart.drawn
+    qtbot.waitUntil(lambda: chart.drawn)
 
 
 @pytest.mark.parametrize("size", [QSize(800, 480), QSize(1280, 720)], ids=lambda s: f"{s.width()}x{s.height()}")
