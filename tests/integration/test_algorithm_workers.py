@@ -9,6 +9,7 @@ the kiosk's — is still here to assert it.
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import threading
 from datetime import datetime, timezone
@@ -160,6 +161,61 @@ def test_the_kiosk_dying_during_a_call_twice_faults_that_card_at_start(tmp_path:
         else:
             assert reason == "the kiosk stopped during this card's call 2 times in a row (crash-loop breaker)"
         assert rig.system.get_instance(other).faulted_reason is None
+        rig.close()
+
+
+NAPS_SOURCE = """
+import time
+from app.engine.algorithm_api import AlgorithmBase
+
+
+class Algorithm(AlgorithmBase):
+    name = "Naps"
+    description = "Sleeps well within the budget, then holds."
+
+    def run(self, current_time, algo_id):
+        time.sleep(0.8)
+        return ("hold", 0)
+"""
+
+
+def test_a_minutes_calls_are_on_disk_while_they_run_so_a_death_there_gives_strikes(tmp_path: Path) -> None:
+    """The write side of the crash-loop breaker: what a kiosk killed inside the calls leaves behind."""
+    algos = write_algorithm(tmp_path / "algos", "flipper", FLIPPER_SOURCE)
+    write_algorithm(algos, "naps", NAPS_SOURCE)
+    rig = SimRig(tmp_path / "data", START, algorithm_dirs=(algos,), options=OPTIONS)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:  # another connection, as the next start would read the file
+        conn = sqlite3.connect(f"file:{rig.system.path}?mode=ro", uri=True)
+        try:
+            while not done.is_set():
+                row = conn.execute("SELECT value FROM system_config WHERE key = ?", (IN_FLIGHT_KEY,)).fetchone()
+                if row and row[0] not in seen:
+                    seen.append(row[0])
+                done.wait(0.02)
+        finally:
+            conn.close()
+
+    try:
+        healthy = rig.add("AAPL", "flipper", 10_000)
+        slow = rig.add("MSFT", "naps", 5_000)
+        rig.start()
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            (minute,) = rig.session_minutes(START.date())[:1]
+            result = rig.step(minute)
+        finally:
+            done.set()
+            watcher.join(10)
+        actions = {o.instance_id: o.action for o in result.outcomes}
+        assert actions[healthy] in ("buy", "sell") and actions[slow] == "hold", actions
+        # While the calls ran, both cards were recorded as in flight; once answered, nothing is.
+        assert [sorted(json.loads(v)["calls"]) for v in seen] == [sorted([healthy, slow])]
+        assert rig.system.get_config(IN_FLIGHT_KEY) is None
+    finally:
         rig.close()
 
 
