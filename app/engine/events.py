@@ -120,6 +120,7 @@ class WallInfo:
     last_backup: datetime | None  # when the newest daily copy of system.db was written
     free_disk_bytes: int | None
     alerts: str  # one line: where alerts go, or why none are sent
+    day_trades: str  # the account's day-trade figures and whether the risk guard limits them
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,7 @@ class EngineCalls:
         return tuple(await self._call("history"))
 
     async def wall_info(self) -> Any:
-        """WallInfo: version, last backup, free disk, alert status."""
+        """WallInfo: version, last backup, free disk, alert status, day-trade figures."""
         return await self._call("wall_info")
 
     async def card_chart(self, instance_id: int, sessions: int = 5) -> Any:

@@ -13,8 +13,11 @@ from app.ui.overlay import Overlay
 from app.ui.widgets import ElidedLabel, button, label, local_time
 
 CONFIRM_MS = 5_000  # how long a first tap on RESTART or QUIT waits for the second
-FACTS = (("mode", "MODE"), ("version", "VERSION"), ("feed", "FEED"), ("alerts", "ALERTS"),
-         ("backup", "LAST BACKUP"), ("disk", "FREE DISK"), ("sleep", "SCREEN SLEEP"), ("lock", "PANELS CLOSE"))
+FACTS = (("mode", "MODE"), ("version", "VERSION"), ("feed", "FEED"), ("day_trades", "DAY TRADES"),
+         ("alerts", "ALERTS"), ("backup", "LAST BACKUP"), ("disk", "FREE DISK"), ("sleep", "SCREEN SLEEP"),
+         ("lock", "PANELS CLOSE"))
+# Facts whose sentence may need a second line on a small screen.
+TWO_LINE_FACTS = frozenset({"day_trades"})
 
 
 def sleep_text(seconds: float) -> str:
@@ -66,7 +69,7 @@ class SettingsView(Overlay):
             cap = ElidedLabel(caption, size="small")
             cap.set_color(theme.DIM)
             cap.setSizePolicy(cap.sizePolicy().Policy.Minimum, cap.sizePolicy().Policy.Fixed)
-            value = ElidedLabel("…")
+            value = ElidedLabel("…", lines=2 if key in TWO_LINE_FACTS else 1)
             grid.addWidget(cap, row, 0)
             grid.addWidget(value, row, 1)
             self.facts[key] = value
@@ -152,12 +155,13 @@ class SettingsView(Overlay):
         self.facts[key].set_color(color or theme.WHITE)
 
     def set_info(self, info) -> None:
-        """The engine's WallInfo: version, last backup, free disk, alerts."""
+        """The engine's WallInfo: version, last backup, free disk, alerts, day trades."""
         self.set_fact("version", info.version)
         self.set_fact("mode", info.mode.upper())
         self.set_fact("backup", backup_text(info.last_backup), theme.WHITE if info.last_backup else theme.AMBER)
         self.set_fact("disk", disk_text(info.free_disk_bytes))
         self.set_fact("alerts", info.alerts, theme.DIM if info.alerts.startswith("off") else theme.WHITE)
+        self.set_fact("day_trades", info.day_trades)
 
     def fact(self, key: str) -> str:
         """The text of one fact line."""

@@ -174,12 +174,13 @@ def _run(args: argparse.Namespace) -> int:
         minute = parse_utc_text(saved) if saved else start
         rig.clock.set(minute + WAKE_OFFSET)
         open_before = len(rig.parts.journal.open_orders())
+        netted_before = len(rig.system.open_net_orders())  # netted orders a kill left open at the broker
         fills = rig.start()
-        info = {"minute": utc_text(minute), "open_orders": open_before, "reconciled_fills": len(fills),
-                "still_open": len(rig.parts.journal.open_orders())}
+        info = {"minute": utc_text(minute), "open_orders": open_before, "open_netted": netted_before,
+                "reconciled_fills": len(fills), "still_open": len(rig.parts.journal.open_orders())}
         print("READY " + json.dumps(info), flush=True)
-        if args.hold_at_fill:
-            _hold_at_first_fill(rig.parts.journal)
+        if args.hold_at_fill or args.hold_at_netted_fill:
+            _hold_at_first_fill(rig.parts.journal, netted_only=args.hold_at_netted_fill)
         if args.finish:
             # Orders of the minute before `minute` (or of `minute` itself, when the kill came after its
             # cycle but before the progress was saved) fill at their bars: let both minutes complete.
@@ -198,14 +199,16 @@ def _run(args: argparse.Namespace) -> int:
         rig.close()
 
 
-def _hold_at_first_fill(journal) -> None:
+def _hold_at_first_fill(journal, *, netted_only: bool = False) -> None:
     """Stop for good just before the journal records the first fill the broker reports (printing
-    HOLDING): a kill then lands, on any machine, between a fill at the broker and its record."""
+    HOLDING): a kill then lands, on any machine, between a fill at the broker and its record.
+    ``netted_only``: the first fill of a netted order (its cards' shares all unbooked)."""
     for name in ("apply", "apply_fills"):
         real = getattr(journal, name)
 
         def held(state, *args, _real=real, **kwargs):
-            if state.is_final and state.filled_qty > 0:
+            if state.is_final and state.filled_qty > 0 and (
+                    not netted_only or journal.ids.is_net(state.client_order_id)):
                 print("HOLDING " + state.client_order_id, flush=True)
                 time.sleep(3600)
             return _real(state, *args, **kwargs)
@@ -222,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, default=10_000)
     parser.add_argument("--finish", action="store_true")
     parser.add_argument("--hold-at-fill", action="store_true", help="stop before recording the first fill")
+    parser.add_argument("--hold-at-netted-fill", action="store_true",
+                        help="stop before recording the first fill of a netted order")
     return _run(parser.parse_args(argv))
 
 

@@ -235,11 +235,19 @@ def test_sigkill_mid_netted_minutes_books_every_card_once(tmp_path):
     for i in range(NETTED_KILLS):
         log = tmp_path / f"child-{i}.log"
         with log.open("w") as err:
-            proc = subprocess.Popen(child_command(root, algos), stdout=subprocess.PIPE, stderr=err,
+            # The first child stops just before it books a netted order the broker filled: that kill
+            # lands mid-netted-minute on any machine; the others land where chance puts them.
+            extra = ("--hold-at-netted-fill",) if i == 0 else ()
+            proc = subprocess.Popen(child_command(root, algos, *extra), stdout=subprocess.PIPE, stderr=err,
                                     text=True, cwd=PROJECT, env=env)
             try:
                 restarts.append(wait_ready(proc, log))
-                time.sleep(rng.uniform(0.0, 0.3))
+                if i == 0:
+                    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
+                    line = proc.stdout.readline() if ready else ""
+                    assert line.startswith("HOLDING "), f"no netted fill to hold {note}: {line!r}"
+                else:
+                    time.sleep(rng.uniform(0.0, 0.3))
                 assert proc.poll() is None, f"child exited by itself {note}:\n{log.read_text()[-3000:]}"
                 proc.send_signal(signal.SIGKILL)
             finally:
@@ -253,6 +261,9 @@ def test_sigkill_mid_netted_minutes_books_every_card_once(tmp_path):
                               text=True, cwd=PROJECT, env=env, timeout=60)
     assert done.returncode == 0, finish_log.read_text()[-3000:]
     assert len({r["minute"] for r in restarts}) >= NETTED_KILLS // 3, f"too little progress {note}"
+    # The held kill left a filled netted order unbooked: the next start found it open and booked
+    # every card's share of it (at least two cards), once (audit_bookings below).
+    assert restarts[1]["open_netted"] >= 1 and restarts[1]["reconciled_fills"] >= 2, restarts[:2]
 
     book = broker_fills(root / "sim" / "sim_broker.db")
     positions = book.pop("__positions__")

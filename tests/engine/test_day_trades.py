@@ -101,6 +101,9 @@ def test_the_guard_refuses_the_fourth_day_trade_before_alpaca_does(tmp_path: Pat
             assert service.status()["day_trading"] == {
                 "margin": True, "equity": "20000.00", "pattern_day_trader": False, "daytrade_count": 3,
                 "limited": True, "summary": describe_day_trading(broker.account_rules())}
+            # The settings panel shows the same sentence.
+            assert service.wall_info().day_trades == describe_day_trading(broker.account_rules())
+            assert "0 more allowed" in service.wall_info().day_trades
 
             def step(minute: datetime):
                 clock.set(minute + timedelta(seconds=2))

@@ -216,6 +216,50 @@ def test_all_open_orders_are_settled_with_one_bounded_wait_and_stale_ones_cancel
     assert wait_until(lambda: True, 0.1)
 
 
+def test_a_minutes_orders_are_sent_side_by_side_at_most_the_brokers_concurrency_at_a_time(desk):
+    import threading
+    import time
+
+    from app.engine.alpaca.broker import CONCURRENCY
+
+    cards = [desk.card() for _ in range(CONCURRENCY + 4)]
+    symbols = [f"Q{chr(65 + i)}B" for i in range(len(cards))]
+    for symbol in symbols:
+        desk.fake.add_asset(symbol)
+        desk.fake.set_price(symbol, "10")
+    # A roomy HTTP timeout: the held POSTs must outlast a slow machine's thread start-up.
+    settings = Settings(api_key=desk.fake.key, secret=desk.fake.secret, paper=True, trading_url=desk.fake.origin)
+    journal = OrderJournal(desk.store, AlpacaBroker.from_settings(settings, timeout_s=60, retry_wait_s=0.05),
+                           desk.clock.now)
+    released = desk.fake.faults.hang("/v2/orders", method="POST", times=None)
+    seen: dict[str, int] = {}
+
+    def watch() -> None:
+        # The journal's SQLite belongs to this test's thread: it sends, this thread looks and releases.
+        try:
+            wait_until(lambda: desk.fake.faults.stalled() == CONCURRENCY, timeout=30)
+            seen["held"], seen["answered"] = desk.fake.faults.stalled(), desk.fake.count("/v2/orders", "POST")
+            time.sleep(0.3)  # a broken bound would let the other 4 in meanwhile
+            seen["held later"] = desk.fake.faults.stalled()
+        finally:
+            released.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        problems = journal.place_many([CardOrder(c, s, "buy", 1) for c, s in zip(cards, symbols)], MINUTE)
+        watcher.join(60)
+        # The sends overlapped: the fake held CONCURRENCY of them at once, none answered yet, never more.
+        assert seen == {"held": CONCURRENCY, "answered": 0, "held later": CONCURRENCY}
+        assert problems == {c: None for c in cards}
+        assert desk.fake.count("/v2/orders", "POST") == len(cards)
+        assert len(journal.settle(5.0)) == len(cards) and desk.store.open_orders() == []
+    finally:
+        released.set()
+        watcher.join(60)
+        journal.close()
+
+
 def test_stopping_a_card_cancels_its_netted_order_and_books_every_card_once(desk):
     a, b = desk.card(), desk.card(holding=2)
     desk.fake.faults.status_path("new", final_status=None)  # the netted buy stays open

@@ -335,6 +335,10 @@ def test_settings_show_the_facts_and_the_history_of_stopped_cards(kiosk, host, q
     assert win.settings.fact("mode") == "SIM"
     assert win.settings.fact("alerts").startswith("off")
     assert win.settings.fact("sleep") == "never" and win.settings.fact("lock") == "never"
+    # The simulator is a cash account: its day trades are not limited (the same sentence as status).
+    day_trades = resolve(qtbot, host.client.call(host.service.day_trading))["summary"]
+    assert win.settings.fact("day_trades") == day_trades
+    assert day_trades.startswith("cash account") and day_trades.endswith("not limited")
     win.settings.history_button.click()
     qtbot.waitUntil(lambda: win.history.table.rowCount() == 1, timeout=SLOW_MS)
     assert win.history.table.item(0, 0).text().startswith(f"#{card} MSFT · Buy & hold")

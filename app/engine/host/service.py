@@ -460,7 +460,7 @@ class EngineService:
         return self.publish_all(fresh_cash=False)
 
     def wall_info(self) -> WallInfo:
-        """Version, last backup, free disk and alert status for the settings panel."""
+        """Version, last backup, free disk, alert status and day-trade figures for the settings panel."""
         from app import __version__
         health = health_report(self.parts.paths)
         backup = health["last_backup"]
@@ -468,7 +468,8 @@ class EngineService:
         return WallInfo(version=__version__, mode=self.mode,
                         last_backup=parse_utc_text(backup["time"]) if backup else None,
                         free_disk_bytes=health["free_disk_bytes"],
-                        alerts=notifier.describe() if notifier is not None else "off")
+                        alerts=notifier.describe() if notifier is not None else "off",
+                        day_trades=self.day_trading()["summary"])
 
     def stream_status(self) -> StreamStatus | None:
         """The feed's state for a window that connects late: the simulated feed is always live;
