@@ -94,7 +94,7 @@ class Header(QWidget):
         self.clock = ElidedLabel(size="large", align=Qt.AlignmentFlag.AlignRight)
         self.halt_button: QPushButton = button("HALT", kind="danger")
         self.halt_button.setObjectName("haltButton")
-        self.settings_button: QPushButton = button("⚙")
+        self.settings_button: QPushButton = button("⚙", kind="icon")  # a square touch target, no text padding
         self.settings_button.setObjectName("settingsButton")
         self.halt_button.clicked.connect(self._halt_clicked)
         self.settings_button.clicked.connect(self.settings_requested)
@@ -116,7 +116,7 @@ class Header(QWidget):
             self._captions.append(cap)
             glance.addWidget(cap, 0, Qt.AlignmentFlag.AlignBottom)
             glance.addWidget(widget)
-            glance.addSpacing(14)
+            glance.addSpacing(6)  # 14 pushed an 800×480 window past its screen with six-figure amounts
         side = QVBoxLayout()
         side.setSpacing(0)
         side.addStretch(1)

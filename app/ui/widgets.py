@@ -6,13 +6,19 @@ from datetime import datetime, timezone
 from typing import TypeVar
 
 from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPalette
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPalette
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QLabel, QPushButton, QScroller, QScrollerProperties,
                                QSizePolicy, QTableView, QTableWidget, QWidget)
 
 from app.ui import theme
 
 _View = TypeVar("_View", bound=QTableView)
+
+
+def ink_below_descent(fm: QFontMetrics) -> int:
+    """Pixels an underscore reaches below the font's rounded descent (1 at some sizes, e.g. 14 px
+    DejaVu Sans Mono, where a line exactly ``fm.height()`` tall drew ``a_b`` as ``a b``)."""
+    return max(0, fm.tightBoundingRect("_").bottom() + 1 - fm.descent())
 
 
 class ElidedLabel(QWidget):
@@ -51,12 +57,15 @@ class ElidedLabel(QWidget):
     def sizeHint(self) -> QSize:  # noqa: N802
         fm = self.fontMetrics()
         # +2: eliding compares sub-pixel advances, a hint exactly at the advance can elide the last glyph
-        return QSize(fm.horizontalAdvance(self._text or " ") + 2, fm.height() * self._lines)
+        return QSize(fm.horizontalAdvance(self._text or " ") + 2, self._text_height(fm))
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         if self.sizePolicy().horizontalPolicy() == QSizePolicy.Policy.Minimum:
             return self.sizeHint()  # a label that must never elide
-        return QSize(0, self.fontMetrics().height() * self._lines)
+        return QSize(0, self._text_height(self.fontMetrics()))
+
+    def _text_height(self, fm: QFontMetrics) -> int:
+        return fm.height() * self._lines + ink_below_descent(fm)
 
     def changeEvent(self, event) -> None:  # noqa: N802
         super().changeEvent(event)
@@ -69,9 +78,11 @@ class ElidedLabel(QWidget):
         painter = QPainter(self)
         painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
         fm = self.fontMetrics()
-        rect = self.contentsRect()
+        # Lines are placed as if the label were ink_below_descent shorter: that bottom row is where
+        # an underscore's ink goes at the sizes where it falls below the descent.
+        rect = self.contentsRect().adjusted(0, 0, 0, -ink_below_descent(fm))
         if self._lines == 1:
-            painter.drawText(rect, int(self._align | Qt.AlignmentFlag.AlignVCenter),
+            painter.drawText(rect, int(self._align | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextDontClip),
                              fm.elidedText(self._text, Qt.TextElideMode.ElideRight, rect.width()))
             return
         # Wrap word by word; the last allowed line takes the rest of the text, elided.
@@ -90,7 +101,7 @@ class ElidedLabel(QWidget):
                 if fm.horizontalAdvance(line) > rect.width():
                     line = fm.elidedText(line, Qt.TextElideMode.ElideRight, rect.width())
             painter.drawText(QRect(rect.left(), y, rect.width(), fm.height()),
-                             int(self._align | Qt.AlignmentFlag.AlignVCenter), line)
+                             int(self._align | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextDontClip), line)
             y += fm.height()
 
 

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, QRect, QSize
+from PySide6.QtGui import QFontInfo
 from PySide6.QtWidgets import QAbstractScrollArea, QLabel, QPushButton, QWidget
 
 from app.engine.plugins.loader import discover
 from app.ui import theme
 from app.ui.kiosk_window import KioskWindow
 from app.ui.screenshot import render_png
+from app.ui.widgets import ElidedLabel
 from tests.ui import samples
 
 SIZES = [QSize(800, 480), QSize(1024, 600), QSize(1280, 720), QSize(1920, 1080)]
@@ -136,3 +138,24 @@ def test_touch_targets_at_800x480(kiosk, tmp_path):
         assert pad.isVisible()
         assert len(pad.buttons) >= 12
         assert _small_buttons(dialog) == []
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s.width()}x{s.height()}")
+def test_an_underscore_is_drawn_at_every_text_size(qtbot, size):
+    """A card's machine name (``TSLA_sma_crossover_…``) read ``TSLA sma crossover …`` in the detail view at
+    1024×600: at 14 px the underscore lies one pixel below the font's descent, outside a line that tall."""
+    metrics = theme.Metrics.for_size(size)
+    root = QWidget()
+    qtbot.addWidget(root)
+    root.setStyleSheet(theme.stylesheet(metrics))
+    labels = [ElidedLabel("_", root, size=role) for role in (None, "small", "large", "huge", "figure", "glance")]
+    labels.append(ElidedLabel("_ _", root, size="small", lines=2))
+    for label in labels:
+        label.ensurePolished()
+        label.resize(label.sizeHint())
+    for label in labels:
+        image = label.grab().toImage()
+        background = image.pixelColor(0, 0)  # the top row lies above an underscore at every size
+        ink = [(x, y) for y in range(image.height()) for x in range(image.width())
+               if image.pixelColor(x, y) != background]
+        assert ink, f"no underscore at {QFontInfo(label.font()).pixelSize()} px ({label.property('textSize')})"

@@ -42,6 +42,9 @@ def test_figures_are_big_enough_and_fit(qtbot, tmp_path, size):
                                              value=Decimal("999999.4"), day_pnl=Decimal("-999999.4")))
     qtbot.addWidget(win)
     render_png(win, size, tmp_path / "glance.png")
+    # The widest figures still fit the screen: at 800×480 they made the window 832 px wide (801 px with
+    # a $100,118 account), HALT and ⚙ partly past the panel's edge.
+    assert win.size() == size
     header = win.header
     assert _px(header.value) >= 40 * scale - 1 and _px(header.pnl) >= 40 * scale - 1
     for card in win.strip.cards.values():
