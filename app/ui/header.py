@@ -109,8 +109,9 @@ class Header(QWidget):
         glance = QHBoxLayout()
         glance.setSpacing(6)
         self._captions = []
-        for caption, widget in (("VALUE", self.value), ("TODAY", self.pnl)):
-            cap = ElidedLabel(caption, size="small")
+        # "RUNNING TODAY" on two lines beside the day's P&L: a card stopped today is in ALL CARDS.
+        for caption, widget in (("VALUE", self.value), ("RUNNING TODAY", self.pnl)):
+            cap = ElidedLabel(caption, size="small", lines=caption.count(" ") + 1)
             cap.set_color(theme.DIM)
             cap.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
             self._captions.append(cap)

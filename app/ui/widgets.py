@@ -56,8 +56,10 @@ class ElidedLabel(QWidget):
 
     def sizeHint(self) -> QSize:  # noqa: N802
         fm = self.fontMetrics()
+        # A label of several lines is as wide as its widest word (it wraps word by word).
+        words = (self._text.split() if self._lines > 1 else [self._text or " "]) or [" "]
         # +2: eliding compares sub-pixel advances, a hint exactly at the advance can elide the last glyph
-        return QSize(fm.horizontalAdvance(self._text or " ") + 2, self._text_height(fm))
+        return QSize(max(fm.horizontalAdvance(w) for w in words) + 2, self._text_height(fm))
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         if self.sizePolicy().horizontalPolicy() == QSizePolicy.Policy.Minimum:

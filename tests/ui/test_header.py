@@ -113,3 +113,14 @@ def test_day_pnl_colour(window):
     assert window.header.pnl.palette().color(window.header.pnl.foregroundRole()) == theme.RED
     window.on_account(AccountSummary("paper", Decimal(1), Decimal("-5"), False, day_pnl=Decimal("0.01")))
     assert window.header.pnl.palette().color(window.header.pnl.foregroundRole()) == theme.GREEN
+
+
+def test_the_days_pnl_says_it_covers_the_running_cards(window):
+    """A card stopped today is counted in ALL CARDS, not in the day's figure: its caption says so,
+    on two lines that are as wide as the longer word, not as the whole phrase."""
+    caption = window.header._captions[1]
+    assert caption.text() == "RUNNING TODAY"
+    fm = caption.fontMetrics()
+    assert caption.sizeHint().width() < fm.horizontalAdvance("RUNNING TODAY")
+    assert caption.sizeHint().width() >= fm.horizontalAdvance("RUNNING")
+    assert caption.sizeHint().height() > fm.height()  # two lines
