@@ -255,9 +255,11 @@ def test_fault_schedule(tmp_path, qtbot, qloop, fast_polls, broker_log) -> None:
         return min((o for o in orders if created(o) >= fault.at), key=created)
 
     def unsent_orders(fault: Fault) -> list[str]:
-        """The decisions of the fault's minute that Alpaca never received (journal: failed)."""
+        """The decisions of the fault's minute that Alpaca never received (journal: failed). On a
+        loaded machine the cycle of the minute before can run after the injection and meet it: its
+        decision minute is then up to two minutes before."""
         coids = [c for c, o in journal.items() if o.status == "failed"
-                 and fault.at - timedelta(minutes=1) <= coid_minute(c) <= fault.at + timedelta(minutes=1)]
+                 and fault.at - timedelta(minutes=2) <= coid_minute(c) <= fault.at + timedelta(minutes=1)]
         assert coids, "no order of the fault's minute was left unsent"
         for coid in coids:
             assert "never received" in journal[coid].error and coid not in by_coid
