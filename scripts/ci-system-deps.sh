@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# System packages the screen tests need (tests/ui/test_screen_xvfb.py): an X server without a screen,
-# a window manager, the X utilities the tests read window geometry with, and the libraries Qt's xcb
-# platform plugin loads (a fresh Debian or Raspberry Pi OS Lite lacks some). Idempotent: installs
-# only what is missing, and runs `apt-get update` only then. Called by .ci/run.
+# System packages the screen tests need (tests/e2e/screen/): an X server without a screen, a window
+# manager, the X utilities the tests read window geometry with, a Wayland compositor (weston, run
+# headless, standing in for the Pi's labwc/wayfire) and the libraries Qt's xcb and wayland platform
+# plugins load (a fresh Debian or Raspberry Pi OS Lite lacks some). Idempotent: installs only what is
+# missing, and runs `apt-get update` only then. Called by .ci/run.
 set -eu
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 column=2
 [ "$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")" = trixie ] && column=3
-packages=(xvfb openbox x11-utils xdotool fonts-dejavu-core)
+packages=(xvfb openbox x11-utils xdotool fonts-dejavu-core weston)
 # Qt's libraries: the one list the app's start-up check and scripts/install-pi.sh read too.
 while read -r package; do
     case " ${packages[*]} " in *" $package "*) ;; *) packages+=("$package") ;; esac

@@ -31,6 +31,9 @@ from app.ui.tasks import TaskRunner, error_text
 from app.ui.widgets import separator
 
 WINDOWED_SIZE = QSize(1024, 600)
+# Room a compositor's panel and Qt's own window decorations take on Wayland (weston: a 32 px panel,
+# a 30 px title bar and 3 px borders), which the client cannot see before it is shown.
+WAYLAND_FRAME_ROOM = QSize(64, 96)
 HALT_TEXT = "TRADING HALTED — no orders are sent until RESUME"
 
 
@@ -148,11 +151,18 @@ class KioskWindow(QWidget):
             rect.moveCenter(available.center())
             self.setGeometry(rect)
             self._apply_metrics(theme.Metrics.for_size(rect.size()))
-            self.show()
-            # A window manager frames the window some time after it is shown, and Qt gets no event
-            # for it: look again once it has had time to.
-            for delay_ms in (300, 1000, 3000):
-                QTimer.singleShot(delay_ms, self._keep_inside)
+            if QGuiApplication.platformName().startswith("wayland") and not _fits(WINDOWED_SIZE + WAYLAND_FRAME_ROOM,
+                                                                                   available.size()):
+                # A Wayland client can neither place itself nor see the panel: only the compositor
+                # knows the room left, and maximizing hands it the fitting (measured under weston:
+                # 800×480 plus decorations overran an 800×480 output by 65 px).
+                self.showMaximized()
+            else:
+                self.show()
+                # A window manager frames the window some time after it is shown, and Qt gets no
+                # event for it: look again once it has had time to.
+                for delay_ms in (300, 1000, 3000):
+                    QTimer.singleShot(delay_ms, self._keep_inside)
         else:
             self.setCursor(Qt.CursorShape.BlankCursor)  # a touch panel: no stray arrow on the wall
             self.setGeometry(screen.geometry())
@@ -452,3 +462,7 @@ class KioskWindow(QWidget):
         if await self.pin.authorise("resume this card"):
             await self.calls.resume_instance(instance_id)
             self.notice_bar.show_message(f"Card #{instance_id} resumed.")
+
+
+def _fits(size: QSize, room: QSize) -> bool:
+    return size.width() <= room.width() and size.height() <= room.height()

@@ -1,9 +1,11 @@
 """A cheap launch of the real KioskWindow on whatever display the environment names, for screen tests.
 
-``python -m tests.e2e.screen.kiosk_probe [--windowed] [--settle S] [--shot FILE]`` builds the kiosk with the
-sample cards (no engine), presents it exactly as ``autotrader run`` does, lets it settle and prints
-one JSON line: the screen, the window's geometry as Qt sees it, its X window id, the layout metrics
-and the pixel sizes of the fonts that must read from across the room.
+``python -m tests.e2e.screen.kiosk_probe [--windowed] [--settle S] [--shot FILE] [--hold]`` builds the kiosk
+with the sample cards (no engine), presents it exactly as ``autotrader run`` does, lets it settle and
+prints one JSON line: the screen, the window's geometry as Qt sees it, its X window id (on X), the
+layout metrics and the pixel sizes of the fonts that must read from across the room. With ``--hold``
+the window stays up after that line, printing a fresh one for every line read on stdin, until stdin
+closes: a Wayland client cannot read its own position, so the test asks the compositor meanwhile.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -35,6 +38,9 @@ def report(window: KioskWindow) -> dict:
     """What the screen tests check, as plain data."""
     screen = window.screen()
     geo, frame = window.geometry(), window.frameGeometry()
+    handle = window.windowHandle()
+    # The decorations the platform plugin draws itself (Qt's wayland plugin without server-side ones).
+    margins = handle.frameMargins() if handle is not None else None
     card = window.strip.card(1)
     header = window.header
     from tests.ui.test_layout import layout_problems
@@ -44,6 +50,7 @@ def report(window: KioskWindow) -> dict:
                    screen.geometry().height()],
         "geometry": [geo.x(), geo.y(), geo.width(), geo.height()],
         "frame": [frame.x(), frame.y(), frame.width(), frame.height()],
+        "margins": [margins.left(), margins.top(), margins.right(), margins.bottom()] if margins is not None else None,
         "window_id": int(window.winId()),
         "scale": window.metrics.scale,
         "expected_scale": theme.Metrics.for_size(window.size()).scale,
@@ -65,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=1.0)
     parser.add_argument("--shot", default=None, help="save a grab of the whole screen as PNG")
     parser.add_argument("--closed", action="store_true", help="the market is closed (night header)")
+    parser.add_argument("--hold", action="store_true", help="keep the window up until stdin closes")
     args = parser.parse_args(argv)
     app = QApplication(sys.argv[:1])
     market, account = samples.sample_market(True), samples.sample_account("paper")
@@ -89,13 +97,27 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.01)
     if args.shot:
         window.screen().grabWindow(0).save(args.shot, "PNG")
-    data = report(window)
-    # The X server's own record of the top-level window, while it still exists.
-    handle = window.windowHandle()
-    data["x_geometry"] = x_geometry(os.environ.get("DISPLAY", ""), int(handle.winId())) if handle else None
-    print(json.dumps(data), flush=True)
+    print(json.dumps(full_report(window)), flush=True)
+    while args.hold and _wait_for_stdin(app):
+        print(json.dumps(full_report(window)), flush=True)
     window.close()
     return 0
+
+
+def full_report(window: KioskWindow) -> dict:
+    """``report`` plus the X server's own record of the top-level window (None off X or without xwininfo)."""
+    data = report(window)
+    handle = window.windowHandle()
+    on_x = data["platform"] == "xcb" and handle is not None
+    data["x_geometry"] = x_geometry(os.environ.get("DISPLAY", ""), int(handle.winId())) if on_x else None
+    return data
+
+
+def _wait_for_stdin(app: QApplication) -> bool:
+    """Process events until stdin has a line (True) or is closed (False)."""
+    while not select.select([sys.stdin], [], [], 0.02)[0]:
+        app.processEvents()
+    return bool(sys.stdin.readline())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Real X servers for screen tests: an Xvfb of a given size (optionally with openbox), and probe launches.
+"""Real X servers for screen tests: an Xvfb of a given size (optionally with openbox), and probe launches
+(Wayland: ``weston.py``).
 
 The test files install nothing: ``scripts/ci-system-deps.sh`` puts Xvfb, openbox, x11-utils and Qt's
 xcb libraries on a CI machine; where Xvfb is absent the screen tests skip and say so.
