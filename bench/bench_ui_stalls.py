@@ -131,6 +131,7 @@ def backtest(app: QApplication, parent: QWidget, root: Path) -> float:
 
     from app.engine.backtest.jobs import BacktestJobs
     from app.engine.backtest.replay import BacktestRequest
+    from app.engine.plugins.pool import worker_context
     from app.engine.system.settings import Settings
     from app.ui.add_dialog import PROGRESS_HOP_S
     from app.ui.backtest_view import BacktestView
@@ -146,6 +147,11 @@ def backtest(app: QApplication, parent: QWidget, root: Path) -> float:
     request = BacktestRequest("sma_crossover", "AAPL", date(2024, 1, 1), date(2024, 12, 31),
                               capital=Decimal(10_000), params={"fast": 20, "slow": 50})
     jobs = BacktestJobs(Settings(data_root=root / "backtest-data", sim_forced=True))
+    # The kiosk's engine started its card workers from the fork server at start (WorkerPool.warm),
+    # so the server is up when a backtest asks it for a process: start it here as that did.
+    warm = worker_context().Process(target=time.sleep, args=(0,))
+    warm.start()
+    warm.join()
     shown = threading.Event()
     hopped = [0.0]
 
