@@ -15,10 +15,18 @@ from app.ui import theme
 _View = TypeVar("_View", bound=QTableView)
 
 
+_INK_BELOW: dict[tuple[int, int, int, int], int] = {}
+
+
 def ink_below_descent(fm: QFontMetrics) -> int:
     """Pixels an underscore reaches below the font's rounded descent (1 at some sizes, e.g. 14 px
     DejaVu Sans Mono, where a line exactly ``fm.height()`` tall drew ``a_b`` as ``a b``)."""
-    return max(0, fm.tightBoundingRect("_").bottom() + 1 - fm.descent())
+    # Asked on every label paint: measured once per font size (a glyph bounding box is not free).
+    key = (fm.height(), fm.ascent(), fm.descent(), fm.averageCharWidth())
+    below = _INK_BELOW.get(key)
+    if below is None:
+        below = _INK_BELOW[key] = max(0, fm.tightBoundingRect("_").bottom() + 1 - fm.descent())
+    return below
 
 
 class ElidedLabel(QWidget):
