@@ -156,8 +156,7 @@ def hold_data_folder(folder: Path):
     try:
         return FolderLock(folder).acquire()
     except FolderLocked as exc:
-        holder = f" (pid {exc.pid})" if exc.pid else ""
-        raise CommandError(f"AutoTrader is already running on this data folder{holder}: {folder}") from None
+        raise CommandError(str(exc)) from None
     except OSError as exc:
         raise DataFolderError(storage_sentence(exc, folder)) from None
 
