@@ -7,7 +7,7 @@ Lateness: at 300× the issue's criterion (a cycle starting more than 1 s of simu
 scheduled instant) is 3.3 ms of real time. That is below what this process controls: one GIL
 hand-off between threads (5 ms; the kiosk's UI thread holds the GIL while it repaints cards) or
 the OS scheduling a busy 2-vCPU machine. So this short run requires what holds on a loaded machine:
-no minute missed or skipped and none later than the catch-up window (2 s real on a fast sim clock);
+no minute missed or skipped and none later than the catch-up window (5 s real on a fast sim clock);
 the count of cycles over 1 s late is reported, not asserted. The full soak (N=30, K=20, windowed at
 150×: 1 s = 6.7 ms) reports the strict count.
 
@@ -39,7 +39,7 @@ def test_two_accelerated_sessions_with_20_cards_miss_nothing_and_leak_nothing(tm
     assert result["cycles_scheduled"] > (SESSIONS - 1) * 380, note
     assert result["cycles_run"] == result["cycles_scheduled"], note
     assert result["skipped_minutes"] == [] and result["missed"] == 0, note
-    # A cycle later than the catch-up window (2 s real: 600 s simulated at 300x) would have been
+    # A cycle later than the catch-up window (5 s real: 1500 s simulated at 300x) would have been
     # counted missed above; how many start over 1 s simulated (3.3 ms real) late is a figure here,
     # not a limit: on a busy 2-core machine that is one GIL hand-off.
     assert result["late_max_s"] <= catch_up_window(SPEED).total_seconds(), note

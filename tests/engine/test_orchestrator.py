@@ -155,14 +155,14 @@ def test_orchestrator_trades_on_the_right_minutes_and_cards_follow_the_money_rul
 
 
 def test_an_overrun_minute_runs_late_and_a_long_stall_is_counted_missed(tmp_path, algos, qtbot, hosts):
-    # At 60x the catch-up window is 2 s of real time: 120 s simulated. Stalling the engine thread
+    # At 60x the catch-up window is 5 s of real time: 300 s simulated. Stalling the engine thread
     # inside a cycle for 78 s (simulated) passes the next minute's wake-up: it must run late, not be
-    # skipped. A 210 s stall from 13:36:02 leaves 13:37 150 s late (missed, and counted) and 13:38
-    # 90 s late (run now); the margins are 30 s simulated, half a second of real time.
+    # skipped. A 390 s stall from 13:36:02 leaves 13:37 330 s late (missed, and counted) and 13:38
+    # 270 s late (run now); the margins are 30 s simulated, half a second of real time.
     start = utc(2024, 6, 4, 13, 25)
     seed_cards(tmp_path, algos, start, [("AAPL", "flipper", 5_000, {})])
     host = hosts.start(tmp_path, speed=60, start=start, algorithm_dirs=(algos,))
-    stalls = {utc(2024, 6, 4, 13, 32): 78 / 60, utc(2024, 6, 4, 13, 36): 210 / 60}
+    stalls = {utc(2024, 6, 4, 13, 32): 78 / 60, utc(2024, 6, 4, 13, 36): 390 / 60}
 
     def stall(report) -> None:  # runs on the engine thread, inside run_cycle
         if report.minute in stalls:
@@ -211,8 +211,8 @@ def test_catch_up_takes_the_earliest_minute_within_the_window_and_counts_the_res
     assert schedule.on_wake(cal, utc(2024, 6, 4, 14, 10, 1), utc(2024, 6, 4, 14, 10), 2.0).action == "reschedule"
     assert schedule.on_wake(cal, utc(2024, 6, 4, 14, 10, 2), utc(2024, 6, 4, 14, 10), 2.0) == \
         schedule.Wake("run", utc(2024, 6, 4, 14, 10))
-    # On a 300x simulated clock the window is 2 s of real time (600 s simulated), not 200 ms.
-    assert schedule.catch_up_window(300) == timedelta(seconds=600) and schedule.catch_up_window(1) == schedule.CATCH_UP
+    # On a 300x simulated clock the window is 5 s of real time (1500 s simulated), not 200 ms.
+    assert schedule.catch_up_window(300) == timedelta(seconds=1500) and schedule.catch_up_window(1) == schedule.CATCH_UP
     assert schedule.minute_to_schedule(cal, utc(2024, 6, 4, 14, 3, 30), 2.0, utc(2024, 6, 4, 14, 0),
                                        schedule.catch_up_window(300)) == utc(2024, 6, 4, 14, 1)
     # Across the night: the session's last minute is followed by the next open, nothing missed.
