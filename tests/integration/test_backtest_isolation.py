@@ -50,3 +50,19 @@ def test_cancel_kills_a_backtest_stuck_in_its_algorithm(tmp_path: Path) -> None:
     with pytest.raises(BacktestCancelled):
         future.result(30)
     assert jobs.running == 0
+
+
+def test_an_isolated_backtest_leaves_the_kiosks_collector_running(tmp_path: Path) -> None:
+    """Its replay runs in the worker: pausing the kiosk's collector meanwhile would only pile up a
+    bigger collection for the UI thread later."""
+    import gc
+
+    request = BacktestRequest("sleeps", "MSFT", *DAYS, params={"seconds": 600.0}, warmup_sessions=1)
+    jobs = BacktestJobs(settings(tmp_path))
+    job_id, future = jobs.start(request)
+    with pytest.raises(TimeoutError):
+        future.result(3)  # running, in its 600 s sleep
+    assert gc.isenabled()
+    jobs.cancel(job_id)
+    with pytest.raises(BacktestCancelled):
+        future.result(30)

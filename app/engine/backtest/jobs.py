@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -158,8 +158,12 @@ class BacktestJobs:
             except Exception:  # noqa: BLE001 - a dead listener must not stop the replay
                 log.debug("backtest %d: progress listener failed", job_id, exc_info=True)
 
+        # The collector is paused only for a replay in this process: an isolated job's replay runs
+        # in its worker, and pausing the kiosk's collector for it would only pile up a bigger
+        # collection for later (a stall on the UI thread when it comes).
+        paused = nullcontext() if self._isolated else cyclic_gc_paused()
         try:
-            with cyclic_gc_paused():
+            with paused:
                 result: BacktestResult = self._run(request, progress, event, now)
         except (BacktestCancelled, BacktestError) as exc:  # expected outcomes, told to the person
             future.set_exception(exc)
