@@ -394,6 +394,14 @@ class MarketStore(SqliteStore):
     def source_counts(self, symbol: str, start_ts: int, end_ts: int) -> dict[BarSource, int]:
         """How many bars of each source ``symbol`` has with ``start_ts <= ts <= end_ts``."""
         check_symbol(symbol)
+        present = self._present_sources(symbol)
+        if len(present) == 1:
+            # Every bar of the symbol is of that source: counting the range's rows reads no column
+            # (a fifth of the time of grouping them, over five years of minutes).
+            (count,) = self._conn.execute(
+                "SELECT COUNT(*) FROM bars WHERE symbol = ? AND ts BETWEEN ? AND ?",
+                (symbol, start_ts, end_ts)).fetchone()
+            return {BarSource(present.pop()): count} if count else {}
         rows = self._conn.execute(
             "SELECT source, COUNT(*) FROM bars WHERE symbol = ? AND ts BETWEEN ? AND ? GROUP BY source",
             (symbol, start_ts, end_ts)).fetchall()
