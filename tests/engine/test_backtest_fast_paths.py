@@ -20,10 +20,12 @@ import pytest
 
 import app.engine.backtest.isolated  # noqa: F401 - registers how requests and results travel
 from app.engine.algorithm_api import AlgorithmBase, unwrapped_run
-from app.engine.backtest.replay import BacktestRequest, BacktestRunError, MemoryBars, replay_bars
+from app.engine.backtest.replay import BacktestRequest, BacktestRunError, MemoryBars, replay_bars, run_backtest
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.plugins.loader import load_algorithm_class
 from app.engine.sim.market import SimMarket
+from app.engine.system.settings import Settings
+from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import to_epoch
 
@@ -121,6 +123,41 @@ def test_served_bars_closes_and_fills_equal_the_base_methods_every_minute(tmp_pa
     result = replay_bars(BacktestRequest("probe", "AAPL", FIRST, LAST), bars, algorithm_dirs=[algos])
     assert probe.runs == result.minutes == 3 * 390
     assert len(result.trades) > 500  # a fill on alternate minutes: the checks saw a moving book
+
+
+def test_bars_given_as_columns_are_loaded_whole_once_and_only_when_asked_for() -> None:
+    bars = sim_bars("AAPL", FIRST, FIRST)
+    loads: list[int] = []
+
+    def load() -> list[Bar]:
+        loads.append(1)
+        return list(bars)
+
+    ctx = MemoryBars.of_columns("AAPL", [b.ts for b in bars], [b.open for b in bars], [b.close for b in bars], load)
+    ctx.now, ctx.visible = bars[10].ts, 10
+    assert (ctx.stamps, ctx.opens, ctx.closes) == ([b.ts for b in bars], [b.open for b in bars],
+                                                   [b.close for b in bars]) and loads == []
+    assert ctx.last_bars("AAPL", 3, 2 ** 40) == bars[7:10] and ctx.bars_between("AAPL", 0, 2 ** 40) == bars[:10]
+    assert ctx.bars == bars and loads == [1]
+    changed = MemoryBars.of_columns("AAPL", ctx.stamps, ctx.opens, ctx.closes, lambda: bars[1:])
+    with pytest.raises(BacktestRunError, match="changed while the backtest read them"):
+        changed.bars  # noqa: B018 - the property loads
+
+
+def test_a_backtest_of_stored_bars_equals_the_replay_of_the_same_bars_in_memory(tmp_path: Path) -> None:
+    """run_backtest reads columns and loads whole bars only for an algorithm that asks (the probe
+    does, every minute); both give what the replay of the bars in memory gives."""
+    algos = write(tmp_path / "algos", "probe", PROBE)
+    for algorithm, params, dirs in (("probe", {}, [algos]), ("sma_crossover", {"fast": 3, "slow": 8}, None)):
+        settings = Settings(data_root=tmp_path / "data", sim_forced=True, algorithm_dirs=tuple(dirs or ()))
+        request = BacktestRequest(algorithm, "AAPL", FIRST, LAST, params=params, warmup_sessions=1)
+        stored = run_backtest(request, settings=settings)
+        with MarketStore(tmp_path / "data" / "sim" / "stocks.db") as store:
+            bars = store.bars_between("AAPL", 0, 2 ** 40)
+        assert bars == sim_bars("AAPL", date(2024, 6, 3), LAST)
+        in_memory = replay_bars(request, bars, algorithm_dirs=dirs)
+        assert stored.trades and stored.trades == in_memory.trades
+        assert stored.equity_curve == in_memory.equity_curve and stored.final_value == in_memory.final_value
 
 
 def test_closes_before_outside_a_backtest_is_the_closes_of_bars_before(tmp_path: Path) -> None:

@@ -358,6 +358,7 @@ class BacktestResult:
 
 
 _ts_of = attrgetter("ts")
+_open_of = attrgetter("open")
 _close_of = attrgetter("close")
 
 
@@ -382,18 +383,44 @@ class MemoryBars:
     ``now`` is the decision minute; ``visible`` the number of bars with ``ts < now``. Both are
     moved forward by the replay only, so whatever the algorithm asks, no bar at or after ``now``
     is ever returned.
+
+    The replay reads the columns ``stamps``, ``opens`` and ``closes``; the whole bars (``bars``)
+    are made from ``bars`` given, or loaded by ``load`` when an algorithm first asks for one
+    (:meth:`of_columns`): most algorithms read closes only.
     """
 
-    __slots__ = ("symbol", "bars", "stamps", "closes", "now", "visible", "fills")
+    __slots__ = ("symbol", "_bars", "_load", "stamps", "opens", "closes", "now", "visible", "fills")
 
     def __init__(self, symbol: str, bars: Sequence[Bar]) -> None:
         self.symbol = symbol
-        self.bars = list(bars)
-        self.stamps = list(map(_ts_of, self.bars))
-        self.closes = list(map(_close_of, self.bars))  # served by column to closes_before
+        self._bars: list[Bar] | None = list(bars)
+        self._load: Callable[[], list[Bar]] | None = None
+        self.stamps = list(map(_ts_of, self._bars))
+        self.opens = list(map(_open_of, self._bars))
+        self.closes = list(map(_close_of, self._bars))  # served by column to closes_before
         self.now = -1
         self.visible = 0
         self.fills: list[TransactionRecord] = []
+
+    @classmethod
+    def of_columns(cls, symbol: str, stamps: list[int], opens: list[float], closes: list[float],
+                   load: Callable[[], list[Bar]]) -> MemoryBars:
+        """Bars given as columns; ``load()`` returns the same bars whole (see ``bars``)."""
+        ctx = cls(symbol, ())
+        ctx._bars, ctx._load = None, load
+        ctx.stamps, ctx.opens, ctx.closes = stamps, opens, closes
+        return ctx
+
+    @property
+    def bars(self) -> list[Bar]:
+        """The bars whole, oldest first (loaded on first use when given as columns)."""
+        if self._bars is None:
+            assert self._load is not None
+            bars = self._load()
+            if [b.ts for b in bars] != self.stamps:
+                raise BacktestRunError("the stored bars changed while the backtest read them; run it again")
+            self._bars = bars
+        return self._bars
 
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """The last ``n`` bars with ``ts < min(before_ts, now)``, oldest first."""
@@ -502,12 +529,11 @@ def _serve_bars_from(algo: AlgorithmBase, ctx: MemoryBars) -> None:
     cls = type(algo)
     if cls.bars_before is AlgorithmBase.bars_before:
         base_bars = algo.bars_before
-        bars = ctx.bars
 
         def bars_before(n: int, current_time: datetime | None = None) -> list[Bar]:
             if current_time is None and n.__class__ is int and n > 0:
                 end = ctx.visible
-                return bars[end - n if end > n else 0:end]
+                return ctx.bars[end - n if end > n else 0:end]
             return base_bars(n, current_time)
 
         algo.bars_before = bars_before  # type: ignore[method-assign]
@@ -614,18 +640,17 @@ def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capita
                   float(np.count_nonzero(held[:n])) / n * 100)
 
 
-def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[date], bars: Sequence[Bar],
+def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[date], ctx: MemoryBars,
             calendar: MarketCalendar, progress: ProgressFn | None, cancel: threading.Event | None,
             progress_from: float = 0.0, data: DataProvenance | None = None,
             halted: Collection[int] = ()) -> BacktestResult:
+    """Replay ``sessions`` over ``ctx``'s bars, which end before the last session's close."""
     began = time.perf_counter()
     symbol = request.symbol
     per_session = [calendar.session_minutes(day) for day in sessions]
     end_ts = to_epoch(calendar.session_close(sessions[-1]))
-    # Bars are sorted by ts: the range ends at the first bar of the last close or later.
-    ctx = MemoryBars(symbol, bars[:bisect_left(_Stamps(bars), end_ts)])
-    all_bars, stamps = ctx.bars, ctx.stamps
-    nbars = len(all_bars)
+    stamps, opens, closes = ctx.stamps, ctx.opens, ctx.closes
+    nbars = len(stamps)
     range_lo = bisect_left(stamps, per_session[0][0])
     if range_lo >= nbars:
         if data is not None and not data.simulated and data.missing_sessions:
@@ -655,7 +680,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     def settle(now: int) -> None:
         nonlocal pending
         side, shares, decided, fill_i = pending  # type: ignore[misc]
-        book.fill(ctx, side, shares, rule.price(side, all_bars[fill_i].open), stamps[fill_i], decided)
+        book.fill(ctx, side, shares, rule.price(side, opens[fill_i]), stamps[fill_i], decided)
         changes.append((now, book.shares, book.cash_f))
         pending = None
 
@@ -705,7 +730,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
             # minute is an open market minute.
             reason = refusal(OrderRequest(
                 side=decision.action, shares=decision.shares,
-                price=Decimal(str(all_bars[vis - 1].close)) if vis else None,
+                price=Decimal(str(closes[vis - 1])) if vis else None,
                 instance_uninvested=book.uninvested, instance_shares=book.shares,
                 market_open=True, halted=now in halted, order_open=pending is not None))
             if reason is not None:
@@ -723,15 +748,15 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     if pending is not None:
         unfilled = (f"the {pending[0]} of {pending[1]} shares decided at {epoch_text(pending[2])} "
                     "had no later bar in the range to fill at")
-    last_close = all_bars[-1].close
+    last_close = closes[-1]
     figures = book.position.figures(request.capital, last_close)
-    bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, rule)
-    curve = _equity(minutes, visible, np.array(ctx.closes, dtype=np.float64),
+    bh_shares, bh_price = _buy_and_hold_shares(request.capital, opens[range_lo], rule)
+    curve = _equity(minutes, visible, np.array(closes, dtype=np.float64),
                     float(request.capital), changes, end_ts, request.equity_points,
                     (bh_shares, float(bh_price), range_lo), opening)
     if progress is not None:
         progress(1.0)
-    bh_pnl, bh_pct = _buy_and_hold(request.capital, all_bars[range_lo].open, last_close, rule)
+    bh_pnl, bh_pct = _buy_and_hold(request.capital, opens[range_lo], last_close, rule)
     return BacktestResult(
         algorithm_type=request.algorithm_type, algorithm_name=str(type(algo).name or request.algorithm_type),
         symbol=symbol, start=request.start, end=request.end, params=MappingProxyType(dict(algo.params)),
@@ -807,7 +832,10 @@ def replay_bars(request: BacktestRequest, bars: Sequence[Bar], *,
     sessions = _sessions(calendar, request)
     if not sessions:
         raise BacktestError(f"no trading sessions between {request.start} and {request.end}")
-    return _replay(algo, request, sessions, bars, calendar, progress, cancel, halted=halted)
+    # Bars are sorted by ts: the range ends at the first bar of the last close or later.
+    end_ts = to_epoch(calendar.session_close(sessions[-1]))
+    ctx = MemoryBars(request.symbol, bars[:bisect_left(_Stamps(bars), end_ts)])
+    return _replay(algo, request, sessions, ctx, calendar, progress, cancel, halted=halted)
 
 
 def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalendar, symbol: str,
@@ -875,21 +903,26 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
         raise BacktestError(f"cannot create the data folder {paths.root}: {exc.strerror}") from None
     if cancel is not None and cancel.is_set():
         raise BacktestCancelled("backtest cancelled")
+    symbol = request.symbol
     with open_market_store(paths, calendar) as store:
-        fetching = bool(store.missing_sessions(request.symbol, wanted))
-        _ensure_bars(settings, store, calendar, request.symbol, wanted, progress)
+        fetching = bool(store.missing_sessions(symbol, wanted))
+        _ensure_bars(settings, store, calendar, symbol, wanted, progress)
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
-        data = _provenance(store, calendar, request.symbol, sessions, wanted[:len(wanted) - len(sessions)])
-        if request.require_complete and data.missing_sessions:
-            raise BacktestError(
-                f"{request.symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
-                f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
-                "complete data")
-        bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
-                                  to_epoch(calendar.session_close(sessions[-1])) - 1)
-    return _replay(algo, request, sessions, bars, calendar, progress, cancel,
-                   progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
+        # One state of stocks.db from here to the end of the replay: the columns read now and the
+        # whole bars an algorithm may ask for later are the same bars.
+        with store.reading():
+            data = _provenance(store, calendar, symbol, sessions, wanted[:len(wanted) - len(sessions)])
+            if request.require_complete and data.missing_sessions:
+                raise BacktestError(
+                    f"{symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
+                    f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
+                    "complete data")
+            lo, hi = to_epoch(calendar.session_open(first)), to_epoch(calendar.session_close(sessions[-1])) - 1
+            stamps, opens, closes = store.bar_columns(symbol, lo, hi)
+            ctx = MemoryBars.of_columns(symbol, stamps, opens, closes, lambda: store.bars_between(symbol, lo, hi))
+            return _replay(algo, request, sessions, ctx, calendar, progress, cancel,
+                           progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
 
 
 def _provenance(store: MarketStore, calendar: MarketCalendar, symbol: str, sessions: list[date],
