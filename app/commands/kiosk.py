@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
@@ -174,6 +173,8 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
     clock = make_clock(settings.mode, args.speed, resume_point(paths) if settings.mode == "sim" else None)
     log.info("starting AutoTrader in %s mode (data in %s)", settings.mode.upper(), paths.root)
 
+    import asyncio
+
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
     import qasync
@@ -244,6 +245,8 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
 
 
 async def _until_quit(app) -> None:
+    import asyncio  # here: every other command starts without it
+
     done = asyncio.get_event_loop().create_future()
     app.aboutToQuit.connect(lambda: None if done.done() else done.set_result(None))
     await done
@@ -275,6 +278,8 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     width, height = _parse_size(args.size)
+    import asyncio
+
     from PySide6.QtCore import QSize
     from PySide6.QtWidgets import QApplication
     import qasync

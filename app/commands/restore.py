@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
-from app.engine.system.maintenance import LAST_CYCLE_KEY
 from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import MODES
 from app.storage.backup import BackupError, backup_mode, check_backup, peek_config, restore_backup
@@ -66,6 +65,8 @@ def kiosk_activity(paths: DataPaths, mode: str, now: datetime | None = None) -> 
         return f"process {', '.join(map(str, holders))} has {paths.system_db} open"
     now = now or datetime.now(timezone.utc)
     try:
+        from app.engine.system.maintenance import LAST_CYCLE_KEY  # here: other commands start without it
+
         cycle = json.loads(peek_config(paths.system_db, LAST_CYCLE_KEY) or "null")
     except ValueError:
         cycle = None
