@@ -267,7 +267,8 @@ def _cents(value: Decimal) -> float:
 
 
 def _z(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``YYYY-MM-DDTHH:MM:SSZ`` (as ``utc_text``, in half its time: tens of thousands per result)."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")[:19] + "Z"
 
 
 @dataclass(frozen=True)
@@ -389,7 +390,7 @@ class MemoryBars:
     (:meth:`of_columns`): most algorithms read closes only.
     """
 
-    __slots__ = ("symbol", "_bars", "_load", "stamps", "opens", "closes", "now", "visible", "fills")
+    __slots__ = ("symbol", "_bars", "_load", "stamps", "opens", "closes", "now", "visible", "_fills", "_unrecorded")
 
     def __init__(self, symbol: str, bars: Sequence[Bar]) -> None:
         self.symbol = symbol
@@ -400,7 +401,10 @@ class MemoryBars:
         self.closes = list(map(_close_of, self._bars))  # served by column to closes_before
         self.now = -1
         self.visible = 0
-        self.fills: list[TransactionRecord] = []
+        self._fills: list[TransactionRecord] = []
+        # Fills not made into records yet: (side, shares, recorded price, fill ts). Most algorithms
+        # never ask for their transactions; the book answers position() and uninvested_cash().
+        self._unrecorded: list[tuple[str, int, float, int]] = []
 
     @classmethod
     def of_columns(cls, symbol: str, stamps: list[int], opens: list[float], closes: list[float],
@@ -435,6 +439,26 @@ class MemoryBars:
             return []
         hi = self.visible if end_ts >= self.now else bisect_right(self.stamps, end_ts, 0, self.visible)
         return self.bars[bisect_left(self.stamps, start_ts, 0, hi):hi]
+
+    @property
+    def fills(self) -> list[TransactionRecord]:
+        """The replayed card's fills so far as records, oldest first, as the journal records them."""
+        if self._unrecorded:
+            fills = self._fills
+            for side, shares, price, ts in self._unrecorded:
+                fills.append(TransactionRecord(len(fills) + 1, ALGO_ID, side, shares, price, epoch_text(ts), None))
+            self._unrecorded.clear()
+        return self._fills
+
+    def add_fill(self, side: str, shares: int, price: float, ts: int) -> None:
+        """Record a fill of the replay at ``price`` (as booked) in the bar of ``ts``."""
+        self._unrecorded.append((side, shares, price, ts))
+
+    def carry_fill(self, tx: TransactionRecord) -> None:
+        """Record an earlier fill of the card, before the range, under the replayed card's id."""
+        fills = self.fills
+        fills.append(TransactionRecord(len(fills) + 1, ALGO_ID, tx.type, tx.shares, tx.price, tx.timestamp,
+                                       tx.client_order_id))
 
     def transactions(self, algo_id: int) -> tuple[TransactionRecord, ...]:
         """The replayed card's fills so far, oldest first."""
@@ -473,8 +497,7 @@ class _Book:
     def carry(self, ctx: MemoryBars, tx: TransactionRecord) -> None:
         """An earlier fill of the card (before the range): in the book and the history, not a trade."""
         self._apply(tx.type, tx.shares, to_decimal(tx.price, "fill price"))
-        ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, tx.type, tx.shares, tx.price, tx.timestamp,
-                                           tx.client_order_id))
+        ctx.carry_fill(tx)
 
     def fill(self, ctx: MemoryBars, side: str, shares: int, price: Decimal, fill_ts: int, decided_ts: int) -> None:
         # Booked as the journal books a fill, and summed from what is booked: every figure equals
@@ -482,8 +505,7 @@ class _Book:
         recorded = booked_price(price)
         exact = to_decimal(recorded, "fill price")
         amount = self._apply(side, shares, exact)
-        ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, side, shares, recorded,
-                                           epoch_text(fill_ts), None))
+        ctx.add_fill(side, shares, recorded, fill_ts)
         self.trades.append(Trade(from_epoch(fill_ts), side, shares, exact, amount, from_epoch(decided_ts)))
 
     def _apply(self, side: str, shares: int, exact: Decimal) -> Decimal:
