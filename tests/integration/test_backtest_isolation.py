@@ -50,3 +50,9 @@ def test_cancel_kills_a_backtest_stuck_in_its_algorithm(tmp_path: Path) -> None:
     with pytest.raises(BacktestCancelled):
         future.result(30)
     assert jobs.running == 0
+
+
+def test_a_backtest_worker_runs_one_openblas_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    request = BacktestRequest("blas_threads", "MSFT", *DAYS, warmup_sessions=1)
+    assert BacktestJobs(settings(tmp_path)).start(request)[1].result(120).minutes == 2 * 390
