@@ -50,12 +50,15 @@ from app.storage.timefmt import epoch_text, from_epoch, to_epoch
 if TYPE_CHECKING:
     import numpy as np  # imported where used: a command that only builds a request need not load it
 
+    from app.engine.backtest.prefetch import LaterBars
+
 __all__ = [
     "BacktestCancelled", "BacktestError", "BacktestRequest", "BacktestResult", "BacktestRunError",
     "DataProvenance", "EquityPoint", "MemoryBars", "Refusal", "Trade", "replay_bars", "run_backtest",
 ]
 
 ProgressFn = Callable[[float], None]
+Columns = tuple[list[int], list[float], list[float]]  # ts, open, close of bars, oldest first
 
 DEFAULT_CAPITAL = Decimal("10000")
 DEFAULT_WARMUP_SESSIONS = 5
@@ -387,10 +390,12 @@ class MemoryBars:
 
     The replay reads the columns ``stamps``, ``opens`` and ``closes``; the whole bars (``bars``)
     are made from ``bars`` given, or loaded by ``load`` when an algorithm first asks for one
-    (:meth:`of_columns`): most algorithms read closes only.
+    (:meth:`of_columns`): most algorithms read closes only. Bars from ``later_from`` on may still
+    be on their way (:meth:`load_later`).
     """
 
-    __slots__ = ("symbol", "_bars", "_load", "stamps", "opens", "closes", "now", "visible", "_fills", "_unrecorded")
+    __slots__ = ("symbol", "_bars", "_load", "stamps", "opens", "closes", "now", "visible", "_fills", "_unrecorded",
+                 "later_from", "_later")
 
     def __init__(self, symbol: str, bars: Sequence[Bar]) -> None:
         self.symbol = symbol
@@ -405,21 +410,41 @@ class MemoryBars:
         # Fills not made into records yet: (side, shares, recorded price, fill ts). Most algorithms
         # never ask for their transactions; the book answers position() and uninvested_cash().
         self._unrecorded: list[tuple[str, int, float, int]] = []
+        self.later_from: int | None = None
+        self._later: Callable[[], Columns] | None = None
 
     @classmethod
     def of_columns(cls, symbol: str, stamps: list[int], opens: list[float], closes: list[float],
-                   load: Callable[[], list[Bar]]) -> MemoryBars:
-        """Bars given as columns; ``load()`` returns the same bars whole (see ``bars``)."""
+                   load: Callable[[], list[Bar]], later: tuple[int, Callable[[], Columns]] | None = None) -> MemoryBars:
+        """Bars given as columns; ``load()`` returns the same bars whole (see ``bars``).
+
+        ``later``: (ts, fetch) when the columns end before ``ts`` and ``fetch()`` returns those of
+        the bars from ``ts`` on; ``load()`` returns them all.
+        """
         ctx = cls(symbol, ())
         ctx._bars, ctx._load = None, load
         ctx.stamps, ctx.opens, ctx.closes = stamps, opens, closes
+        if later is not None:
+            ctx.later_from, ctx._later = later
         return ctx
+
+    def load_later(self) -> None:
+        """Append the bars from ``later_from`` on to the columns (in place), if any are still to come."""
+        fetch = self._later
+        if fetch is None:
+            return
+        self._later = self.later_from = None
+        stamps, opens, closes = fetch()
+        self.stamps.extend(stamps)
+        self.opens.extend(opens)
+        self.closes.extend(closes)
 
     @property
     def bars(self) -> list[Bar]:
         """The bars whole, oldest first (loaded on first use when given as columns)."""
         if self._bars is None:
             assert self._load is not None
+            self.load_later()
             bars = self._load()
             if [b.ts for b in bars] != self.stamps:
                 raise BacktestRunError("the stored bars changed while the backtest read them; run it again")
@@ -672,9 +697,11 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     per_session = [calendar.session_minutes(day) for day in sessions]
     end_ts = to_epoch(calendar.session_close(sessions[-1]))
     stamps, opens, closes = ctx.stamps, ctx.opens, ctx.closes
-    nbars = len(stamps)
     range_lo = bisect_left(stamps, per_session[0][0])
-    if range_lo >= nbars:
+    if range_lo >= len(stamps) and ctx.later_from is not None:  # nothing of the range is here yet
+        ctx.load_later()
+        range_lo = bisect_left(stamps, per_session[0][0])
+    if range_lo >= len(stamps):
         if data is not None and not data.simulated and data.missing_sessions:
             raise BacktestError(f"no {symbol} bars between {request.start} and {request.end}: "
                                 f"{len(data.missing_sessions):,} sessions missing; import or fetch them "
@@ -689,9 +716,12 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     import numpy as np  # here, not at the top: a command that only builds a request never loads it
 
     minutes = np.fromiter(chain.from_iterable(per_session), dtype=np.int64)
-    # Bars with ts < T are what the algorithm may see at decision minute T.
-    visible = np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes, "left")
-    visible_list = visible.tolist()
+    total = len(minutes)
+    # Bars with ts < T are what the algorithm may see at decision minute T: known now for the
+    # minutes before the bars still to come (the sessions before ``later_from``), then for the rest.
+    head = total if ctx.later_from is None else int(np.searchsorted(minutes, ctx.later_from, "left"))
+    visible_parts = [np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes[:head], "left")]
+    visible_list = visible_parts[0].tolist()
     rule = FillRule(request.slippage_bps)
     refusals: list[Refusal] = []
     refused = 0
@@ -712,12 +742,15 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     algo._algo_id = ALGO_ID
     fromts = datetime.fromtimestamp
     utc = timezone.utc
-    total = len(minutes)
     done = 0
     _freeze_setup()
     for day_minutes in per_session:
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
+        if done == head < total:  # the sessions from here on are those of the later bars
+            ctx.load_later()
+            visible_parts.append(np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes[head:], "left"))
+            visible_list.extend(visible_parts[-1].tolist())
         if progress is not None:
             progress(progress_from + (1.0 - progress_from) * done / total)
         _collect_young()
@@ -764,6 +797,9 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         done += len(day_minutes)
 
     # After the last minute every bar of the range has closed: the last decision can fill.
+    ctx.load_later()
+    nbars = len(stamps)
+    visible = np.concatenate(visible_parts)
     unfilled = None
     if pending is not None and pending[3] < nbars:
         settle(end_ts)
@@ -892,7 +928,7 @@ def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalenda
 @_gc_paused()  # from loading the bars (hundreds of thousands of new tuples) to the results
 def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None, *, settings: Settings | None = None,
-                 now: datetime | None = None) -> BacktestResult:
+                 now: datetime | None = None, later: LaterBars | None = None) -> BacktestResult:
     """Fetch what is missing, load the range once and replay it; safe to call from a worker thread.
 
     ``settings`` (default: loaded from the environment) pick the data folder, the algorithm folders
@@ -901,6 +937,9 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
     this thread, ``cancel`` is checked about once per session (raises ``BacktestCancelled``).
     Bad input raises ``BacktestError`` before any file is touched; a failing algorithm or an
     unreachable data source raise ``BacktestRunError``.
+
+    ``later``: the reader of the range's later sessions that :func:`prefetch_plan` planned
+    (``prefetch.LaterBars``), started by the caller, who also closes it.
     """
     from app.engine.system.data_folder import data_paths, open_market_store
     from app.engine.system.settings import SettingsError, load_settings
@@ -912,12 +951,7 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
             raise BacktestError(str(exc)) from None
     calendar = MarketCalendar()
     algo = _create(request, default_dirs(settings.algorithm_dirs))
-    now_ts = to_epoch(now or datetime.now(timezone.utc))
-    sessions = [d for d in _sessions(calendar, request) if to_epoch(calendar.session_close(d)) <= now_ts]
-    if not sessions:
-        raise BacktestError(f"no completed trading sessions between {request.start} and {request.end}")
-    first = _warmup_start(calendar, sessions[0], request.warmup_sessions)
-    wanted = calendar.sessions_between(first, sessions[-1])
+    sessions, first, wanted = _range(calendar, request, now)
     paths = data_paths(settings)
     try:
         paths.create()
@@ -926,6 +960,9 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
     if cancel is not None and cancel.is_set():
         raise BacktestCancelled("backtest cancelled")
     symbol = request.symbol
+    lo, hi = to_epoch(calendar.session_open(first)), to_epoch(calendar.session_close(sessions[-1])) - 1
+    if later is not None and (later.symbol, later.end_ts) != (symbol, hi):
+        later = None  # planned for another range: this one reads its bars alone
     with open_market_store(paths, calendar) as store:
         fetching = bool(store.missing_sessions(symbol, wanted))
         _ensure_bars(settings, store, calendar, symbol, wanted, progress)
@@ -940,11 +977,65 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                     f"{symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
                     f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
                     "complete data")
-            lo, hi = to_epoch(calendar.session_open(first)), to_epoch(calendar.session_close(sessions[-1])) - 1
-            stamps, opens, closes = store.bar_columns(symbol, lo, hi)
-            ctx = MemoryBars.of_columns(symbol, stamps, opens, closes, lambda: store.bars_between(symbol, lo, hi))
+            if later is not None:
+                later.go()  # the reader reads the later sessions while this reads the first ones
+            stamps, opens, closes = store.bar_columns(symbol, lo, hi if later is None else later.from_ts - 1)
+            rest = None if later is None else (later.from_ts, _later_or_read(
+                later, store, hi, data.bars - (len(stamps) - bisect_left(stamps, _range_open(calendar, sessions)))))
+            ctx = MemoryBars.of_columns(symbol, stamps, opens, closes, lambda: store.bars_between(symbol, lo, hi), rest)
             return _replay(algo, request, sessions, ctx, calendar, progress, cancel,
                            progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
+
+
+def _range(calendar: MarketCalendar, request: BacktestRequest,
+           now: datetime | None) -> tuple[list[date], date, list[date]]:
+    """The sessions to replay (those closed by ``now``), the first warm-up session, and every
+    session whose bars are loaded (warm-up and range)."""
+    now_ts = to_epoch(now or datetime.now(timezone.utc))
+    sessions = [d for d in _sessions(calendar, request) if to_epoch(calendar.session_close(d)) <= now_ts]
+    if not sessions:
+        raise BacktestError(f"no completed trading sessions between {request.start} and {request.end}")
+    first = _warmup_start(calendar, sessions[0], request.warmup_sessions)
+    return sessions, first, calendar.sessions_between(first, sessions[-1])
+
+
+def prefetch_plan(request: BacktestRequest, settings: Settings,
+                  now: datetime | None) -> tuple[Path, str, int, int, int] | None:
+    """Where a second reader (``prefetch.LaterBars``) would read the later sessions of a long
+    backtest: (stocks.db, symbol, first ts, last ts, their minutes); None for a short one or one
+    that fails anyway."""
+    from app.engine.backtest.prefetch import HEAD_SHARE, MIN_BARS
+    from app.engine.system.data_folder import data_paths
+
+    calendar = MarketCalendar()
+    try:
+        sessions, _, _ = _range(calendar, request, now)
+    except BacktestError:
+        return None
+    if len(sessions) * 390 < MIN_BARS:  # 390 minutes in a regular session
+        return None
+    later = sessions[int(len(sessions) * HEAD_SHARE):]
+    return (data_paths(settings).stocks_db, request.symbol, to_epoch(calendar.session_open(later[0])),
+            to_epoch(calendar.session_close(later[-1])) - 1, sum(map(calendar.minute_count, later)))
+
+
+def _range_open(calendar: MarketCalendar, sessions: Sequence[date]) -> int:
+    """The first minute of the range (warm-up excluded)."""
+    return to_epoch(calendar.session_open(sessions[0]))
+
+
+def _later_or_read(later: LaterBars, store: MarketStore, hi: int, expected: int) -> Callable[[], Columns]:
+    """What fetches the later bars: ``later``'s, when they are the ``expected`` count this
+    snapshot holds from ``later.from_ts`` to ``hi``; else (a failed reader, a store changed since)
+    read here, in the snapshot."""
+
+    def fetch() -> Columns:
+        got = later.take()
+        if got is None or len(got[0]) != expected:
+            return store.bar_columns(later.symbol, later.from_ts, hi)
+        return got
+
+    return fetch
 
 
 def _provenance(store: MarketStore, calendar: MarketCalendar, symbol: str, sessions: list[date],
