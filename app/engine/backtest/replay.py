@@ -694,7 +694,9 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     """Replay ``sessions`` over ``ctx``'s bars, which end before the last session's close."""
     began = time.perf_counter()
     symbol = request.symbol
-    per_session = [calendar.session_minutes(day) for day in sessions]
+    # Ranges, not the calendar's lists of minutes: no list of 390 numbers per session.
+    per_session = [range(to_epoch(calendar.session_open(day)), to_epoch(calendar.session_close(day)), 60)
+                   for day in sessions]
     end_ts = to_epoch(calendar.session_close(sessions[-1]))
     stamps, opens, closes = ctx.stamps, ctx.opens, ctx.closes
     range_lo = bisect_left(stamps, per_session[0][0])
@@ -735,6 +737,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         book.fill(ctx, side, shares, rule.price(side, opens[fill_i]), stamps[fill_i], decided)
         changes.append((now, book.shares, book.cash_f))
         pending = None
+        algo._tx_cache = None  # the fills the algorithm may have read changed
 
     # The replay sets the run's time itself (below), so run is called without the live wrapper.
     run = unwrapped_run(algo)
@@ -761,9 +764,9 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
             ctx.visible = vis
             if pending is not None and pending[3] < vis:  # its fill bar has closed: the fill is known
                 settle(now)
-            # What the wrapper's _enter_run does: ``when`` is on the minute, so floor(when) == now.
+            # What the wrapper's _enter_run does: ``when`` is on the minute, so floor(when) == now
+            # (its cache of the card's fills is dropped by ``settle``, the only change to them).
             algo._now_ts = now
-            algo._tx_cache = None
             try:
                 raw = run(algo, when, ALGO_ID)
             except KeyboardInterrupt:
