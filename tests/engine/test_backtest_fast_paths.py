@@ -267,3 +267,43 @@ class Algorithm(AlgorithmBase):
     result = replay_bars(BacktestRequest("mutates", "AAPL", FIRST, FIRST), bars, algorithm_dirs=[algos])
     assert result.minutes == 390
     assert to_epoch(result.equity_curve[-1].timestamp) == to_epoch(CAL.session_close(FIRST))
+
+
+def test_the_equity_stretches_give_the_values_of_one_point_at_a_time() -> None:
+    """_equity sums each stretch between fills in C-level passes; here against the plain per-point
+    rule (value = shares * last close + cash, running peak, fall, fall / peak), with gaps in the bars."""
+    from app.engine.backtest.replay import _equity, _picks, _visible
+
+    days = CAL.sessions_between(FIRST, LAST)
+    per_session = [range(to_epoch(CAL.session_open(d)), to_epoch(CAL.session_close(d)), 60) for d in days]
+    bars = [b for b in sim_bars("AAPL", date(2024, 6, 3), LAST) if b.ts % 420 != 0]  # IEX-style gaps
+    stamps, closes = [b.ts for b in bars], [b.close for b in bars]
+    seen = [_visible(stamps, minutes) for minutes in per_session]
+    assert any(isinstance(s, list) for s in seen) and all(s == [sum(t < m for t in stamps) for m in minutes]
+                                                          for s, minutes in zip(seen, per_session))
+    minutes = [m for r in per_session for m in r]
+    end = to_epoch(CAL.session_close(LAST))
+    changes = [(minutes[10], 30, 7000.0), (minutes[10], 40, 6000.5), (minutes[400], 0, 10_100.25),
+               (minutes[401], 12, 9000.0), (end, 0, 9500.0)]  # two fills booked in one minute, one at the end
+    curve = _equity(per_session, seen, closes, 10_000.0, changes, end, 50, (25, 101.5, 390), (5, 9500.0))
+    flat = [v for s in seen for v in s] + [len(closes)]
+    state, values, held = (5, 9500.0), [], []
+    for i, ts in enumerate(minutes + [end]):
+        for change in changes:
+            if change[0] == ts:
+                state = change[1:]
+        mark = closes[flat[i] - 1] if flat[i] else 0.0
+        values.append(state[0] * mark + state[1])
+        held.append(state[0])
+    peak, falls, ratios = -1e300, [], []
+    for value in values:
+        peak = max(peak, value)
+        falls.append(peak - value)
+        ratios.append((peak - value) / peak if peak > 0 else 0.0)
+    picks = list(_picks(len(values), 50))
+    assert [p.value for p in curve.points] == [values[i] for i in picks]
+    assert [p.shares for p in curve.points] == [held[i] for i in picks]
+    assert (curve.max_drawdown, curve.max_drawdown_pct) == (max(falls), max(ratios) * 100)
+    assert curve.exposure_pct == sum(1 for h in held[:-1] if h) / len(minutes) * 100
+    assert [v for _, v in curve.benchmark] == [
+        10_000.0 + 25 * (closes[flat[i] - 1] - 101.5) if flat[i] > 390 else 10_000.0 for i in picks]

@@ -28,8 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from itertools import chain
-from operator import attrgetter
+from itertools import accumulate, chain, repeat
+from math import inf
+from operator import add, attrgetter, mul, sub, truediv
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -48,8 +49,6 @@ from app.storage.records import Bar, BarSource, TransactionRecord
 from app.storage.timefmt import epoch_text, from_epoch, to_epoch
 
 if TYPE_CHECKING:
-    import numpy as np  # imported where used: a command that only builds a request need not load it
-
     from app.engine.backtest.prefetch import LaterBars
 
 __all__ = [
@@ -653,38 +652,82 @@ class _Curve:
     exposure_pct: float
 
 
-def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capital: float,
-            changes: list[tuple[int, int, float]], end_ts: int, limit: int,
+def _visible(stamps: list[int], minutes: range) -> Sequence[int]:
+    """For each minute of a session, how many bars have ``ts`` before it (``stamps`` sorted)."""
+    lo = bisect_left(stamps, minutes[0])
+    hi = bisect_left(stamps, minutes[-1] + 1, lo)
+    if hi - lo == len(minutes) and stamps[lo:hi] == list(minutes):  # a bar every minute: the usual session
+        return range(lo, hi)
+    return [bisect_left(stamps, minute, lo, hi) for minute in minutes]
+
+
+def _equity(per_session: Sequence[range], seen_per_session: Sequence[Sequence[int]], closes: list[float],
+            capital: float, changes: list[tuple[int, int, float]], end_ts: int, limit: int,
             hold: tuple[int, float, int], opening: tuple[int, float] | None = None) -> _Curve:
-    """The value at every decision minute (marked at the last closed bar) and at the end, vectorised.
+    """The value at every decision minute (marked at the last closed bar) and at the end.
 
-    ``changes`` are (minute ts from which it holds, shares, uninvested) after each fill, in order.
-    ``hold`` is buy-and-hold's (shares, price paid, index of the bar it bought at): its value is
-    capital until that bar has closed, then marked at the same closes as the card.
+    ``seen_per_session`` are the bars closed at each minute (``_visible``); ``changes`` are
+    (minute ts from which it holds, shares, uninvested) after each fill, in order. ``hold`` is
+    buy-and-hold's (shares, price paid, index of the bar it bought at): its value is capital until
+    that bar has closed, then marked at the same closes as the card. Between two fills the card's
+    value moves with the closes only, so each stretch is computed in C-level passes (map,
+    accumulate): the same floating-point operations, in the same order, as one value per point.
     """
-    import numpy as np
+    firsts = [minutes[0] for minutes in per_session]
+    offsets = list(accumulate(map(len, per_session), initial=0))  # index of each session's first minute
+    n = offsets[-1]
+    seen = list(chain.from_iterable(seen_per_session))
+    seen.append(len(closes))  # the end: every bar has closed
 
-    n = len(minutes)
-    stamps = np.append(minutes, end_ts)
-    starts = np.searchsorted(stamps, np.array([c[0] for c in changes], dtype=np.int64), "left")
-    # For each point, how many changes have happened by then: an index into the states.
-    state = np.searchsorted(starts, np.arange(n + 1), "right")
+    def index_of(ts: int) -> int:
+        """The first point at or after ``ts`` (a decision minute, or the end)."""
+        if ts >= end_ts:
+            return n
+        k = bisect_right(firsts, ts) - 1
+        if k < 0:
+            return 0
+        return offsets[k] + min((ts - firsts[k] + 59) // 60, len(per_session[k]))
+
     start_shares, start_cash = opening or (0, capital)  # the book before the range's first fill
-    held = np.array([start_shares] + [c[1] for c in changes], dtype=np.int64)[state]
-    cash = np.array([start_cash] + [c[2] for c in changes], dtype=np.float64)[state]
-    seen = np.append(visible, len(closes))
-    marks = np.where(seen > 0, closes[np.maximum(seen - 1, 0)], 0.0)
-    values = held * marks + cash
-    peaks = np.maximum.accumulate(values)
-    falls = peaks - values
-    ratios = np.divide(falls, peaks, out=np.zeros_like(falls), where=peaks > 0)
+    starts = [0] + [index_of(ts) for ts, _, _ in changes]
+    states = [(start_shares, start_cash)] + [(shares, cash) for _, shares, cash in changes]
+    peak, top_fall, top_ratio, held_points = -inf, -inf, -inf, 0
+    for k, (a, (held, cash)) in enumerate(zip(starts, states)):
+        b = starts[k + 1] if k + 1 < len(starts) else n + 1
+        if a >= b:
+            continue
+        if held:
+            held_points += min(b, n) - min(a, n)
+            part = seen[a:b]
+            marks = list(map(closes.__getitem__, map(sub, part, repeat(1)))) if part[0] > 0 \
+                else [closes[v - 1] if v > 0 else 0.0 for v in part]
+            values = list(map(add, map(mul, repeat(held), marks), repeat(cash)))
+        else:
+            values = [cash] * (b - a)  # 0 * mark + cash
+        peaks = list(accumulate(values, max, initial=peak))[1:]
+        falls = list(map(sub, peaks, values))
+        peak = peaks[-1]
+        top_fall = max(top_fall, max(falls))
+        if peaks[0] > 0:  # peaks only grow: all are positive
+            top_ratio = max(top_ratio, max(map(truediv, falls, peaks)))
+        else:
+            top_ratio = max(top_ratio, max(fall / top if top > 0 else 0.0 for fall, top in zip(falls, peaks)))
     hold_shares, hold_price, hold_bar = hold
-    bench = np.where(seen > hold_bar, capital + hold_shares * (marks - hold_price), capital)
-    picks = _picks(len(stamps), limit)
-    points = tuple(EquityPoint(from_epoch(int(stamps[i])), float(values[i]), int(held[i])) for i in picks)
-    benchmark = tuple((p.timestamp, float(bench[i])) for p, i in zip(points, picks))
-    return _Curve(points, benchmark, float(falls.max()), float(ratios.max()) * 100,
-                  float(np.count_nonzero(held[:n])) / n * 100)
+    points, benchmark = [], []
+    for i in _picks(n + 1, limit):
+        held, cash = states[bisect_right(starts, i) - 1]
+        v = seen[i]
+        mark = closes[v - 1] if v > 0 else 0.0
+        if i < n:
+            k = bisect_right(offsets, i) - 1
+            ts = per_session[k][i - offsets[k]]
+        else:
+            ts = end_ts
+        point = EquityPoint(from_epoch(ts), float(held * mark + cash), held)
+        points.append(point)
+        benchmark.append((point.timestamp, float(capital + hold_shares * (mark - hold_price)) if v > hold_bar
+                          else float(capital)))
+    return _Curve(tuple(points), tuple(benchmark), float(top_fall), float(top_ratio) * 100, held_points / n * 100)
 
 
 def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[date], ctx: MemoryBars,
@@ -715,15 +758,8 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         book.carry(ctx, tx)
     opening = (book.shares, book.cash_f)
     _serve_figures_from(algo, book)
-    import numpy as np  # here, not at the top: a command that only builds a request never loads it
-
-    minutes = np.fromiter(chain.from_iterable(per_session), dtype=np.int64)
-    total = len(minutes)
-    # Bars with ts < T are what the algorithm may see at decision minute T: known now for the
-    # minutes before the bars still to come (the sessions before ``later_from``), then for the rest.
-    head = total if ctx.later_from is None else int(np.searchsorted(minutes, ctx.later_from, "left"))
-    visible_parts = [np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes[:head], "left")]
-    visible_list = visible_parts[0].tolist()
+    total = sum(map(len, per_session))
+    seen_per_session: list[Sequence[int]] = []  # the bars closed at each minute, session by session
     rule = FillRule(request.slippage_bps)
     refusals: list[Refusal] = []
     refused = 0
@@ -750,15 +786,15 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     for day_minutes in per_session:
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
-        if done == head < total:  # the sessions from here on are those of the later bars
-            ctx.load_later()
-            visible_parts.append(np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes[head:], "left"))
-            visible_list.extend(visible_parts[-1].tolist())
+        if ctx.later_from is not None and day_minutes[0] >= ctx.later_from:
+            ctx.load_later()  # the sessions from here on are those of the later bars
+        # Bars with ts < T are what the algorithm may see at decision minute T.
+        seen_per_session.append(_visible(stamps, day_minutes))
         if progress is not None:
             progress(progress_from + (1.0 - progress_from) * done / total)
         _collect_young()
         when = fromts(day_minutes[0], utc) - _ONE_MINUTE
-        for now, vis in zip(day_minutes, visible_list[done:done + len(day_minutes)]):
+        for now, vis in zip(day_minutes, seen_per_session[-1]):
             when += _ONE_MINUTE  # session minutes are consecutive: cheaper than a datetime per ts
             ctx.now = now
             ctx.visible = vis
@@ -802,7 +838,6 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     # After the last minute every bar of the range has closed: the last decision can fill.
     ctx.load_later()
     nbars = len(stamps)
-    visible = np.concatenate(visible_parts)
     unfilled = None
     if pending is not None and pending[3] < nbars:
         settle(end_ts)
@@ -812,9 +847,8 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     last_close = closes[-1]
     figures = book.position.figures(request.capital, last_close)
     bh_shares, bh_price = _buy_and_hold_shares(request.capital, opens[range_lo], rule)
-    curve = _equity(minutes, visible, np.array(closes, dtype=np.float64),
-                    float(request.capital), changes, end_ts, request.equity_points,
-                    (bh_shares, float(bh_price), range_lo), opening)
+    curve = _equity(per_session, seen_per_session, closes, float(request.capital), changes, end_ts,
+                    request.equity_points, (bh_shares, float(bh_price), range_lo), opening)
     if progress is not None:
         progress(1.0)
     bh_pnl, bh_pct = _buy_and_hold(request.capital, opens[range_lo], last_close, rule)
