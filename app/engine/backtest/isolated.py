@@ -147,8 +147,8 @@ def _confined(conn: Any, reader: bool = False) -> tuple:
     ``reader``: the job is one (request, as JSON); a long one gets the reader of its later bars
     (``prefetch.LaterBars``, else None) as a fifth value, forked before the limits forbid it."""
     job, settings, now, memory_mb, system_db = conn.recv()
-    # One OpenBLAS thread unless the person chose otherwise: a replay does no linear algebra, and
-    # starting a thread per core made importing numpy cost a one-shot command 0.1 s more.
+    # One OpenBLAS thread unless the person chose otherwise, for an algorithm that imports numpy:
+    # starting a thread per core makes that import cost a one-shot backtest 0.1 s more.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     later = None
     if reader:
