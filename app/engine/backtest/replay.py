@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, repeat
 from math import inf
 from operator import add, attrgetter, mul, sub, truediv
 from pathlib import Path
@@ -676,8 +676,13 @@ def _equity(per_session: Sequence[range], seen_per_session: Sequence[Sequence[in
     firsts = [minutes[0] for minutes in per_session]
     offsets = list(accumulate(map(len, per_session), initial=0))  # index of each session's first minute
     n = offsets[-1]
-    seen = list(chain.from_iterable(seen_per_session))
-    seen.append(len(closes))  # the end: every bar has closed
+
+    def seen(i: int) -> int:
+        """The bars closed at point ``i`` (at the end: all of them)."""
+        if i >= n:
+            return len(closes)
+        k = bisect_right(offsets, i) - 1
+        return seen_per_session[k][i - offsets[k]]
 
     def index_of(ts: int) -> int:
         """The first point at or after ``ts`` (a decision minute, or the end)."""
@@ -688,6 +693,24 @@ def _equity(per_session: Sequence[range], seen_per_session: Sequence[Sequence[in
             return 0
         return offsets[k] + min((ts - firsts[k] + 59) // 60, len(per_session[k]))
 
+    def marks(a: int, b: int) -> list[float]:
+        """The closes points a..b-1 are marked at (0 before any bar has closed): a slice of the
+        closes for the minutes of a session with a bar every minute."""
+        out: list[float] = []
+        k = bisect_right(offsets, a) - 1
+        while a < b:
+            if a >= n:  # the end
+                out.append(closes[-1] if closes else 0.0)
+                break
+            first, stop = offsets[k], min(b, offsets[k + 1])
+            part = seen_per_session[k][a - first:stop - first]
+            if isinstance(part, range) and part.start > 0:
+                out += closes[part.start - 1:part.stop - 1]
+            else:
+                out += [closes[v - 1] if v > 0 else 0.0 for v in part]
+            a, k = stop, k + 1
+        return out
+
     start_shares, start_cash = opening or (0, capital)  # the book before the range's first fill
     starts = [0] + [index_of(ts) for ts, _, _ in changes]
     states = [(start_shares, start_cash)] + [(shares, cash) for _, shares, cash in changes]
@@ -696,14 +719,25 @@ def _equity(per_session: Sequence[range], seen_per_session: Sequence[Sequence[in
         b = starts[k + 1] if k + 1 < len(starts) else n + 1
         if a >= b:
             continue
-        if held:
-            held_points += min(b, n) - min(a, n)
-            part = seen[a:b]
-            marks = list(map(closes.__getitem__, map(sub, part, repeat(1)))) if part[0] > 0 \
-                else [closes[v - 1] if v > 0 else 0.0 for v in part]
-            values = list(map(add, map(mul, repeat(held), marks), repeat(cash)))
-        else:
-            values = [cash] * (b - a)  # 0 * mark + cash
+        if not held:  # 0 * mark + cash: one value for the whole stretch, so one point stands for all
+            peak = max(peak, cash)
+            fall = peak - cash
+            top_fall = max(top_fall, fall)
+            top_ratio = max(top_ratio, fall / peak if peak > 0 else 0.0)
+            continue
+        held_points += min(b, n) - min(a, n)
+        stretch = marks(a, b)
+        if held > 0:
+            # The value grows with the mark (IEEE products and sums are monotone), so the stretch's
+            # peaks, and bounds of its falls, come from its lowest and highest marks. A stretch that
+            # cannot set a new worst fall is passed over: the figures stay those of every point.
+            end_peak = max(peak, held * max(stretch) + cash)
+            first_peak = max(peak, held * stretch[0] + cash)
+            bound = end_peak - (held * min(stretch) + cash)
+            if bound <= top_fall and first_peak > 0 and bound / first_peak <= top_ratio:
+                peak = end_peak
+                continue
+        values = list(map(add, map(mul, repeat(held), stretch), repeat(cash)))
         peaks = list(accumulate(values, max, initial=peak))[1:]
         falls = list(map(sub, peaks, values))
         peak = peaks[-1]
@@ -716,7 +750,7 @@ def _equity(per_session: Sequence[range], seen_per_session: Sequence[Sequence[in
     points, benchmark = [], []
     for i in _picks(n + 1, limit):
         held, cash = states[bisect_right(starts, i) - 1]
-        v = seen[i]
+        v = seen(i)
         mark = closes[v - 1] if v > 0 else 0.0
         if i < n:
             k = bisect_right(offsets, i) - 1
