@@ -269,25 +269,23 @@ class Algorithm(AlgorithmBase):
     assert to_epoch(result.equity_curve[-1].timestamp) == to_epoch(CAL.session_close(FIRST))
 
 
-def test_the_equity_stretches_give_the_values_of_one_point_at_a_time() -> None:
-    """_equity sums each stretch between fills in C-level passes; here against the plain per-point
-    rule (value = shares * last close + cash, running peak, fall, fall / peak), with gaps in the bars."""
+def _equity_case(changes_of, opening):
+    """_equity over three sessions of bars with IEX-style gaps, and the plain per-point rule."""
     from app.engine.backtest.replay import _equity, _picks, _visible
 
     days = CAL.sessions_between(FIRST, LAST)
     per_session = [range(to_epoch(CAL.session_open(d)), to_epoch(CAL.session_close(d)), 60) for d in days]
-    bars = [b for b in sim_bars("AAPL", date(2024, 6, 3), LAST) if b.ts % 420 != 0]  # IEX-style gaps
+    bars = [b for b in sim_bars("AAPL", date(2024, 6, 3), LAST) if b.ts % 420 != 0]
     stamps, closes = [b.ts for b in bars], [b.close for b in bars]
     seen = [_visible(stamps, minutes) for minutes in per_session]
     assert any(isinstance(s, list) for s in seen) and all(s == [sum(t < m for t in stamps) for m in minutes]
                                                           for s, minutes in zip(seen, per_session))
     minutes = [m for r in per_session for m in r]
     end = to_epoch(CAL.session_close(LAST))
-    changes = [(minutes[10], 30, 7000.0), (minutes[10], 40, 6000.5), (minutes[400], 0, 10_100.25),
-               (minutes[401], 12, 9000.0), (end, 0, 9500.0)]  # two fills booked in one minute, one at the end
-    curve = _equity(per_session, seen, closes, 10_000.0, changes, end, 50, (25, 101.5, 390), (5, 9500.0))
+    changes = changes_of(minutes, end)
+    curve = _equity(per_session, seen, closes, 10_000.0, changes, end, 50, (25, 101.5, 390), opening)
     flat = [v for s in seen for v in s] + [len(closes)]
-    state, values, held = (5, 9500.0), [], []
+    state, values, held = opening, [], []
     for i, ts in enumerate(minutes + [end]):
         for change in changes:
             if change[0] == ts:
@@ -307,3 +305,25 @@ def test_the_equity_stretches_give_the_values_of_one_point_at_a_time() -> None:
     assert curve.exposure_pct == sum(1 for h in held[:-1] if h) / len(minutes) * 100
     assert [v for _, v in curve.benchmark] == [
         10_000.0 + 25 * (closes[flat[i] - 1] - 101.5) if flat[i] > 390 else 10_000.0 for i in picks]
+
+
+def test_the_equity_stretches_give_the_values_of_one_point_at_a_time() -> None:
+    """_equity works stretch by stretch between fills, passing over those that cannot set a new
+    worst fall; here against the plain per-point rule (value = shares * last close + cash, running
+    peak, fall, fall / peak)."""
+    _equity_case(lambda minutes, end: [
+        (minutes[10], 30, 7000.0), (minutes[10], 40, 6000.5), (minutes[400], 0, 10_100.25),
+        (minutes[401], 12, 9000.0), (end, 0, 9500.0)], (5, 9500.0))  # two fills in one minute, one at the end
+
+
+def test_the_equity_of_many_random_fills_is_the_per_point_one() -> None:
+    import random
+
+    rng = random.Random(12)
+
+    def changes(minutes: list[int], end: int) -> list[tuple[int, int, float]]:
+        at = sorted(rng.sample(range(len(minutes)), 300))
+        return [(minutes[i], rng.choice((0, 0, rng.randint(1, 90))), rng.uniform(1000, 12_000)) for i in at]
+
+    for _ in range(3):
+        _equity_case(changes, (0, 10_000.0))
