@@ -9,12 +9,14 @@ import signal
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.commands.common import (EXIT_FAILED, EXIT_OK, EXIT_QUIT, EXIT_USAGE, CommandError, DataFolderError,
                                  paths_for, storage_sentence)
-from app.engine.marketdata.clock import Clock, RealClock, SimClock
-from app.engine.system.logging_setup import configure_logging, register_secret
 from app.engine.marketdata.calendar import MarketCalendar
+
+if TYPE_CHECKING:
+    from app.engine.marketdata.clock import Clock
 
 log = logging.getLogger("autotrader.ui")
 
@@ -88,6 +90,8 @@ def resume_point(paths) -> datetime | None:
 
 def make_clock(mode: str, speed: float, resume_after: datetime | None = None) -> Clock:
     """Real time for Alpaca; a simulated clock (optionally accelerated) for the sim."""
+    from app.engine.marketdata.clock import RealClock, SimClock  # here: other commands start without them
+
     if mode != "sim":
         if speed != 1.0:
             raise CommandError("--speed only works on the simulated market (use --sim)")
@@ -162,6 +166,8 @@ def hold_data_folder(folder: Path):
 
 def _run(args: argparse.Namespace, settings, paths) -> int:
     """The kiosk itself, with the data folder locked."""
+    from app.engine.system.logging_setup import configure_logging, register_secret
+
     try:
         configure_logging(paths.log_dir)
     except OSError as exc:
@@ -285,6 +291,7 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
     import qasync
 
     from app.engine.host.thread import EngineHost
+    from app.engine.marketdata.clock import SimClock
     from app.engine.system.settings import Settings
     from app.ui.kiosk_window import KioskWindow
     from app.ui.screenshot import render_png
