@@ -270,7 +270,8 @@ def _cents(value: Decimal) -> float:
 
 def _z(moment: datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` (as ``utc_text``, in half its time: tens of thousands per result)."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")[:19] + "Z"
+    utc = timezone.utc
+    return (moment if moment.tzinfo is utc else moment.astimezone(utc)).isoformat()[:19] + "Z"
 
 
 @dataclass(frozen=True)
