@@ -144,33 +144,33 @@ def run_isolated_batch(requests: Sequence[BacktestRequest], *, settings: Setting
 def _confined(conn: Any, reader: bool = False) -> tuple:
     """The worker's set-up: read the job, then the limits (memory, parent's death, no system.db writes).
 
-    ``reader``: the job is one (request, as JSON); a long one gets the reader of its later bars
-    (``prefetch.LaterBars``, else None) as a fifth value, forked before the limits forbid it."""
+    ``reader``: the job is one (request, as JSON); a long one gets a reader of its bars
+    (``prefetch.BarReader``, else None) as a fifth value, forked before the limits forbid it."""
     job, settings, now, memory_mb, system_db = conn.recv()
     # One OpenBLAS thread unless the person chose otherwise, for an algorithm that imports numpy:
     # starting a thread per core makes that import cost a one-shot backtest 0.1 s more.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    later = None
+    bars = None
     if reader:
         try:
             plan = prefetch_plan(job[0], settings, now)
             if plan is not None:
-                from app.engine.backtest.prefetch import LaterBars
+                from app.engine.backtest.prefetch import BarReader
 
-                later = LaterBars(*plan)
+                bars = BarReader(*plan)
         except Exception:  # noqa: BLE001 - only a way to read faster: the replay reads its bars alone
-            later = None
+            bars = None
     sandbox.die_with_parent()
     sandbox.limit_memory_beyond_now(memory_mb * sandbox.MB)
     sandbox.WriteGuard([system_db], whole_folder=False).install()
-    return (job, settings, now, memory_mb, later) if reader else (job, settings, now, memory_mb)
+    return (job, settings, now, memory_mb, bars) if reader else (job, settings, now, memory_mb)
 
 
 def _outcome(request: BacktestRequest, progress: Callable[[float], None] | None, settings: Settings,
-             now: datetime | None, memory_mb: int, later: Any = None) -> BacktestResult | BacktestError:
+             now: datetime | None, memory_mb: int, reader: Any = None) -> BacktestResult | BacktestError:
     """One replay's result, or the error that ended it (whatever the algorithm raised ends only it)."""
     try:
-        return run_backtest(request, progress, None, settings=settings, now=now, later=later)
+        return run_backtest(request, progress, None, settings=settings, now=now, reader=reader)
     except MemoryError:
         return BacktestRunError(f"the backtest used more than {memory_mb} MB")
     except BacktestError as exc:
@@ -195,7 +195,7 @@ def _serve_batch(conn: Any) -> None:
 
 def _serve(conn: Any) -> None:
     """The worker side of one job: progress messages, then its result or its error."""
-    (request, as_json), settings, now, memory_mb, later = _confined(conn, reader=True)
+    (request, as_json), settings, now, memory_mb, reader = _confined(conn, reader=True)
     last = [-1.0]
 
     def progress(fraction: float) -> None:
@@ -204,10 +204,10 @@ def _serve(conn: Any) -> None:
             conn.send(("progress", fraction))
 
     try:
-        outcome = _outcome(request, progress, settings, now, memory_mb, later)
+        outcome = _outcome(request, progress, settings, now, memory_mb, reader)
     finally:
-        if later is not None:
-            later.close()
+        if reader is not None:
+            reader.close()
     if isinstance(outcome, BaseException):
         _send(conn, "error", outcome, "error")
     else:

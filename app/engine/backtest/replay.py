@@ -49,7 +49,7 @@ from app.storage.records import Bar, BarSource, TransactionRecord
 from app.storage.timefmt import epoch_text, from_epoch, to_epoch
 
 if TYPE_CHECKING:
-    from app.engine.backtest.prefetch import LaterBars
+    from app.engine.backtest.prefetch import BarReader
 
 __all__ = [
     "BacktestCancelled", "BacktestError", "BacktestRequest", "BacktestResult", "BacktestRunError",
@@ -391,7 +391,7 @@ class MemoryBars:
     The replay reads the columns ``stamps``, ``opens`` and ``closes``; the whole bars (``bars``)
     are made from ``bars`` given, or loaded by ``load`` when an algorithm first asks for one
     (:meth:`of_columns`): most algorithms read closes only. Bars from ``later_from`` on may still
-    be on their way (:meth:`load_later`).
+    be on their way (:meth:`load_through`).
     """
 
     __slots__ = ("symbol", "_bars", "_load", "stamps", "opens", "closes", "now", "visible", "_fills", "_unrecorded",
@@ -411,15 +411,17 @@ class MemoryBars:
         # never ask for their transactions; the book answers position() and uninvested_cash().
         self._unrecorded: list[tuple[str, int, float, int]] = []
         self.later_from: int | None = None
-        self._later: Callable[[], Columns] | None = None
+        self._later: Callable[[int], tuple[Columns, int | None]] | None = None
 
     @classmethod
     def of_columns(cls, symbol: str, stamps: list[int], opens: list[float], closes: list[float],
-                   load: Callable[[], list[Bar]], later: tuple[int, Callable[[], Columns]] | None = None) -> MemoryBars:
+                   load: Callable[[], list[Bar]],
+                   later: tuple[int, Callable[[int], tuple[Columns, int | None]]] | None = None) -> MemoryBars:
         """Bars given as columns; ``load()`` returns the same bars whole (see ``bars``).
 
-        ``later``: (ts, fetch) when the columns end before ``ts`` and ``fetch()`` returns those of
-        the bars from ``ts`` on; ``load()`` returns them all.
+        ``later``: (ts, more) when the columns end before ``ts``: ``more(ts)`` returns the columns
+        of the next bars from ``ts`` on, and the ts before which the bars are then complete (None:
+        all are). ``load()`` returns them all.
         """
         ctx = cls(symbol, ())
         ctx._bars, ctx._load = None, load
@@ -428,16 +430,20 @@ class MemoryBars:
             ctx.later_from, ctx._later = later
         return ctx
 
+    def load_through(self, ts: int | float) -> None:
+        """Append bars to the columns (in place) until every bar with ``ts`` or before is here."""
+        more = self._later
+        while more is not None and self.later_from is not None and self.later_from <= ts:
+            (stamps, opens, closes), self.later_from = more(self.later_from)
+            self.stamps.extend(stamps)
+            self.opens.extend(opens)
+            self.closes.extend(closes)
+        if self.later_from is None:
+            self._later = None
+
     def load_later(self) -> None:
-        """Append the bars from ``later_from`` on to the columns (in place), if any are still to come."""
-        fetch = self._later
-        if fetch is None:
-            return
-        self._later = self.later_from = None
-        stamps, opens, closes = fetch()
-        self.stamps.extend(stamps)
-        self.opens.extend(opens)
-        self.closes.extend(closes)
+        """Append every bar still to come."""
+        self.load_through(inf)
 
     @property
     def bars(self) -> list[Bar]:
@@ -777,6 +783,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
                    for day in sessions]
     end_ts = to_epoch(calendar.session_close(sessions[-1]))
     stamps, opens, closes = ctx.stamps, ctx.opens, ctx.closes
+    ctx.load_through(per_session[0][-1])  # the warm-up and the first session
     range_lo = bisect_left(stamps, per_session[0][0])
     if range_lo >= len(stamps) and ctx.later_from is not None:  # nothing of the range is here yet
         ctx.load_later()
@@ -821,8 +828,8 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     for day_minutes in per_session:
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
-        if ctx.later_from is not None and day_minutes[0] >= ctx.later_from:
-            ctx.load_later()  # the sessions from here on are those of the later bars
+        if ctx.later_from is not None and day_minutes[-1] >= ctx.later_from:
+            ctx.load_through(day_minutes[-1])  # the session's bars are on their way
         # Bars with ts < T are what the algorithm may see at decision minute T.
         seen_per_session.append(_visible(stamps, day_minutes))
         if progress is not None:
@@ -1000,7 +1007,7 @@ def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalenda
 @_gc_paused()  # from loading the bars (hundreds of thousands of new tuples) to the results
 def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None, *, settings: Settings | None = None,
-                 now: datetime | None = None, later: LaterBars | None = None) -> BacktestResult:
+                 now: datetime | None = None, reader: BarReader | None = None) -> BacktestResult:
     """Fetch what is missing, load the range once and replay it; safe to call from a worker thread.
 
     ``settings`` (default: loaded from the environment) pick the data folder, the algorithm folders
@@ -1010,8 +1017,8 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
     Bad input raises ``BacktestError`` before any file is touched; a failing algorithm or an
     unreachable data source raise ``BacktestRunError``.
 
-    ``later``: the reader of the range's later sessions that :func:`prefetch_plan` planned
-    (``prefetch.LaterBars``), started by the caller, who also closes it.
+    ``reader``: the reader of the range's bars that :func:`prefetch_plan` planned
+    (``prefetch.BarReader``), started by the caller, who also closes it.
     """
     from app.engine.system.data_folder import data_paths, open_market_store
     from app.engine.system.settings import SettingsError, load_settings
@@ -1033,13 +1040,15 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
         raise BacktestCancelled("backtest cancelled")
     symbol = request.symbol
     lo, hi = to_epoch(calendar.session_open(first)), to_epoch(calendar.session_close(sessions[-1])) - 1
-    if later is not None and (later.symbol, later.end_ts) != (symbol, hi):
-        later = None  # planned for another range: this one reads its bars alone
+    if reader is not None and (reader.symbol, reader.bounds[0], reader.bounds[-1]) != (symbol, lo, hi + 1):
+        reader = None  # planned for another range: this one reads its bars alone
     with open_market_store(paths, calendar) as store:
         fetching = bool(store.missing_sessions(symbol, wanted))
         _ensure_bars(settings, store, calendar, symbol, wanted, progress)
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
+        if reader is not None:
+            reader.go()  # the bars are complete: it reads the range chunk by chunk while the replay runs
         # One state of stocks.db from here to the end of the replay: the columns read now and the
         # whole bars an algorithm may ask for later are the same bars.
         with store.reading():
@@ -1049,12 +1058,15 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                     f"{symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
                     f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
                     "complete data")
-            if later is not None:
-                later.go()  # the reader reads the later sessions while this reads the first ones
-            stamps, opens, closes = store.bar_columns(symbol, lo, hi if later is None else later.from_ts - 1)
-            rest = None if later is None else (later.from_ts, _later_or_read(
-                later, store, hi, data.bars - (len(stamps) - bisect_left(stamps, _range_open(calendar, sessions)))))
-            ctx = MemoryBars.of_columns(symbol, stamps, opens, closes, lambda: store.bars_between(symbol, lo, hi), rest)
+
+            def whole() -> list[Bar]:
+                return store.bars_between(symbol, lo, hi)
+
+            if reader is None:
+                stamps, opens, closes = store.bar_columns(symbol, lo, hi)
+                ctx = MemoryBars.of_columns(symbol, stamps, opens, closes, whole)
+            else:
+                ctx = MemoryBars.of_columns(symbol, [], [], [], whole, (lo, _chunks(reader, store, hi)))
             return _replay(algo, request, sessions, ctx, calendar, progress, cancel,
                            progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
 
@@ -1072,42 +1084,47 @@ def _range(calendar: MarketCalendar, request: BacktestRequest,
 
 
 def prefetch_plan(request: BacktestRequest, settings: Settings,
-                  now: datetime | None) -> tuple[Path, str, int, int, int] | None:
-    """Where a second reader (``prefetch.LaterBars``) would read the later sessions of a long
-    backtest: (stocks.db, symbol, first ts, last ts, their minutes); None for a short one or one
-    that fails anyway."""
-    from app.engine.backtest.prefetch import HEAD_SHARE, MIN_BARS
+                  now: datetime | None) -> tuple[Path, str, list[int], int] | None:
+    """How a second reader (``prefetch.BarReader``) would read a long backtest's bars: (stocks.db,
+    symbol, chunk bounds, session minutes in all); None for a short one or one that fails anyway."""
+    from app.engine.backtest.prefetch import FIRST_SESSIONS, MIN_BARS
     from app.engine.system.data_folder import data_paths
 
     calendar = MarketCalendar()
     try:
-        sessions, _, _ = _range(calendar, request, now)
+        sessions, first, wanted = _range(calendar, request, now)
     except BacktestError:
         return None
     if len(sessions) * 390 < MIN_BARS:  # 390 minutes in a regular session
         return None
-    later = sessions[int(len(sessions) * HEAD_SHARE):]
-    return (data_paths(settings).stocks_db, request.symbol, to_epoch(calendar.session_open(later[0])),
-            to_epoch(calendar.session_close(later[-1])) - 1, sum(map(calendar.minute_count, later)))
+    # A few sessions first (the replay starts on them), then chunks twice as long as all before
+    # them: the reader, three times as fast as the replay, has each ready before it is needed.
+    ends, end = [], FIRST_SESSIONS
+    while end < len(sessions):
+        ends.append(end)
+        end *= 2
+    bounds = [to_epoch(calendar.session_open(first))] + [to_epoch(calendar.session_open(sessions[e])) for e in ends]
+    bounds.append(to_epoch(calendar.session_close(sessions[-1])))
+    return data_paths(settings).stocks_db, request.symbol, bounds, sum(map(calendar.minute_count, wanted))
 
 
-def _range_open(calendar: MarketCalendar, sessions: Sequence[date]) -> int:
-    """The first minute of the range (warm-up excluded)."""
-    return to_epoch(calendar.session_open(sessions[0]))
+def _chunks(reader: BarReader, store: MarketStore, hi: int) -> Callable[[int], tuple[Columns, int | None]]:
+    """The ``more`` of ``MemoryBars.of_columns``: the reader's next chunk when it holds as many bars
+    as this snapshot does in its span; else (a failed reader, a store changed since) the rest of
+    the range read here, in the snapshot."""
+    bounds, symbol = reader.bounds, reader.symbol
 
+    def more(from_ts: int) -> tuple[Columns, int | None]:
+        k = bisect_left(bounds, from_ts)
+        if k < len(bounds) - 1 and bounds[k] == from_ts:
+            chunk = reader.next_chunk()
+            if chunk is not None and \
+                    len(chunk[0]) == sum(store.source_counts(symbol, from_ts, bounds[k + 1] - 1).values()):
+                return chunk, (bounds[k + 1] if k + 2 < len(bounds) else None)
+            reader.close()
+        return store.bar_columns(symbol, from_ts, hi), None  # the rest, read here: no call follows
 
-def _later_or_read(later: LaterBars, store: MarketStore, hi: int, expected: int) -> Callable[[], Columns]:
-    """What fetches the later bars: ``later``'s, when they are the ``expected`` count this
-    snapshot holds from ``later.from_ts`` to ``hi``; else (a failed reader, a store changed since)
-    read here, in the snapshot."""
-
-    def fetch() -> Columns:
-        got = later.take()
-        if got is None or len(got[0]) != expected:
-            return store.bar_columns(later.symbol, later.from_ts, hi)
-        return got
-
-    return fetch
+    return more
 
 
 def _provenance(store: MarketStore, calendar: MarketCalendar, symbol: str, sessions: list[date],
