@@ -32,11 +32,15 @@ bounds = [bars[100].ts, bars[110].ts, bars[150].ts, bars[-1].ts + 1]  # chunks o
 out = {}
 fits = BarReader(path, "AAPL", bounds, capacity=200)
 fits.go()
-out["fits"] = [fits.next_chunk() for _ in range(3)]
+def plain(chunk):
+    return None if chunk is None else [list(column) for column in chunk]
+
+
+out["fits"] = [plain(fits.next_chunk()) for _ in range(3)]
 fits.close()
 small = BarReader(path, "AAPL", bounds, capacity=120)  # room for two chunks: the reader says it failed
 small.go()
-out["small"] = [small.next_chunk() for _ in range(3)]
+out["small"] = [plain(small.next_chunk()) for _ in range(3)]
 idle = BarReader(path, "AAPL", bounds, capacity=200)  # never told to read: closing ends it
 idle.close()
 with MarketStore(path) as store:
@@ -95,6 +99,14 @@ for where, room in ((path, minutes), (path, minutes // 2), (changed, minutes)): 
         results.append(run_backtest(request, settings=settings, now=now, reader=reader).to_json())
     finally:
         reader.close()
+# An algorithm that reads whole bars (buy and hold's last_price) gets them from the snapshot.
+whole = BacktestRequest("buy_and_hold", "MSFT", date(2022, 6, 1), date(2023, 6, 30))
+reader = BarReader(path, symbol, bounds, minutes)
+try:
+    results.append(run_backtest(whole, settings=settings, now=now, reader=reader).to_json())
+finally:
+    reader.close()
+results.append(run_backtest(whole, settings=settings, now=now).to_json())
 print(json.dumps([{k: v for k, v in r.items() if k != "elapsed_s"} for r in [alone, *results]]))
 '''
 
@@ -103,5 +115,6 @@ def test_a_failed_reader_leaves_the_replay_to_read_the_rest_itself(tmp_path: Pat
     done = subprocess.run([sys.executable, "-c", FALLBACK, str(tmp_path / "data")], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=True,
                           env={k: v for k, v in os.environ.items() if k != "AUTOTRADER_MODE"})
-    alone, helped, failed, changed = json.loads(done.stdout)
+    alone, helped, failed, changed, whole_helped, whole_alone = json.loads(done.stdout)
     assert alone["trades"] and alone == helped == failed == changed
+    assert whole_alone["trades"] and whole_helped == whole_alone

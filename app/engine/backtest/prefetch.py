@@ -28,7 +28,7 @@ FIRST_SESSIONS = 10  # the first chunk (with the warm-up): ready before the repl
 _WAIT_S = 120.0  # a reader that answers nothing for this long is given up (the replay reads itself)
 _FAILED = -1
 
-Columns = tuple[list[int], list[float], list[float]]
+Columns = tuple["array[int]", "array[float]", list[float]]
 
 
 class BarReader:
@@ -70,8 +70,9 @@ class BarReader:
             pass  # the reader is gone: next_chunk() says so
 
     def next_chunk(self) -> Columns | None:
-        """The next chunk's columns (oldest first), or None if the reader failed or answered nothing
-        in time (it is then closed)."""
+        """The next chunk's columns (oldest first; ts and open as arrays, the closes as a list, which
+        algorithms are handed slices of), or None if the reader failed or answered nothing in time
+        (it is then closed)."""
         try:
             if not self._conn.poll(_WAIT_S):
                 raise EOFError
@@ -88,7 +89,7 @@ class BarReader:
         stamps.frombytes(self._shared[start * 8:count * 8])
         opens.frombytes(self._shared[(cap + start) * 8:(cap + count) * 8])
         closes.frombytes(self._shared[(2 * cap + start) * 8:(2 * cap + count) * 8])
-        return stamps.tolist(), opens.tolist(), closes.tolist()
+        return stamps, opens, closes.tolist()
 
     def close(self) -> None:
         """Free the pipe: a reader still waiting ends at once (the worker's sandbox allows no kill).

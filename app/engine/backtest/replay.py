@@ -22,8 +22,9 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableSequence, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -57,7 +58,8 @@ __all__ = [
 ]
 
 ProgressFn = Callable[[float], None]
-Columns = tuple[list[int], list[float], list[float]]  # ts, open, close of bars, oldest first
+# ts, open, close of bars, oldest first: lists, or arrays for ts and open (read by index only)
+Columns = tuple[MutableSequence[int], MutableSequence[float], list[float]]
 
 DEFAULT_CAPITAL = Decimal("10000")
 DEFAULT_WARMUP_SESSIONS = 5
@@ -401,8 +403,8 @@ class MemoryBars:
         self.symbol = symbol
         self._bars: list[Bar] | None = list(bars)
         self._load: Callable[[], list[Bar]] | None = None
-        self.stamps = list(map(_ts_of, self._bars))
-        self.opens = list(map(_open_of, self._bars))
+        self.stamps: MutableSequence[int] = list(map(_ts_of, self._bars))
+        self.opens: MutableSequence[float] = list(map(_open_of, self._bars))
         self.closes = list(map(_close_of, self._bars))  # served by column to closes_before
         self.now = -1
         self.visible = 0
@@ -414,7 +416,7 @@ class MemoryBars:
         self._later: Callable[[int], tuple[Columns, int | None]] | None = None
 
     @classmethod
-    def of_columns(cls, symbol: str, stamps: list[int], opens: list[float], closes: list[float],
+    def of_columns(cls, symbol: str, stamps: MutableSequence[int], opens: MutableSequence[float], closes: list[float],
                    load: Callable[[], list[Bar]],
                    later: tuple[int, Callable[[int], tuple[Columns, int | None]]] | None = None) -> MemoryBars:
         """Bars given as columns; ``load()`` returns the same bars whole (see ``bars``).
@@ -452,7 +454,7 @@ class MemoryBars:
             assert self._load is not None
             self.load_later()
             bars = self._load()
-            if [b.ts for b in bars] != self.stamps:
+            if [b.ts for b in bars] != list(self.stamps):
                 raise BacktestRunError("the stored bars changed while the backtest read them; run it again")
             self._bars = bars
         return self._bars
@@ -659,11 +661,12 @@ class _Curve:
     exposure_pct: float
 
 
-def _visible(stamps: list[int], minutes: range) -> Sequence[int]:
+def _visible(stamps: MutableSequence[int], minutes: range) -> Sequence[int]:
     """For each minute of a session, how many bars have ``ts`` before it (``stamps`` sorted)."""
     lo = bisect_left(stamps, minutes[0])
     hi = bisect_left(stamps, minutes[-1] + 1, lo)
-    if hi - lo == len(minutes) and stamps[lo:hi] == list(minutes):  # a bar every minute: the usual session
+    # A bar every minute (the usual session): list() makes an array's slice comparable.
+    if hi - lo == len(minutes) and list(stamps[lo:hi]) == list(minutes):
         return range(lo, hi)
     return [bisect_left(stamps, minute, lo, hi) for minute in minutes]
 
@@ -1065,8 +1068,8 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
             if reader is None:
                 stamps, opens, closes = store.bar_columns(symbol, lo, hi)
                 ctx = MemoryBars.of_columns(symbol, stamps, opens, closes, whole)
-            else:
-                ctx = MemoryBars.of_columns(symbol, [], [], [], whole, (lo, _chunks(reader, store, hi)))
+            else:  # the reader's columns of ts and open stay arrays: no Python number per bar
+                ctx = MemoryBars.of_columns(symbol, array("q"), array("d"), [], whole, (lo, _chunks(reader, store, hi)))
             return _replay(algo, request, sessions, ctx, calendar, progress, cancel,
                            progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
 
