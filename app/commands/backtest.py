@@ -160,7 +160,7 @@ def summary_lines(result: BacktestResult) -> list[str]:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Validate everything, replay, then print the summary or JSON and write the CSV."""
-    from app.engine.backtest.isolated import run_isolated
+    from app.engine.backtest.isolated import run_isolated, run_isolated_json
     from app.engine.backtest.replay import BacktestError, BacktestRequest, BacktestRunError
 
     start, end = parse_day(args.start, "--start"), parse_day(args.end, "--end")
@@ -178,14 +178,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     try:
         # In a worker process like the kiosk's jobs: the algorithm file never runs in this one.
         # Forked from here: this command runs no thread, and its worker needs no fresh interpreter.
-        result = run_isolated(request, bar, None, settings=settings, now=None,
-                              fork_here=threading.active_count() == 1)
+        fork_here = threading.active_count() == 1
+        if args.json and csv_path is None:  # the worker writes the JSON: no result to send and render
+            text = run_isolated_json(request, bar, None, settings=settings, now=None, fork_here=fork_here)
+        else:
+            result = run_isolated(request, bar, None, settings=settings, now=None, fork_here=fork_here)
     except BacktestRunError as exc:
         bar.abandon()
         return fail(str(exc), EXIT_FAILED)
     except BacktestError as exc:
         bar.abandon()
         raise CommandError(str(exc)) from None
+    if args.json and csv_path is None:
+        print(text)
+        return EXIT_OK
     if csv_path is not None:
         try:
             write_trades_csv(csv_path, result)

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from app.commands.common import (EXIT_OK, CommandError, day_range_utc, parse_day, paths_for)
 from app.engine.brokers.protocol import InvalidSymbol, check_symbol_format
-from app.engine.marketdata.bar_csv import BarCsvError, write_bars_csv
-from app.engine.marketdata.bar_import import import_bars_file
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.system.data_folder import open_market_store
 from app.storage.timefmt import to_epoch
@@ -59,6 +57,8 @@ def cmd_bars(args: argparse.Namespace) -> int:
                 raise CommandError("--start needs --end")
             begin, finish = day_range_utc(parse_day(args.start, "--start"), parse_day(args.end, "--end"))
             bars = store.bars_between(symbol, to_epoch(begin), to_epoch(finish) - 1)
+    from app.engine.marketdata.bar_csv import write_bars_csv  # here: other commands start without it
+
     write_bars_csv(bars, sys.stdout)  # a reader closing the pipe is handled quietly by app.cli
     if not bars:
         print(f"no bars stored for {symbol} in that range", file=sys.stderr)
@@ -67,6 +67,9 @@ def cmd_bars(args: argparse.Namespace) -> int:
 
 def cmd_import_bars(args: argparse.Namespace) -> int:
     """Import a whole file in one transaction, or nothing with every refused row named by line."""
+    from app.engine.marketdata.bar_csv import BarCsvError  # here: other commands start without them
+    from app.engine.marketdata.bar_import import import_bars_file
+
     if len(args.targets) > 2:
         raise CommandError("import-bars takes [SYMBOL] FILE")
     symbol = _symbol(args.targets[0]) if len(args.targets) == 2 else None

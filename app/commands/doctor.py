@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sqlite3
 import tempfile
 
@@ -52,6 +51,8 @@ def _window_checks() -> list[bool]:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print one line per check; exit 1 if any failed."""
+    import platform  # here: other commands start without it
+
     results = [_line(True, "python", platform.python_version())]
     try:
         import PySide6

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.commands.common import (EXIT_FAILED, EXIT_OK, EXIT_QUIT, EXIT_USAGE, CommandError, DataFolderError,
                                  paths_for, storage_sentence)
-from app.engine.marketdata.clock import Clock, RealClock, SimClock
-from app.engine.system.logging_setup import configure_logging, register_secret
 from app.engine.marketdata.calendar import MarketCalendar
+
+if TYPE_CHECKING:
+    from app.engine.marketdata.clock import Clock
 
 log = logging.getLogger("autotrader.ui")
 
@@ -89,6 +90,8 @@ def resume_point(paths) -> datetime | None:
 
 def make_clock(mode: str, speed: float, resume_after: datetime | None = None) -> Clock:
     """Real time for Alpaca; a simulated clock (optionally accelerated) for the sim."""
+    from app.engine.marketdata.clock import RealClock, SimClock  # here: other commands start without them
+
     if mode != "sim":
         if speed != 1.0:
             raise CommandError("--speed only works on the simulated market (use --sim)")
@@ -163,6 +166,8 @@ def hold_data_folder(folder: Path):
 
 def _run(args: argparse.Namespace, settings, paths) -> int:
     """The kiosk itself, with the data folder locked."""
+    from app.engine.system.logging_setup import configure_logging, register_secret
+
     try:
         configure_logging(paths.log_dir)
     except OSError as exc:
@@ -173,6 +178,8 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
     warn_exposed_env_files()
     clock = make_clock(settings.mode, args.speed, resume_point(paths) if settings.mode == "sim" else None)
     log.info("starting AutoTrader in %s mode (data in %s)", settings.mode.upper(), paths.root)
+
+    import asyncio
 
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
@@ -244,6 +251,8 @@ def _run(args: argparse.Namespace, settings, paths) -> int:
 
 
 async def _until_quit(app) -> None:
+    import asyncio  # here: every other command starts without it
+
     done = asyncio.get_event_loop().create_future()
     app.aboutToQuit.connect(lambda: None if done.done() else done.set_result(None))
     await done
@@ -275,11 +284,14 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     width, height = _parse_size(args.size)
+    import asyncio
+
     from PySide6.QtCore import QSize
     from PySide6.QtWidgets import QApplication
     import qasync
 
     from app.engine.host.thread import EngineHost
+    from app.engine.marketdata.clock import SimClock
     from app.engine.system.settings import Settings
     from app.ui.kiosk_window import KioskWindow
     from app.ui.screenshot import render_png

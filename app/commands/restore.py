@@ -10,10 +10,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.commands.common import EXIT_FAILED, EXIT_OK, CommandError, paths_for
-from app.engine.system.maintenance import LAST_CYCLE_KEY
 from app.engine.system.data_folder import DataPaths
 from app.engine.system.settings import MODES
-from app.storage.backup import BackupError, backup_mode, check_backup, peek_config, restore_backup
 from app.storage.timefmt import parse_utc_text, utc_text
 
 RECENT_CYCLE = timedelta(minutes=2)
@@ -66,6 +64,9 @@ def kiosk_activity(paths: DataPaths, mode: str, now: datetime | None = None) -> 
         return f"process {', '.join(map(str, holders))} has {paths.system_db} open"
     now = now or datetime.now(timezone.utc)
     try:
+        from app.engine.system.maintenance import LAST_CYCLE_KEY  # here: other commands start without it
+        from app.storage.backup import peek_config
+
         cycle = json.loads(peek_config(paths.system_db, LAST_CYCLE_KEY) or "null")
     except ValueError:
         cycle = None
@@ -100,6 +101,9 @@ def _confirm(prompt: str) -> bool:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Validate the backup, make sure nothing uses system.db, confirm, keep the current file, restore."""
+    # Imported here: other commands start without them.
+    from app.storage.backup import BackupError, backup_mode, check_backup, restore_backup
+
     settings, paths = paths_for(args)
     backup = args.backup.expanduser()
     if not backup.is_file():

@@ -7,7 +7,6 @@ import getpass
 import sys
 
 from app.commands.common import EXIT_OK, CommandError, paths_for
-from app.engine.system.pin import PinError, PinGuard
 from app.engine.system.data_folder import open_system_store
 
 
@@ -30,6 +29,8 @@ def _ask(prompt: str) -> str:
 
 def cmd_set_pin(args: argparse.Namespace) -> int:
     """Ask for the new PIN twice and store its salted hash."""
+    from app.engine.system.pin import PinError, PinGuard  # here: other commands start without it
+
     _, paths = paths_for(args)
     first = _ask("New PIN (4-8 digits): ")
     second = _ask("Repeat the new PIN: ")

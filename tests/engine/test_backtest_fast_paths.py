@@ -20,10 +20,12 @@ import pytest
 
 import app.engine.backtest.isolated  # noqa: F401 - registers how requests and results travel
 from app.engine.algorithm_api import AlgorithmBase, unwrapped_run
-from app.engine.backtest.replay import BacktestRequest, BacktestRunError, MemoryBars, replay_bars
+from app.engine.backtest.replay import BacktestRequest, BacktestRunError, MemoryBars, replay_bars, run_backtest
 from app.engine.marketdata.calendar import MarketCalendar
 from app.engine.plugins.loader import load_algorithm_class
 from app.engine.sim.market import SimMarket
+from app.engine.system.settings import Settings
+from app.storage.market_store import MarketStore
 from app.storage.records import Bar
 from app.storage.timefmt import to_epoch
 
@@ -121,6 +123,41 @@ def test_served_bars_closes_and_fills_equal_the_base_methods_every_minute(tmp_pa
     result = replay_bars(BacktestRequest("probe", "AAPL", FIRST, LAST), bars, algorithm_dirs=[algos])
     assert probe.runs == result.minutes == 3 * 390
     assert len(result.trades) > 500  # a fill on alternate minutes: the checks saw a moving book
+
+
+def test_bars_given_as_columns_are_loaded_whole_once_and_only_when_asked_for() -> None:
+    bars = sim_bars("AAPL", FIRST, FIRST)
+    loads: list[int] = []
+
+    def load() -> list[Bar]:
+        loads.append(1)
+        return list(bars)
+
+    ctx = MemoryBars.of_columns("AAPL", [b.ts for b in bars], [b.open for b in bars], [b.close for b in bars], load)
+    ctx.now, ctx.visible = bars[10].ts, 10
+    assert (ctx.stamps, ctx.opens, ctx.closes) == ([b.ts for b in bars], [b.open for b in bars],
+                                                   [b.close for b in bars]) and loads == []
+    assert ctx.last_bars("AAPL", 3, 2 ** 40) == bars[7:10] and ctx.bars_between("AAPL", 0, 2 ** 40) == bars[:10]
+    assert ctx.bars == bars and loads == [1]
+    changed = MemoryBars.of_columns("AAPL", ctx.stamps, ctx.opens, ctx.closes, lambda: bars[1:])
+    with pytest.raises(BacktestRunError, match="changed while the backtest read them"):
+        changed.bars  # noqa: B018 - the property loads
+
+
+def test_a_backtest_of_stored_bars_equals_the_replay_of_the_same_bars_in_memory(tmp_path: Path) -> None:
+    """run_backtest reads columns and loads whole bars only for an algorithm that asks (the probe
+    does, every minute); both give what the replay of the bars in memory gives."""
+    algos = write(tmp_path / "algos", "probe", PROBE)
+    for algorithm, params, dirs in (("probe", {}, [algos]), ("sma_crossover", {"fast": 3, "slow": 8}, None)):
+        settings = Settings(data_root=tmp_path / "data", sim_forced=True, algorithm_dirs=tuple(dirs or ()))
+        request = BacktestRequest(algorithm, "AAPL", FIRST, LAST, params=params, warmup_sessions=1)
+        stored = run_backtest(request, settings=settings)
+        with MarketStore(tmp_path / "data" / "sim" / "stocks.db") as store:
+            bars = store.bars_between("AAPL", 0, 2 ** 40)
+        assert bars == sim_bars("AAPL", date(2024, 6, 3), LAST)
+        in_memory = replay_bars(request, bars, algorithm_dirs=dirs)
+        assert stored.trades and stored.trades == in_memory.trades
+        assert stored.equity_curve == in_memory.equity_curve and stored.final_value == in_memory.final_value
 
 
 def test_closes_before_outside_a_backtest_is_the_closes_of_bars_before(tmp_path: Path) -> None:
@@ -230,3 +267,63 @@ class Algorithm(AlgorithmBase):
     result = replay_bars(BacktestRequest("mutates", "AAPL", FIRST, FIRST), bars, algorithm_dirs=[algos])
     assert result.minutes == 390
     assert to_epoch(result.equity_curve[-1].timestamp) == to_epoch(CAL.session_close(FIRST))
+
+
+def _equity_case(changes_of, opening):
+    """_equity over three sessions of bars with IEX-style gaps, and the plain per-point rule."""
+    from app.engine.backtest.replay import _equity, _picks, _visible
+
+    days = CAL.sessions_between(FIRST, LAST)
+    per_session = [range(to_epoch(CAL.session_open(d)), to_epoch(CAL.session_close(d)), 60) for d in days]
+    bars = [b for b in sim_bars("AAPL", date(2024, 6, 3), LAST) if b.ts % 420 != 0]
+    stamps, closes = [b.ts for b in bars], [b.close for b in bars]
+    seen = [_visible(stamps, minutes) for minutes in per_session]
+    assert any(isinstance(s, list) for s in seen) and all(s == [sum(t < m for t in stamps) for m in minutes]
+                                                          for s, minutes in zip(seen, per_session))
+    minutes = [m for r in per_session for m in r]
+    end = to_epoch(CAL.session_close(LAST))
+    changes = changes_of(minutes, end)
+    curve = _equity(per_session, seen, closes, 10_000.0, changes, end, 50, (25, 101.5, 390), opening)
+    flat = [v for s in seen for v in s] + [len(closes)]
+    state, values, held = opening, [], []
+    for i, ts in enumerate(minutes + [end]):
+        for change in changes:
+            if change[0] == ts:
+                state = change[1:]
+        mark = closes[flat[i] - 1] if flat[i] else 0.0
+        values.append(state[0] * mark + state[1])
+        held.append(state[0])
+    peak, falls, ratios = -1e300, [], []
+    for value in values:
+        peak = max(peak, value)
+        falls.append(peak - value)
+        ratios.append((peak - value) / peak if peak > 0 else 0.0)
+    picks = list(_picks(len(values), 50))
+    assert [p.value for p in curve.points] == [values[i] for i in picks]
+    assert [p.shares for p in curve.points] == [held[i] for i in picks]
+    assert (curve.max_drawdown, curve.max_drawdown_pct) == (max(falls), max(ratios) * 100)
+    assert curve.exposure_pct == sum(1 for h in held[:-1] if h) / len(minutes) * 100
+    assert [v for _, v in curve.benchmark] == [
+        10_000.0 + 25 * (closes[flat[i] - 1] - 101.5) if flat[i] > 390 else 10_000.0 for i in picks]
+
+
+def test_the_equity_stretches_give_the_values_of_one_point_at_a_time() -> None:
+    """_equity works stretch by stretch between fills, passing over those that cannot set a new
+    worst fall; here against the plain per-point rule (value = shares * last close + cash, running
+    peak, fall, fall / peak)."""
+    _equity_case(lambda minutes, end: [
+        (minutes[10], 30, 7000.0), (minutes[10], 40, 6000.5), (minutes[400], 0, 10_100.25),
+        (minutes[401], 12, 9000.0), (end, 0, 9500.0)], (5, 9500.0))  # two fills in one minute, one at the end
+
+
+def test_the_equity_of_many_random_fills_is_the_per_point_one() -> None:
+    import random
+
+    rng = random.Random(12)
+
+    def changes(minutes: list[int], end: int) -> list[tuple[int, int, float]]:
+        at = sorted(rng.sample(range(len(minutes)), 300))
+        return [(minutes[i], rng.choice((0, 0, rng.randint(1, 90))), rng.uniform(1000, 12_000)) for i in at]
+
+    for _ in range(3):
+        _equity_case(changes, (0, 10_000.0))

@@ -66,3 +66,9 @@ def test_an_isolated_backtest_leaves_the_kiosks_collector_running(tmp_path: Path
     jobs.cancel(job_id)
     with pytest.raises(BacktestCancelled):
         future.result(30)
+
+
+def test_a_backtest_worker_runs_one_openblas_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    request = BacktestRequest("blas_threads", "MSFT", *DAYS, warmup_sessions=1)
+    assert BacktestJobs(settings(tmp_path)).start(request)[1].result(120).minutes == 2 * 390

@@ -69,3 +69,11 @@ def test_a_folder_that_cannot_be_written_only_means_no_cache(tmp_path, monkeypat
         assert blocker.read_text() == ""
     finally:
         calendar_module._tables.cache_clear()
+
+
+def test_the_library_version_in_the_file_name_is_the_installed_one():
+    from importlib import metadata
+
+    assert calendar_cache.library_version("exchange_calendars") == metadata.version("exchange_calendars")
+    assert calendar_cache.library_version("pytest") == metadata.version("pytest")
+    assert calendar_cache.library_version("no_such_package_here") == "unknown"

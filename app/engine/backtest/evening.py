@@ -27,7 +27,7 @@ from app.storage.records import TransactionRecord
 from app.storage.system_store import SystemStore
 from app.storage.timefmt import parse_utc_text, to_epoch
 
-if TYPE_CHECKING:  # the replay (numpy) is imported at the first check, not at the engine's start
+if TYPE_CHECKING:  # the replay is imported at the first check, not at the engine's start
     from app.engine.backtest.replay import BacktestError, BacktestRequest, BacktestResult
 
 log = logging.getLogger("autotrader.engine.backtest")

@@ -22,14 +22,16 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableSequence, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from itertools import chain
-from operator import attrgetter
+from itertools import accumulate, repeat
+from math import inf
+from operator import add, attrgetter, mul, sub, truediv
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -48,7 +50,7 @@ from app.storage.records import Bar, BarSource, TransactionRecord
 from app.storage.timefmt import epoch_text, from_epoch, to_epoch
 
 if TYPE_CHECKING:
-    import numpy as np  # imported where used: a command that only builds a request need not load it
+    from app.engine.backtest.prefetch import BarReader
 
 __all__ = [
     "BacktestCancelled", "BacktestError", "BacktestRequest", "BacktestResult", "BacktestRunError",
@@ -56,6 +58,8 @@ __all__ = [
 ]
 
 ProgressFn = Callable[[float], None]
+# ts, open, close of bars, oldest first: lists, or arrays for ts and open (read by index only)
+Columns = tuple[MutableSequence[int], MutableSequence[float], list[float]]
 
 DEFAULT_CAPITAL = Decimal("10000")
 DEFAULT_WARMUP_SESSIONS = 5
@@ -267,7 +271,9 @@ def _cents(value: Decimal) -> float:
 
 
 def _z(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``YYYY-MM-DDTHH:MM:SSZ`` (as ``utc_text``, in half its time: tens of thousands per result)."""
+    utc = timezone.utc
+    return (moment if moment.tzinfo is utc else moment.astimezone(utc)).isoformat()[:19] + "Z"
 
 
 @dataclass(frozen=True)
@@ -358,6 +364,7 @@ class BacktestResult:
 
 
 _ts_of = attrgetter("ts")
+_open_of = attrgetter("open")
 _close_of = attrgetter("close")
 
 
@@ -382,18 +389,75 @@ class MemoryBars:
     ``now`` is the decision minute; ``visible`` the number of bars with ``ts < now``. Both are
     moved forward by the replay only, so whatever the algorithm asks, no bar at or after ``now``
     is ever returned.
+
+    The replay reads the columns ``stamps``, ``opens`` and ``closes``; the whole bars (``bars``)
+    are made from ``bars`` given, or loaded by ``load`` when an algorithm first asks for one
+    (:meth:`of_columns`): most algorithms read closes only. Bars from ``later_from`` on may still
+    be on their way (:meth:`load_through`).
     """
 
-    __slots__ = ("symbol", "bars", "stamps", "closes", "now", "visible", "fills")
+    __slots__ = ("symbol", "_bars", "_load", "stamps", "opens", "closes", "now", "visible", "_fills", "_unrecorded",
+                 "later_from", "_later")
 
     def __init__(self, symbol: str, bars: Sequence[Bar]) -> None:
         self.symbol = symbol
-        self.bars = list(bars)
-        self.stamps = list(map(_ts_of, self.bars))
-        self.closes = list(map(_close_of, self.bars))  # served by column to closes_before
+        self._bars: list[Bar] | None = list(bars)
+        self._load: Callable[[], list[Bar]] | None = None
+        self.stamps: MutableSequence[int] = list(map(_ts_of, self._bars))
+        self.opens: MutableSequence[float] = list(map(_open_of, self._bars))
+        self.closes = list(map(_close_of, self._bars))  # served by column to closes_before
         self.now = -1
         self.visible = 0
-        self.fills: list[TransactionRecord] = []
+        self._fills: list[TransactionRecord] = []
+        # Fills not made into records yet: (side, shares, recorded price, fill ts). Most algorithms
+        # never ask for their transactions; the book answers position() and uninvested_cash().
+        self._unrecorded: list[tuple[str, int, float, int]] = []
+        self.later_from: int | None = None
+        self._later: Callable[[int], tuple[Columns, int | None]] | None = None
+
+    @classmethod
+    def of_columns(cls, symbol: str, stamps: MutableSequence[int], opens: MutableSequence[float], closes: list[float],
+                   load: Callable[[], list[Bar]],
+                   later: tuple[int, Callable[[int], tuple[Columns, int | None]]] | None = None) -> MemoryBars:
+        """Bars given as columns; ``load()`` returns the same bars whole (see ``bars``).
+
+        ``later``: (ts, more) when the columns end before ``ts``: ``more(ts)`` returns the columns
+        of the next bars from ``ts`` on, and the ts before which the bars are then complete (None:
+        all are). ``load()`` returns them all.
+        """
+        ctx = cls(symbol, ())
+        ctx._bars, ctx._load = None, load
+        ctx.stamps, ctx.opens, ctx.closes = stamps, opens, closes
+        if later is not None:
+            ctx.later_from, ctx._later = later
+        return ctx
+
+    def load_through(self, ts: int | float) -> None:
+        """Append bars to the columns (in place) until every bar with ``ts`` or before is here."""
+        more = self._later
+        while more is not None and self.later_from is not None and self.later_from <= ts:
+            (stamps, opens, closes), self.later_from = more(self.later_from)
+            self.stamps.extend(stamps)
+            self.opens.extend(opens)
+            self.closes.extend(closes)
+        if self.later_from is None:
+            self._later = None
+
+    def load_later(self) -> None:
+        """Append every bar still to come."""
+        self.load_through(inf)
+
+    @property
+    def bars(self) -> list[Bar]:
+        """The bars whole, oldest first (loaded on first use when given as columns)."""
+        if self._bars is None:
+            assert self._load is not None
+            self.load_later()
+            bars = self._load()
+            if [b.ts for b in bars] != list(self.stamps):
+                raise BacktestRunError("the stored bars changed while the backtest read them; run it again")
+            self._bars = bars
+        return self._bars
 
     def last_bars(self, symbol: str, n: int, before_ts: int) -> list[Bar]:
         """The last ``n`` bars with ``ts < min(before_ts, now)``, oldest first."""
@@ -408,6 +472,26 @@ class MemoryBars:
             return []
         hi = self.visible if end_ts >= self.now else bisect_right(self.stamps, end_ts, 0, self.visible)
         return self.bars[bisect_left(self.stamps, start_ts, 0, hi):hi]
+
+    @property
+    def fills(self) -> list[TransactionRecord]:
+        """The replayed card's fills so far as records, oldest first, as the journal records them."""
+        if self._unrecorded:
+            fills = self._fills
+            for side, shares, price, ts in self._unrecorded:
+                fills.append(TransactionRecord(len(fills) + 1, ALGO_ID, side, shares, price, epoch_text(ts), None))
+            self._unrecorded.clear()
+        return self._fills
+
+    def add_fill(self, side: str, shares: int, price: float, ts: int) -> None:
+        """Record a fill of the replay at ``price`` (as booked) in the bar of ``ts``."""
+        self._unrecorded.append((side, shares, price, ts))
+
+    def carry_fill(self, tx: TransactionRecord) -> None:
+        """Record an earlier fill of the card, before the range, under the replayed card's id."""
+        fills = self.fills
+        fills.append(TransactionRecord(len(fills) + 1, ALGO_ID, tx.type, tx.shares, tx.price, tx.timestamp,
+                                       tx.client_order_id))
 
     def transactions(self, algo_id: int) -> tuple[TransactionRecord, ...]:
         """The replayed card's fills so far, oldest first."""
@@ -446,8 +530,7 @@ class _Book:
     def carry(self, ctx: MemoryBars, tx: TransactionRecord) -> None:
         """An earlier fill of the card (before the range): in the book and the history, not a trade."""
         self._apply(tx.type, tx.shares, to_decimal(tx.price, "fill price"))
-        ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, tx.type, tx.shares, tx.price, tx.timestamp,
-                                           tx.client_order_id))
+        ctx.carry_fill(tx)
 
     def fill(self, ctx: MemoryBars, side: str, shares: int, price: Decimal, fill_ts: int, decided_ts: int) -> None:
         # Booked as the journal books a fill, and summed from what is booked: every figure equals
@@ -455,8 +538,7 @@ class _Book:
         recorded = booked_price(price)
         exact = to_decimal(recorded, "fill price")
         amount = self._apply(side, shares, exact)
-        ctx.fills.append(TransactionRecord(len(ctx.fills) + 1, ALGO_ID, side, shares, recorded,
-                                           epoch_text(fill_ts), None))
+        ctx.add_fill(side, shares, recorded, fill_ts)
         self.trades.append(Trade(from_epoch(fill_ts), side, shares, exact, amount, from_epoch(decided_ts)))
 
     def _apply(self, side: str, shares: int, exact: Decimal) -> Decimal:
@@ -502,12 +584,11 @@ def _serve_bars_from(algo: AlgorithmBase, ctx: MemoryBars) -> None:
     cls = type(algo)
     if cls.bars_before is AlgorithmBase.bars_before:
         base_bars = algo.bars_before
-        bars = ctx.bars
 
         def bars_before(n: int, current_time: datetime | None = None) -> list[Bar]:
             if current_time is None and n.__class__ is int and n > 0:
                 end = ctx.visible
-                return bars[end - n if end > n else 0:end]
+                return ctx.bars[end - n if end > n else 0:end]
             return base_bars(n, current_time)
 
         algo.bars_before = bars_before  # type: ignore[method-assign]
@@ -580,54 +661,137 @@ class _Curve:
     exposure_pct: float
 
 
-def _equity(minutes: np.ndarray, visible: np.ndarray, closes: np.ndarray, capital: float,
-            changes: list[tuple[int, int, float]], end_ts: int, limit: int,
+def _visible(stamps: MutableSequence[int], minutes: range) -> Sequence[int]:
+    """For each minute of a session, how many bars have ``ts`` before it (``stamps`` sorted)."""
+    lo = bisect_left(stamps, minutes[0])
+    hi = bisect_left(stamps, minutes[-1] + 1, lo)
+    # A bar every minute (the usual session): list() makes an array's slice comparable.
+    if hi - lo == len(minutes) and list(stamps[lo:hi]) == list(minutes):
+        return range(lo, hi)
+    return [bisect_left(stamps, minute, lo, hi) for minute in minutes]
+
+
+def _equity(per_session: Sequence[range], seen_per_session: Sequence[Sequence[int]], closes: list[float],
+            capital: float, changes: list[tuple[int, int, float]], end_ts: int, limit: int,
             hold: tuple[int, float, int], opening: tuple[int, float] | None = None) -> _Curve:
-    """The value at every decision minute (marked at the last closed bar) and at the end, vectorised.
+    """The value at every decision minute (marked at the last closed bar) and at the end.
 
-    ``changes`` are (minute ts from which it holds, shares, uninvested) after each fill, in order.
-    ``hold`` is buy-and-hold's (shares, price paid, index of the bar it bought at): its value is
-    capital until that bar has closed, then marked at the same closes as the card.
+    ``seen_per_session`` are the bars closed at each minute (``_visible``); ``changes`` are
+    (minute ts from which it holds, shares, uninvested) after each fill, in order. ``hold`` is
+    buy-and-hold's (shares, price paid, index of the bar it bought at): its value is capital until
+    that bar has closed, then marked at the same closes as the card. Between two fills the card's
+    value moves with the closes only, so each stretch is computed in C-level passes (map,
+    accumulate): the same floating-point operations, in the same order, as one value per point.
     """
-    import numpy as np
+    firsts = [minutes[0] for minutes in per_session]
+    offsets = list(accumulate(map(len, per_session), initial=0))  # index of each session's first minute
+    n = offsets[-1]
 
-    n = len(minutes)
-    stamps = np.append(minutes, end_ts)
-    starts = np.searchsorted(stamps, np.array([c[0] for c in changes], dtype=np.int64), "left")
-    # For each point, how many changes have happened by then: an index into the states.
-    state = np.searchsorted(starts, np.arange(n + 1), "right")
+    def seen(i: int) -> int:
+        """The bars closed at point ``i`` (at the end: all of them)."""
+        if i >= n:
+            return len(closes)
+        k = bisect_right(offsets, i) - 1
+        return seen_per_session[k][i - offsets[k]]
+
+    def index_of(ts: int) -> int:
+        """The first point at or after ``ts`` (a decision minute, or the end)."""
+        if ts >= end_ts:
+            return n
+        k = bisect_right(firsts, ts) - 1
+        if k < 0:
+            return 0
+        return offsets[k] + min((ts - firsts[k] + 59) // 60, len(per_session[k]))
+
+    def marks(a: int, b: int) -> list[float]:
+        """The closes points a..b-1 are marked at (0 before any bar has closed): a slice of the
+        closes for the minutes of a session with a bar every minute."""
+        out: list[float] = []
+        k = bisect_right(offsets, a) - 1
+        while a < b:
+            if a >= n:  # the end
+                out.append(closes[-1] if closes else 0.0)
+                break
+            first, stop = offsets[k], min(b, offsets[k + 1])
+            part = seen_per_session[k][a - first:stop - first]
+            if isinstance(part, range) and part.start > 0:
+                out += closes[part.start - 1:part.stop - 1]
+            else:
+                out += [closes[v - 1] if v > 0 else 0.0 for v in part]
+            a, k = stop, k + 1
+        return out
+
     start_shares, start_cash = opening or (0, capital)  # the book before the range's first fill
-    held = np.array([start_shares] + [c[1] for c in changes], dtype=np.int64)[state]
-    cash = np.array([start_cash] + [c[2] for c in changes], dtype=np.float64)[state]
-    seen = np.append(visible, len(closes))
-    marks = np.where(seen > 0, closes[np.maximum(seen - 1, 0)], 0.0)
-    values = held * marks + cash
-    peaks = np.maximum.accumulate(values)
-    falls = peaks - values
-    ratios = np.divide(falls, peaks, out=np.zeros_like(falls), where=peaks > 0)
+    starts = [0] + [index_of(ts) for ts, _, _ in changes]
+    states = [(start_shares, start_cash)] + [(shares, cash) for _, shares, cash in changes]
+    peak, top_fall, top_ratio, held_points = -inf, -inf, -inf, 0
+    for k, (a, (held, cash)) in enumerate(zip(starts, states)):
+        b = starts[k + 1] if k + 1 < len(starts) else n + 1
+        if a >= b:
+            continue
+        if not held:  # 0 * mark + cash: one value for the whole stretch, so one point stands for all
+            peak = max(peak, cash)
+            fall = peak - cash
+            top_fall = max(top_fall, fall)
+            top_ratio = max(top_ratio, fall / peak if peak > 0 else 0.0)
+            continue
+        held_points += min(b, n) - min(a, n)
+        stretch = marks(a, b)
+        if held > 0:
+            # The value grows with the mark (IEEE products and sums are monotone), so the stretch's
+            # peaks, and bounds of its falls, come from its lowest and highest marks. A stretch that
+            # cannot set a new worst fall is passed over: the figures stay those of every point.
+            end_peak = max(peak, held * max(stretch) + cash)
+            first_peak = max(peak, held * stretch[0] + cash)
+            bound = end_peak - (held * min(stretch) + cash)
+            if bound <= top_fall and first_peak > 0 and bound / first_peak <= top_ratio:
+                peak = end_peak
+                continue
+        values = list(map(add, map(mul, repeat(held), stretch), repeat(cash)))
+        peaks = list(accumulate(values, max, initial=peak))[1:]
+        falls = list(map(sub, peaks, values))
+        peak = peaks[-1]
+        top_fall = max(top_fall, max(falls))
+        if peaks[0] > 0:  # peaks only grow: all are positive
+            top_ratio = max(top_ratio, max(map(truediv, falls, peaks)))
+        else:
+            top_ratio = max(top_ratio, max(fall / top if top > 0 else 0.0 for fall, top in zip(falls, peaks)))
     hold_shares, hold_price, hold_bar = hold
-    bench = np.where(seen > hold_bar, capital + hold_shares * (marks - hold_price), capital)
-    picks = _picks(len(stamps), limit)
-    points = tuple(EquityPoint(from_epoch(int(stamps[i])), float(values[i]), int(held[i])) for i in picks)
-    benchmark = tuple((p.timestamp, float(bench[i])) for p, i in zip(points, picks))
-    return _Curve(points, benchmark, float(falls.max()), float(ratios.max()) * 100,
-                  float(np.count_nonzero(held[:n])) / n * 100)
+    points, benchmark = [], []
+    for i in _picks(n + 1, limit):
+        held, cash = states[bisect_right(starts, i) - 1]
+        v = seen(i)
+        mark = closes[v - 1] if v > 0 else 0.0
+        if i < n:
+            k = bisect_right(offsets, i) - 1
+            ts = per_session[k][i - offsets[k]]
+        else:
+            ts = end_ts
+        point = EquityPoint(from_epoch(ts), float(held * mark + cash), held)
+        points.append(point)
+        benchmark.append((point.timestamp, float(capital + hold_shares * (mark - hold_price)) if v > hold_bar
+                          else float(capital)))
+    return _Curve(tuple(points), tuple(benchmark), float(top_fall), float(top_ratio) * 100, held_points / n * 100)
 
 
-def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[date], bars: Sequence[Bar],
+def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[date], ctx: MemoryBars,
             calendar: MarketCalendar, progress: ProgressFn | None, cancel: threading.Event | None,
             progress_from: float = 0.0, data: DataProvenance | None = None,
             halted: Collection[int] = ()) -> BacktestResult:
+    """Replay ``sessions`` over ``ctx``'s bars, which end before the last session's close."""
     began = time.perf_counter()
     symbol = request.symbol
-    per_session = [calendar.session_minutes(day) for day in sessions]
+    # Ranges, not the calendar's lists of minutes: no list of 390 numbers per session.
+    per_session = [range(to_epoch(calendar.session_open(day)), to_epoch(calendar.session_close(day)), 60)
+                   for day in sessions]
     end_ts = to_epoch(calendar.session_close(sessions[-1]))
-    # Bars are sorted by ts: the range ends at the first bar of the last close or later.
-    ctx = MemoryBars(symbol, bars[:bisect_left(_Stamps(bars), end_ts)])
-    all_bars, stamps = ctx.bars, ctx.stamps
-    nbars = len(all_bars)
+    stamps, opens, closes = ctx.stamps, ctx.opens, ctx.closes
+    ctx.load_through(per_session[0][-1])  # the warm-up and the first session
     range_lo = bisect_left(stamps, per_session[0][0])
-    if range_lo >= nbars:
+    if range_lo >= len(stamps) and ctx.later_from is not None:  # nothing of the range is here yet
+        ctx.load_later()
+        range_lo = bisect_left(stamps, per_session[0][0])
+    if range_lo >= len(stamps):
         if data is not None and not data.simulated and data.missing_sessions:
             raise BacktestError(f"no {symbol} bars between {request.start} and {request.end}: "
                                 f"{len(data.missing_sessions):,} sessions missing; import or fetch them "
@@ -639,12 +803,8 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         book.carry(ctx, tx)
     opening = (book.shares, book.cash_f)
     _serve_figures_from(algo, book)
-    import numpy as np  # here, not at the top: a command that only builds a request never loads it
-
-    minutes = np.fromiter(chain.from_iterable(per_session), dtype=np.int64)
-    # Bars with ts < T are what the algorithm may see at decision minute T.
-    visible = np.searchsorted(np.asarray(stamps, dtype=np.int64), minutes, "left")
-    visible_list = visible.tolist()
+    total = sum(map(len, per_session))
+    seen_per_session: list[Sequence[int]] = []  # the bars closed at each minute, session by session
     rule = FillRule(request.slippage_bps)
     refusals: list[Refusal] = []
     refused = 0
@@ -655,9 +815,10 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     def settle(now: int) -> None:
         nonlocal pending
         side, shares, decided, fill_i = pending  # type: ignore[misc]
-        book.fill(ctx, side, shares, rule.price(side, all_bars[fill_i].open), stamps[fill_i], decided)
+        book.fill(ctx, side, shares, rule.price(side, opens[fill_i]), stamps[fill_i], decided)
         changes.append((now, book.shares, book.cash_f))
         pending = None
+        algo._tx_cache = None  # the fills the algorithm may have read changed
 
     # The replay sets the run's time itself (below), so run is called without the live wrapper.
     run = unwrapped_run(algo)
@@ -665,25 +826,28 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     algo._algo_id = ALGO_ID
     fromts = datetime.fromtimestamp
     utc = timezone.utc
-    total = len(minutes)
     done = 0
     _freeze_setup()
     for day_minutes in per_session:
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
+        if ctx.later_from is not None and day_minutes[-1] >= ctx.later_from:
+            ctx.load_through(day_minutes[-1])  # the session's bars are on their way
+        # Bars with ts < T are what the algorithm may see at decision minute T.
+        seen_per_session.append(_visible(stamps, day_minutes))
         if progress is not None:
             progress(progress_from + (1.0 - progress_from) * done / total)
         _collect_young()
         when = fromts(day_minutes[0], utc) - _ONE_MINUTE
-        for now, vis in zip(day_minutes, visible_list[done:done + len(day_minutes)]):
+        for now, vis in zip(day_minutes, seen_per_session[-1]):
             when += _ONE_MINUTE  # session minutes are consecutive: cheaper than a datetime per ts
             ctx.now = now
             ctx.visible = vis
             if pending is not None and pending[3] < vis:  # its fill bar has closed: the fill is known
                 settle(now)
-            # What the wrapper's _enter_run does: ``when`` is on the minute, so floor(when) == now.
+            # What the wrapper's _enter_run does: ``when`` is on the minute, so floor(when) == now
+            # (its cache of the card's fills is dropped by ``settle``, the only change to them).
             algo._now_ts = now
-            algo._tx_cache = None
             try:
                 raw = run(algo, when, ALGO_ID)
             except KeyboardInterrupt:
@@ -705,7 +869,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
             # minute is an open market minute.
             reason = refusal(OrderRequest(
                 side=decision.action, shares=decision.shares,
-                price=Decimal(str(all_bars[vis - 1].close)) if vis else None,
+                price=Decimal(str(closes[vis - 1])) if vis else None,
                 instance_uninvested=book.uninvested, instance_shares=book.shares,
                 market_open=True, halted=now in halted, order_open=pending is not None))
             if reason is not None:
@@ -717,21 +881,22 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
         done += len(day_minutes)
 
     # After the last minute every bar of the range has closed: the last decision can fill.
+    ctx.load_later()
+    nbars = len(stamps)
     unfilled = None
     if pending is not None and pending[3] < nbars:
         settle(end_ts)
     if pending is not None:
         unfilled = (f"the {pending[0]} of {pending[1]} shares decided at {epoch_text(pending[2])} "
                     "had no later bar in the range to fill at")
-    last_close = all_bars[-1].close
+    last_close = closes[-1]
     figures = book.position.figures(request.capital, last_close)
-    bh_shares, bh_price = _buy_and_hold_shares(request.capital, all_bars[range_lo].open, rule)
-    curve = _equity(minutes, visible, np.array(ctx.closes, dtype=np.float64),
-                    float(request.capital), changes, end_ts, request.equity_points,
-                    (bh_shares, float(bh_price), range_lo), opening)
+    bh_shares, bh_price = _buy_and_hold_shares(request.capital, opens[range_lo], rule)
+    curve = _equity(per_session, seen_per_session, closes, float(request.capital), changes, end_ts,
+                    request.equity_points, (bh_shares, float(bh_price), range_lo), opening)
     if progress is not None:
         progress(1.0)
-    bh_pnl, bh_pct = _buy_and_hold(request.capital, all_bars[range_lo].open, last_close, rule)
+    bh_pnl, bh_pct = _buy_and_hold(request.capital, opens[range_lo], last_close, rule)
     return BacktestResult(
         algorithm_type=request.algorithm_type, algorithm_name=str(type(algo).name or request.algorithm_type),
         symbol=symbol, start=request.start, end=request.end, params=MappingProxyType(dict(algo.params)),
@@ -807,7 +972,10 @@ def replay_bars(request: BacktestRequest, bars: Sequence[Bar], *,
     sessions = _sessions(calendar, request)
     if not sessions:
         raise BacktestError(f"no trading sessions between {request.start} and {request.end}")
-    return _replay(algo, request, sessions, bars, calendar, progress, cancel, halted=halted)
+    # Bars are sorted by ts: the range ends at the first bar of the last close or later.
+    end_ts = to_epoch(calendar.session_close(sessions[-1]))
+    ctx = MemoryBars(request.symbol, bars[:bisect_left(_Stamps(bars), end_ts)])
+    return _replay(algo, request, sessions, ctx, calendar, progress, cancel, halted=halted)
 
 
 def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalendar, symbol: str,
@@ -842,7 +1010,7 @@ def _ensure_bars(settings: Settings, store: MarketStore, calendar: MarketCalenda
 @_gc_paused()  # from loading the bars (hundreds of thousands of new tuples) to the results
 def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None, *, settings: Settings | None = None,
-                 now: datetime | None = None) -> BacktestResult:
+                 now: datetime | None = None, reader: BarReader | None = None) -> BacktestResult:
     """Fetch what is missing, load the range once and replay it; safe to call from a worker thread.
 
     ``settings`` (default: loaded from the environment) pick the data folder, the algorithm folders
@@ -851,6 +1019,9 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
     this thread, ``cancel`` is checked about once per session (raises ``BacktestCancelled``).
     Bad input raises ``BacktestError`` before any file is touched; a failing algorithm or an
     unreachable data source raise ``BacktestRunError``.
+
+    ``reader``: the reader of the range's bars that :func:`prefetch_plan` planned
+    (``prefetch.BarReader``), started by the caller, who also closes it.
     """
     from app.engine.system.data_folder import data_paths, open_market_store
     from app.engine.system.settings import SettingsError, load_settings
@@ -862,12 +1033,7 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
             raise BacktestError(str(exc)) from None
     calendar = MarketCalendar()
     algo = _create(request, default_dirs(settings.algorithm_dirs))
-    now_ts = to_epoch(now or datetime.now(timezone.utc))
-    sessions = [d for d in _sessions(calendar, request) if to_epoch(calendar.session_close(d)) <= now_ts]
-    if not sessions:
-        raise BacktestError(f"no completed trading sessions between {request.start} and {request.end}")
-    first = _warmup_start(calendar, sessions[0], request.warmup_sessions)
-    wanted = calendar.sessions_between(first, sessions[-1])
+    sessions, first, wanted = _range(calendar, request, now)
     paths = data_paths(settings)
     try:
         paths.create()
@@ -875,21 +1041,93 @@ def run_backtest(request: BacktestRequest, progress: ProgressFn | None = None,
         raise BacktestError(f"cannot create the data folder {paths.root}: {exc.strerror}") from None
     if cancel is not None and cancel.is_set():
         raise BacktestCancelled("backtest cancelled")
+    symbol = request.symbol
+    lo, hi = to_epoch(calendar.session_open(first)), to_epoch(calendar.session_close(sessions[-1])) - 1
+    if reader is not None and (reader.symbol, reader.bounds[0], reader.bounds[-1]) != (symbol, lo, hi + 1):
+        reader = None  # planned for another range: this one reads its bars alone
     with open_market_store(paths, calendar) as store:
-        fetching = bool(store.missing_sessions(request.symbol, wanted))
-        _ensure_bars(settings, store, calendar, request.symbol, wanted, progress)
+        fetching = bool(store.missing_sessions(symbol, wanted))
+        _ensure_bars(settings, store, calendar, symbol, wanted, progress)
         if cancel is not None and cancel.is_set():
             raise BacktestCancelled("backtest cancelled")
-        data = _provenance(store, calendar, request.symbol, sessions, wanted[:len(wanted) - len(sessions)])
-        if request.require_complete and data.missing_sessions:
-            raise BacktestError(
-                f"{request.symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
-                f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
-                "complete data")
-        bars = store.bars_between(request.symbol, to_epoch(calendar.session_open(first)),
-                                  to_epoch(calendar.session_close(sessions[-1])) - 1)
-    return _replay(algo, request, sessions, bars, calendar, progress, cancel,
-                   progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
+        if reader is not None:
+            reader.go()  # the bars are complete: it reads the range chunk by chunk while the replay runs
+        # One state of stocks.db from here to the end of the replay: the columns read now and the
+        # whole bars an algorithm may ask for later are the same bars.
+        with store.reading():
+            data = _provenance(store, calendar, symbol, sessions, wanted[:len(wanted) - len(sessions)])
+            if request.require_complete and data.missing_sessions:
+                raise BacktestError(
+                    f"{symbol} lacks {len(data.missing_sessions):,} session(s) of {request.start} to "
+                    f"{request.end} ({data.missing_text}); import or fetch them, or run without requiring "
+                    "complete data")
+
+            def whole() -> list[Bar]:
+                return store.bars_between(symbol, lo, hi)
+
+            if reader is None:
+                stamps, opens, closes = store.bar_columns(symbol, lo, hi)
+                ctx = MemoryBars.of_columns(symbol, stamps, opens, closes, whole)
+            else:  # the reader's columns of ts and open stay arrays: no Python number per bar
+                ctx = MemoryBars.of_columns(symbol, array("q"), array("d"), [], whole, (lo, _chunks(reader, store, hi)))
+            return _replay(algo, request, sessions, ctx, calendar, progress, cancel,
+                           progress_from=_FETCH_SHARE if fetching and settings.mode != "sim" else 0.0, data=data)
+
+
+def _range(calendar: MarketCalendar, request: BacktestRequest,
+           now: datetime | None) -> tuple[list[date], date, list[date]]:
+    """The sessions to replay (those closed by ``now``), the first warm-up session, and every
+    session whose bars are loaded (warm-up and range)."""
+    now_ts = to_epoch(now or datetime.now(timezone.utc))
+    sessions = [d for d in _sessions(calendar, request) if to_epoch(calendar.session_close(d)) <= now_ts]
+    if not sessions:
+        raise BacktestError(f"no completed trading sessions between {request.start} and {request.end}")
+    first = _warmup_start(calendar, sessions[0], request.warmup_sessions)
+    return sessions, first, calendar.sessions_between(first, sessions[-1])
+
+
+def prefetch_plan(request: BacktestRequest, settings: Settings,
+                  now: datetime | None) -> tuple[Path, str, list[int], int] | None:
+    """How a second reader (``prefetch.BarReader``) would read a long backtest's bars: (stocks.db,
+    symbol, chunk bounds, session minutes in all); None for a short one or one that fails anyway."""
+    from app.engine.backtest.prefetch import FIRST_SESSIONS, MIN_BARS
+    from app.engine.system.data_folder import data_paths
+
+    calendar = MarketCalendar()
+    try:
+        sessions, first, wanted = _range(calendar, request, now)
+    except BacktestError:
+        return None
+    if len(sessions) * 390 < MIN_BARS:  # 390 minutes in a regular session
+        return None
+    # A few sessions first (the replay starts on them), then chunks twice as long as all before
+    # them: the reader, three times as fast as the replay, has each ready before it is needed.
+    ends, end = [], FIRST_SESSIONS
+    while end < len(sessions):
+        ends.append(end)
+        end *= 2
+    bounds = [to_epoch(calendar.session_open(first))] + [to_epoch(calendar.session_open(sessions[e])) for e in ends]
+    bounds.append(to_epoch(calendar.session_close(sessions[-1])))
+    return data_paths(settings).stocks_db, request.symbol, bounds, sum(map(calendar.minute_count, wanted))
+
+
+def _chunks(reader: BarReader, store: MarketStore, hi: int) -> Callable[[int], tuple[Columns, int | None]]:
+    """The ``more`` of ``MemoryBars.of_columns``: the reader's next chunk when it holds as many bars
+    as this snapshot does in its span; else (a failed reader, a store changed since) the rest of
+    the range read here, in the snapshot."""
+    bounds, symbol = reader.bounds, reader.symbol
+
+    def more(from_ts: int) -> tuple[Columns, int | None]:
+        k = bisect_left(bounds, from_ts)
+        if k < len(bounds) - 1 and bounds[k] == from_ts:
+            chunk = reader.next_chunk()
+            if chunk is not None and \
+                    len(chunk[0]) == sum(store.source_counts(symbol, from_ts, bounds[k + 1] - 1).values()):
+                return chunk, (bounds[k + 1] if k + 2 < len(bounds) else None)
+            reader.close()
+        return store.bar_columns(symbol, from_ts, hi), None  # the rest, read here: no call follows
+
+    return more
 
 
 def _provenance(store: MarketStore, calendar: MarketCalendar, symbol: str, sessions: list[date],

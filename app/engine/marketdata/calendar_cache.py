@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from datetime import date
-from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
 
 log = logging.getLogger("autotrader.engine.calendar")
@@ -37,12 +37,33 @@ def cache_folder() -> Path:
 
 def cache_file(name: str, first_day: date, last_day: date) -> Path:
     """The file of one schedule: calendar ``name`` from ``first_day`` to ``last_day``."""
-    try:
-        version = metadata.version("exchange_calendars")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
+    version = library_version("exchange_calendars")
     return cache_folder() / (f"{_PREFIX}{name}-{first_day.isoformat()}-{last_day.isoformat()}"
                              f"-xc{version}-v{_FORMAT}.json")
+
+
+def library_version(package: str) -> str:
+    """The installed version of ``package`` (a distribution of the same name), or "unknown".
+
+    Read from the name of its ``.dist-info`` folder beside the package, as pip installs it:
+    ``importlib.metadata`` would add a fifth of a one-shot command's imports. Other layouts ask it.
+    """
+    spec = find_spec(package)
+    if spec is not None and spec.origin:
+        site = Path(spec.origin).parent.parent
+        prefix = f"{package}-"
+        try:
+            names = [n for n in os.listdir(site) if n.startswith(prefix) and n.endswith(".dist-info")]
+        except OSError:
+            names = []
+        if len(names) == 1:
+            return names[0][len(prefix):-len(".dist-info")]
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def load(path: Path) -> Schedule | None:

@@ -64,6 +64,12 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def validate_decision(value: Any) -> Decision:
     """Check what ``run`` returned; ``AlgorithmFault(kind='bad_return')`` says what is wrong."""
+    if value.__class__ is tuple and len(value) == 2:
+        action, shares = value
+        # The usual order, checked without the ABC look-ups below (a replay checks thousands).
+        if shares.__class__ is int and (action == "buy" or action == "sell") and 1 <= shares <= MAX_SHARES \
+                and isinstance(action, str):
+            return Decision(action, shares)
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise AlgorithmFault(f"returned {_short(value)}: expected (action, shares)", "bad_return")
     action, shares = value

@@ -52,6 +52,18 @@ def test_each_bar_keeps_its_source(store: MarketStore) -> None:
     assert store.source_counts("AAPL", JUL2_OPEN, JUL2_OPEN + 3600) == {BarSource.ALPACA: 2}
 
 
+def test_source_counts_count_each_source_of_the_range_only(store: MarketStore) -> None:
+    store.upsert_bars("AAPL", bars(JUL2_OPEN, 5), source=BarSource.ALPACA)
+    # One source: the range's rows alone are counted, the bars outside it are not.
+    assert store.source_counts("AAPL", JUL2_OPEN + 60, JUL2_OPEN + 180) == {BarSource.ALPACA: 3}
+    assert store.source_counts("AAPL", JUL2_OPEN + 600, JUL2_OPEN + 900) == {}
+    stage(store, [(2, "AAPL", b) for b in bars(JUL2_OPEN + 300, 2)])  # imported minutes after them
+    assert store.sources("AAPL") == {BarSource.ALPACA, BarSource.IMPORTED}
+    assert store.source_counts("AAPL", JUL2_OPEN + 180, JUL2_OPEN + 3600) == \
+        {BarSource.ALPACA: 2, BarSource.IMPORTED: 2}
+    assert store.source_counts("NONE", JUL2_OPEN, JUL2_OPEN + 3600) == {}
+
+
 def test_synthetic_bars_are_refused_for_a_symbol_with_real_bars_and_get_no_coverage(store: MarketStore) -> None:
     stage(store, [(2, "AAPL", b) for b in bars(JUL2_OPEN, 3, close=3092.91)])
     before = rows(store, "AAPL")
