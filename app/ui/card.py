@@ -56,24 +56,25 @@ class Card(QWidget):
 
         # Read from across the room: ticker and price at figure size, the P&L at glance size (≥ 40 px on
         # the 7" panel); everything else is for someone standing at the wall.
-        self.title = ElidedLabel(size="figure")  # the ticker: never elided
+        self.title = ElidedLabel(size="figure", background=theme.BLACK)  # the ticker: never elided
         self.title.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
-        self.algo = ElidedLabel(size="large")  # "· SMA 20/50": one size down, so both fit on 244 px
-        self.subtitle = ElidedLabel(size="small")
+        # "· SMA 20/50": one size down, so both fit on 244 px
+        self.algo = ElidedLabel(size="large", background=theme.BLACK)
+        self.subtitle = ElidedLabel(size="small", background=theme.BLACK)
         self.subtitle.set_color(theme.DIM)
-        self.price = ElidedLabel(size="figure")
-        self.price_time = ElidedLabel(size="small", align=Qt.AlignmentFlag.AlignRight)
+        self.price = ElidedLabel(size="figure", background=theme.BLACK)
+        self.price_time = ElidedLabel(size="small", align=Qt.AlignmentFlag.AlignRight, background=theme.BLACK)
         self.price_time.set_color(theme.DIM)
         self.price_time.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
         self.sparkline = Sparkline()
-        self.pnl = ElidedLabel(size="glance")
-        self.pnl_pct = ElidedLabel(size="large", align=Qt.AlignmentFlag.AlignRight)
-        self.value = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
-        self.shares = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
-        self.trades = ElidedLabel(align=Qt.AlignmentFlag.AlignRight)
-        self.last_action = ElidedLabel(size="small")
+        self.pnl = ElidedLabel(size="glance", background=theme.BLACK)
+        self.pnl_pct = ElidedLabel(size="large", align=Qt.AlignmentFlag.AlignRight, background=theme.BLACK)
+        self.value = ElidedLabel(align=Qt.AlignmentFlag.AlignRight, background=theme.BLACK)
+        self.shares = ElidedLabel(align=Qt.AlignmentFlag.AlignRight, background=theme.BLACK)
+        self.trades = ElidedLabel(align=Qt.AlignmentFlag.AlignRight, background=theme.BLACK)
+        self.last_action = ElidedLabel(size="small", background=theme.BLACK)
         self.last_action.set_color(theme.DIM)
-        self.status = ElidedLabel(size="small", lines=2)
+        self.status = ElidedLabel(size="small", lines=2, background=theme.BLACK)
 
         self._layout = layout = QVBoxLayout(self)
         layout.setSpacing(2)
@@ -93,7 +94,7 @@ class Card(QWidget):
         for caption, widget in (("RETURN", self.pnl_pct), ("VALUE", self.value), ("SHARES", self.shares),
                                 ("TRADES", self.trades)):
             row = QHBoxLayout()
-            cap = ElidedLabel(caption, size="small")
+            cap = ElidedLabel(caption, size="small", background=theme.BLACK)
             cap.set_color(theme.DIM)
             row.addWidget(cap, 1)
             row.addWidget(widget, 2)

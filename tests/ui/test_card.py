@@ -167,3 +167,21 @@ def test_pnl_state_rounds_to_cents():
     assert pnl_state(Decimal("0.005")) == "profit"
     assert pnl_state(Decimal("-0.005")) == "loss"
     assert pnl_state(Decimal("0.0049")) == "even"
+
+
+def test_card_labels_paint_their_own_black_background(qtbot):
+    """Opaque labels: a new figure repaints the label alone, not the card behind it; an empty one is
+    black, not whatever was drawn there before."""
+    from PySide6.QtCore import Qt
+
+    from app.ui.widgets import ElidedLabel
+
+    card = Card(samples.snapshot(1, pnl="5"), METRICS)
+    qtbot.addWidget(card)
+    card.resize(METRICS.card_width, 380)
+    labels = card.findChildren(ElidedLabel)
+    assert labels and all(lab.testAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent) for lab in labels)
+    assert card.status.text() == ""  # healthy: no status line
+    card.status.resize(100, 20)
+    image = card.status.grab().toImage()
+    assert {image.pixelColor(x, y).name() for x in range(image.width()) for y in range(image.height())} == {"#000000"}
