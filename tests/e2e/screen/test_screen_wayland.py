@@ -21,7 +21,9 @@ IDS = [f"{w}x{h}" for w, h in SIZES]
 def test_full_screen_covers_the_output(width, height):
     with weston(width, height) as compositor, wayland_probe(compositor) as probe:
         first = probe.report()
-        view, graph = wait_for_toplevel(compositor, probe.process.pid, lambda v: v.rect == (0, 0, width, height))
+        view, graph = wait_for_toplevel(compositor, probe.process.pid,
+                                        lambda v, g: v.rect == (0, 0, width, height)
+                                        and all(other.layer >= v.layer for other in views(g)))
         report = probe.fresh_report()
     assert first["platform"] == report["platform"] == "wayland"
     assert output_mode(graph) == (width, height)
@@ -49,7 +51,7 @@ def test_windowed_opens_inside_the_output(width, height):
     with weston(width, height) as compositor, wayland_probe(compositor, "--windowed") as probe:
         probe.report()
         view, graph = wait_for_toplevel(compositor, probe.process.pid,
-                                        lambda v: _inside(v.rect, width, height))
+                                        lambda v, g: _inside(v.rect, width, height))
         report = probe.fresh_report()
     assert report["platform"] == "wayland"
     assert report["screen"] == [0, 0, width, height], report

@@ -210,13 +210,14 @@ def wayland_probe(compositor: Weston, *args: str) -> Iterator[WaylandProbe]:
 
 
 def wait_for_toplevel(compositor: Weston, pid: int, settled, timeout: float = 30.0) -> tuple[View | None, str]:
-    """Poll the scene graph until ``pid``'s toplevel satisfies ``settled(view)``; the last view and dump."""
+    """Poll the scene graph until ``pid``'s toplevel satisfies ``settled(view, dump)``; the last view
+    and dump. (weston's own start-up fade is a view above every layer for its first moments.)"""
     deadline = time.monotonic() + timeout
     view, text = None, ""
     while time.monotonic() < deadline:
         text = scene_graph_text(compositor)
         view = toplevel_of(text, pid)
-        if view is not None and settled(view):
+        if view is not None and settled(view, text):
             break
         time.sleep(0.2)
     return view, text
