@@ -56,6 +56,38 @@ def wait_ready(proc: subprocess.Popen, log: Path) -> dict:
     return json.loads(line[len("READY "):])
 
 
+def kill_a_child(log: Path, command: list[str], env: dict, after_s: float | None, note: str) -> dict:
+    """Start a crash child, SIGKILL it once ready and ``after_s`` seconds later, or (None) once it
+    says it is holding at its fill; its ready record."""
+    with log.open("w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, cwd=PROJECT, env=env)
+        try:
+            ready_record = wait_ready(proc, log)
+            if after_s is None:
+                ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
+                line = proc.stdout.readline() if ready else ""
+                assert line.startswith("HOLDING "), f"no fill to hold {note}: {line!r}\n{log.read_text()[-3000:]}"
+            else:
+                time.sleep(after_s)
+            assert proc.poll() is None, f"child exited by itself {note}:\n{log.read_text()[-3000:]}"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            proc.stdout.close()
+    return ready_record
+
+
+def finish(tmp_path: Path, root: Path, algos: Path, env: dict) -> None:
+    """The last child: starts on what the kills left, reconciles, and exits cleanly."""
+    finish_log = tmp_path / "child-finish.log"
+    with finish_log.open("w") as err:
+        done = subprocess.run(child_command(root, algos, "--finish"), stdout=subprocess.PIPE, stderr=err,
+                              text=True, cwd=PROJECT, env=env, timeout=60)
+    assert done.returncode == 0, finish_log.read_text()[-3000:]
+
+
 def broker_fills(book_file: Path) -> dict[str, tuple]:
     """Filled orders straight from the sim broker's file: client id -> (symbol, side, qty, price)."""
     conn = sqlite3.connect(f"file:{book_file}?mode=ro", uri=True)
@@ -126,36 +158,13 @@ def test_sigkill_at_random_moments_never_loses_or_doubles_a_fill(tmp_path):
     started = time.monotonic()
     restarts: list[dict] = []
     for i in range(KILLS):
-        log = tmp_path / f"child-{i}.log"
-        with log.open("w") as err:
-            # The first child stops just before it records a fill the broker made: that kill lands
-            # between a fill and its record on any machine; the others land where chance puts them.
-            extra = ("--hold-at-fill",) if i == 0 else ()
-            proc = subprocess.Popen(child_command(root, algos, *extra), stdout=subprocess.PIPE, stderr=err,
-                                    text=True, cwd=PROJECT, env=env)
-            try:
-                restarts.append(wait_ready(proc, log))
-                if i == 0:
-                    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-                    line = proc.stdout.readline() if ready else ""
-                    assert line.startswith("HOLDING "), f"no fill to hold {note}: {line!r}\n{log.read_text()[-3000:]}"
-                else:
-                    # Up to 0.6 s: system.db fsyncs every commit (synchronous=FULL), so a minute of 16 cards
-                    # costs ~50 synced commits; 0.3 s left the child too little time to trade enough minutes.
-                    time.sleep(rng.uniform(0.0, 0.6))
-                assert proc.poll() is None, f"child exited by itself {note}:\n{log.read_text()[-3000:]}"
-                proc.send_signal(signal.SIGKILL)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait(10)
-                proc.stdout.close()
-
-    finish_log = tmp_path / "child-finish.log"
-    with finish_log.open("w") as err:
-        done = subprocess.run(child_command(root, algos, "--finish"), stdout=subprocess.PIPE, stderr=err,
-                              text=True, cwd=PROJECT, env=env, timeout=60)
-    assert done.returncode == 0, finish_log.read_text()[-3000:]
+        # The first child stops just before it records a fill the broker made: that kill lands
+        # between a fill and its record on any machine; the others land where chance puts them,
+        # up to 0.6 s in: system.db fsyncs every commit (synchronous=FULL), so a minute of 16 cards
+        # costs ~50 synced commits; 0.3 s left the child too little time to trade enough minutes.
+        restarts.append(kill_a_child(tmp_path / f"child-{i}.log", child_command(root, algos, *(
+            ("--hold-at-fill",) if i == 0 else ())), env, None if i == 0 else rng.uniform(0.0, 0.6), note))
+    finish(tmp_path, root, algos, env)
     elapsed = time.monotonic() - started
 
     # The kills landed while orders were being placed and recorded: restarts found open orders and
@@ -233,33 +242,11 @@ def test_sigkill_mid_netted_minutes_books_every_card_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
     restarts: list[dict] = []
     for i in range(NETTED_KILLS):
-        log = tmp_path / f"child-{i}.log"
-        with log.open("w") as err:
-            # The first child stops just before it books a netted order the broker filled: that kill
-            # lands mid-netted-minute on any machine; the others land where chance puts them.
-            extra = ("--hold-at-netted-fill",) if i == 0 else ()
-            proc = subprocess.Popen(child_command(root, algos, *extra), stdout=subprocess.PIPE, stderr=err,
-                                    text=True, cwd=PROJECT, env=env)
-            try:
-                restarts.append(wait_ready(proc, log))
-                if i == 0:
-                    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-                    line = proc.stdout.readline() if ready else ""
-                    assert line.startswith("HOLDING "), f"no netted fill to hold {note}: {line!r}"
-                else:
-                    time.sleep(rng.uniform(0.0, 0.3))
-                assert proc.poll() is None, f"child exited by itself {note}:\n{log.read_text()[-3000:]}"
-                proc.send_signal(signal.SIGKILL)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait(10)
-                proc.stdout.close()
-    finish_log = tmp_path / "child-finish.log"
-    with finish_log.open("w") as err:
-        done = subprocess.run(child_command(root, algos, "--finish"), stdout=subprocess.PIPE, stderr=err,
-                              text=True, cwd=PROJECT, env=env, timeout=60)
-    assert done.returncode == 0, finish_log.read_text()[-3000:]
+        # The first child stops just before it books a netted order the broker filled: that kill
+        # lands mid-netted-minute on any machine; the others land where chance puts them.
+        restarts.append(kill_a_child(tmp_path / f"child-{i}.log", child_command(root, algos, *(
+            ("--hold-at-netted-fill",) if i == 0 else ())), env, None if i == 0 else rng.uniform(0.0, 0.3), note))
+    finish(tmp_path, root, algos, env)
     assert len({r["minute"] for r in restarts}) >= NETTED_KILLS // 3, f"too little progress {note}"
     # The held kill left a filled netted order unbooked: the next start found it open and booked
     # every card's share of it (at least two cards), once (audit_bookings below).

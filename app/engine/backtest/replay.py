@@ -781,9 +781,7 @@ def _replay(algo: AlgorithmBase, request: BacktestRequest, sessions: Sequence[da
     """Replay ``sessions`` over ``ctx``'s bars, which end before the last session's close."""
     began = time.perf_counter()
     symbol = request.symbol
-    # Ranges, not the calendar's lists of minutes: no list of 390 numbers per session.
-    per_session = [range(to_epoch(calendar.session_open(day)), to_epoch(calendar.session_close(day)), 60)
-                   for day in sessions]
+    per_session = [calendar.session_minute_range(day) for day in sessions]
     end_ts = to_epoch(calendar.session_close(sessions[-1]))
     stamps, opens, closes = ctx.stamps, ctx.opens, ctx.closes
     ctx.load_through(per_session[0][-1])  # the warm-up and the first session
@@ -1098,7 +1096,8 @@ def prefetch_plan(request: BacktestRequest, settings: Settings,
         sessions, first, wanted = _range(calendar, request, now)
     except BacktestError:
         return None
-    if len(sessions) * 390 < MIN_BARS:  # 390 minutes in a regular session
+    minutes = sum(map(calendar.minute_count, wanted))
+    if minutes < MIN_BARS:
         return None
     # A few sessions first (the replay starts on them), then chunks twice as long as all before
     # them: the reader, three times as fast as the replay, has each ready before it is needed.
@@ -1108,7 +1107,7 @@ def prefetch_plan(request: BacktestRequest, settings: Settings,
         end *= 2
     bounds = [to_epoch(calendar.session_open(first))] + [to_epoch(calendar.session_open(sessions[e])) for e in ends]
     bounds.append(to_epoch(calendar.session_close(sessions[-1])))
-    return data_paths(settings).stocks_db, request.symbol, bounds, sum(map(calendar.minute_count, wanted))
+    return data_paths(settings).stocks_db, request.symbol, bounds, minutes
 
 
 def _chunks(reader: BarReader, store: MarketStore, hi: int) -> Callable[[int], tuple[Columns, int | None]]:

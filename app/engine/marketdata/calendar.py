@@ -175,8 +175,12 @@ class MarketCalendar:
 
     def session_minutes(self, day: date) -> list[int]:
         """Epoch seconds of every bar minute of session ``day``: 390 on a full day, 210 on an early close."""
+        return list(self.session_minute_range(day))
+
+    def session_minute_range(self, day: date) -> range:
+        """:meth:`session_minutes` as a range (no list of 390 numbers, for a replay of years)."""
         open_ts, close_ts = self._bounds(day)
-        return list(range(open_ts, close_ts, _MINUTE))
+        return range(open_ts, close_ts, _MINUTE)
 
     def minute_count(self, day: date) -> int:
         """Number of bar minutes in session ``day``."""
